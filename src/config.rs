@@ -1,0 +1,325 @@
+//! Typed settings: `config/default.toml`, then `config/<env>.toml`, then `SENTIENT__SECTION__KEY`
+//! environment variables, then `DATABASE_URL` / `NATS_URL`. Secrets are wrapped so that `Debug`
+//! prints `[REDACTED]` instead of them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sqlx::postgres::PgConnectOptions;
+
+/// Everything the service can be told, one struct per section of `config/default.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Application-wide behaviour (time zone).
+    pub app: AppSettings,
+    /// The HTTP listener.
+    pub server: ServerSettings,
+    /// PostgreSQL, the system of record.
+    pub database: DatabaseSettings,
+    /// NATS with JetStream, the work distributor.
+    pub nats: NatsSettings,
+    /// Logs.
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    /// IANA time zone in which dates are shown to people.
+    pub timezone: chrono_tz::Tz,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind; 0 lets the OS pick (tests).
+    pub port: u16,
+    /// Per-request time limit.
+    pub request_timeout_secs: u64,
+    /// Upper bound on graceful shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connection string; secret because it may carry a password.
+    pub url: SecretString,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Connection and pool-acquire timeout.
+    pub acquire_timeout_secs: u64,
+    /// Create the database at start when it is missing.
+    pub create_if_missing: bool,
+    /// Apply migrations at start.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSettings {
+    /// Server URL; may carry credentials, so it is secret.
+    pub url: SecretString,
+    /// Time limit for the first connection.
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured when on a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Output format of logs.
+    pub format: LogFormat,
+    /// Default EnvFilter directive (RUST_LOG wins).
+    pub filter: String,
+}
+
+impl Settings {
+    /// Loads settings from `config/` in the current directory (or `SENTIENT_CONFIG_DIR`) for the
+    /// environment named by `SENTIENT_ENV` (default `local`).
+    pub fn load() -> anyhow::Result<Self> {
+        let dir = std::env::var_os("SENTIENT_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        let env = std::env::var("SENTIENT_ENV").unwrap_or_else(|_| "local".to_owned());
+        Self::load_from(&dir, &env, &std::env::vars().collect())
+    }
+
+    /// Loads settings from `dir` for environment `env` with the process environment `vars`, so
+    /// tests can supply their own.
+    pub fn load_from(
+        dir: &Path,
+        env: &str,
+        vars: &HashMap<String, String>,
+    ) -> anyhow::Result<Self> {
+        let default = dir.join("default.toml");
+        if !default.exists() {
+            bail!(
+                "configuration file {} not found (run from the project folder or set SENTIENT_CONFIG_DIR)",
+                default.display()
+            );
+        }
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(default))
+            .add_source(config::File::from(dir.join(format!("{env}.toml"))).required(false))
+            .add_source(
+                config::Environment::with_prefix("SENTIENT")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(
+                        vars.iter()
+                            .filter(|(k, _)| k.starts_with("SENTIENT__"))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    )),
+            );
+        for (name, key) in [("DATABASE_URL", "database.url"), ("NATS_URL", "nats.url")] {
+            if let Some(value) = vars.get(name).filter(|v| !v.is_empty()) {
+                builder = builder.set_override(key, value.as_str())?;
+            }
+        }
+        let settings: Settings = builder
+            .build()
+            .context("reading configuration")?
+            .try_deserialize()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: ranges and well-formed URLs. Each message names its key.
+    fn validate(&self) -> anyhow::Result<()> {
+        PgConnectOptions::from_str(self.database.url.expose_secret())
+            .map_err(|e| anyhow::anyhow!("invalid configuration: database.url: {e}"))?;
+        let nats = self.nats.url.expose_secret();
+        if !(nats.starts_with("nats://")
+            || nats.starts_with("tls://")
+            || nats.starts_with("ws://")
+            || nats.starts_with("wss://"))
+        {
+            bail!("invalid configuration: nats.url must start with nats://, tls://, ws:// or wss://");
+        }
+        for (key, value) in [
+            ("server.request_timeout_secs", self.server.request_timeout_secs),
+            ("server.shutdown_timeout_secs", self.server.shutdown_timeout_secs),
+            ("database.acquire_timeout_secs", self.database.acquire_timeout_secs),
+            ("nats.connect_timeout_secs", self.nats.connect_timeout_secs),
+        ] {
+            if value == 0 {
+                bail!("invalid configuration: {key} must be at least 1");
+            }
+        }
+        if self.database.max_connections == 0 {
+            bail!("invalid configuration: database.max_connections must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl DatabaseSettings {
+    /// Connection options parsed from the URL (validated at load time).
+    pub fn connect_options(&self) -> PgConnectOptions {
+        PgConnectOptions::from_str(self.url.expose_secret())
+            .expect("database.url was validated when settings were loaded")
+    }
+
+    /// `host:port/database` for messages: never the user or password.
+    pub fn display_target(&self) -> String {
+        let o = self.connect_options();
+        format!(
+            "{}:{}/{}",
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or("(default)")
+        )
+    }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.acquire_timeout_secs)
+    }
+}
+
+impl NatsSettings {
+    /// The server address without credentials, for messages.
+    pub fn display_target(&self) -> String {
+        let url = self.url.expose_secret();
+        match url::Url::parse(url) {
+            Ok(u) => format!(
+                "{}://{}:{}",
+                u.scheme(),
+                u.host_str().unwrap_or("?"),
+                u.port().unwrap_or(4222)
+            ),
+            Err(_) => "(unparseable nats.url)".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
+    }
+
+    fn load(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_from(&config_dir(), "local", &vars)
+    }
+
+    #[test]
+    fn defaults_load_and_are_valid() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(s.app.timezone, chrono_tz::Asia::Jakarta);
+        assert_eq!(s.telemetry.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn database_url_and_nats_url_are_honoured() {
+        let s = load(&[
+            ("DATABASE_URL", "postgres://u:pw@db.example:6543/hub"),
+            ("NATS_URL", "nats://nats.example:4333"),
+        ])
+        .unwrap();
+        assert_eq!(s.database.display_target(), "db.example:6543/hub");
+        assert_eq!(s.nats.display_target(), "nats://nats.example:4333");
+    }
+
+    #[test]
+    fn secrets_are_not_printed_by_debug() {
+        let s = load(&[("DATABASE_URL", "postgres://u:hunter2@db/hub")]).unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("REDACTED"));
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let dir = tempdir_with("[server]\nport = \"eighty\"\n");
+        let err = Settings::load_from(dir.path(), "bad", &HashMap::new()).unwrap_err();
+        assert!(format!("{err:#}").contains("server.port"), "{err:#}");
+
+        let dir = tempdir_with("[nats]\nurl = \"http://localhost\"\n");
+        let err = Settings::load_from(dir.path(), "bad", &HashMap::new()).unwrap_err();
+        assert!(format!("{err:#}").contains("nats.url"), "{err:#}");
+
+        let dir = tempdir_with("[server]\nshutdown_timeout_secs = 0\n");
+        let err = Settings::load_from(dir.path(), "bad", &HashMap::new()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("server.shutdown_timeout_secs"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn section_key_variables_override_files() {
+        let s = load(&[
+            ("SENTIENT__SERVER__PORT", "9191"),
+            ("SENTIENT__TELEMETRY__FORMAT", "json"),
+        ])
+        .unwrap();
+        assert_eq!(s.server.port, 9191);
+        assert_eq!(s.telemetry.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let dir = tempdir_with("[server]\nprot = 1\n");
+        let err = Settings::load_from(dir.path(), "bad", &HashMap::new()).unwrap_err();
+        assert!(format!("{err:#}").contains("prot"), "{err:#}");
+    }
+
+    /// A config folder holding the real default.toml plus `bad.toml` with `overlay`.
+    fn tempdir_with(overlay: &str) -> TempDir {
+        let dir = TempDir::new();
+        std::fs::copy(
+            config_dir().join("default.toml"),
+            dir.path().join("default.toml"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("bad.toml"), overlay).unwrap();
+        dir
+    }
+
+    /// Minimal self-deleting temporary folder (keeps dev-dependencies small).
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            let p = std::env::temp_dir().join(format!("sentient-cfg-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

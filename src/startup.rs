@@ -1,0 +1,193 @@
+//! Building and running the application: `Application::build(settings)` connects to its
+//! dependencies and binds its listener; `run_until_stopped(shutdown)` serves until the shutdown
+//! future resolves, then drains in-flight requests for at most `server.shutdown_timeout_secs`.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{NatsSettings, Settings};
+use crate::{db, http, telemetry};
+
+/// What every handler may reach, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The system of record.
+    pub db: PgPool,
+    /// NATS connection (JetStream work distribution, LLM requests, alerts).
+    pub nats: async_nats::Client,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// The settings the app was built with.
+    pub settings: Arc<Settings>,
+}
+
+/// A built application: connected, migrated, listening, not yet serving.
+pub struct Application {
+    /// The port actually bound (differs from the setting when that was 0).
+    port: u16,
+    /// The bound listener, handed to axum in `run_until_stopped`.
+    listener: TcpListener,
+    /// Routes with their middleware and state.
+    router: Router,
+    /// Upper bound on graceful shutdown.
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    /// Connects to PostgreSQL (migrating when configured) and NATS, and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = db::connect(&settings.database).await?;
+        if settings.database.migrate_on_start {
+            db::migrate(&db).await?;
+        }
+        let nats = connect_nats(&settings.nats).await?;
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let port = listener.local_addr()?.port();
+        let shutdown_timeout = Duration::from_secs(settings.server.shutdown_timeout_secs);
+        let state = AppState {
+            db,
+            nats,
+            metrics: telemetry::metrics_handle(),
+            settings: Arc::new(settings),
+        };
+        Ok(Self {
+            port,
+            listener,
+            router: build_router(state),
+            shutdown_timeout,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+    /// and returns — after `server.shutdown_timeout_secs` at the latest.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(port = self.port, "listening");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        })
+        .into_future();
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            result = &mut server => return result.context("HTTP server failed"),
+            () = shutdown => {}
+        }
+        tracing::info!(
+            grace_secs = self.shutdown_timeout.as_secs(),
+            "shutdown requested; draining in-flight requests"
+        );
+        let _ = stop_tx.send(());
+        match tokio::time::timeout(self.shutdown_timeout, server).await {
+            Ok(result) => result.context("HTTP server failed while draining")?,
+            Err(_) => tracing::warn!("graceful shutdown timed out; exiting with requests in flight"),
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// All routes, with request ids, tracing, metrics and a time limit. Separate from serving so it
+/// can be exercised on its own.
+pub fn build_router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = Duration::from_secs(state.settings.server.request_timeout_secs);
+    Router::new()
+        .merge(http::health::router())
+        .with_state(state)
+        .layer(axum::middleware::from_fn(telemetry::track_http))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "http",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    request_id = %id,
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Connects to NATS once; afterwards the client reconnects by itself. Fails with the target
+/// (without credentials) when the server cannot be reached in time.
+pub async fn connect_nats(settings: &NatsSettings) -> anyhow::Result<async_nats::Client> {
+    let timeout = Duration::from_secs(settings.connect_timeout_secs);
+    let target = settings.display_target();
+    let options = async_nats::ConnectOptions::new()
+        .name("sentient-hub")
+        .connection_timeout(timeout);
+    tokio::time::timeout(
+        timeout,
+        async_nats::connect_with_options(settings.url.expose_secret(), options),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("timed out after {}s", timeout.as_secs()))
+    .and_then(|r| r.map_err(anyhow::Error::from))
+    .with_context(|| format!("cannot connect to NATS at {target}"))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,41 @@
+//! The binary itself: bad environments give one clear line and a non-zero exit, never a panic.
+
+use std::process::Command;
+
+fn hub() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sentient-hub"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+#[test]
+fn unreachable_database_gives_one_line_and_exit_code_1() {
+    let output = hub()
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://hub:topsecret@127.0.0.1:1/hub")
+        .env("SENTIENT__DATABASE__ACQUIRE_TIMEOUT_SECS", "2")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("sentient-hub: error: cannot reach PostgreSQL at 127.0.0.1:1/hub"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("topsecret"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn invalid_configuration_names_the_key() {
+    let output = hub()
+        .arg("migrate")
+        .env("SENTIENT__SERVER__PORT", "not-a-port")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("server.port"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

@@ -1,0 +1,4 @@
+mod cli;
+mod health;
+mod helpers;
+mod startup;
