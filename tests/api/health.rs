@@ -82,5 +82,8 @@ async fn metrics_expose_request_counts_and_latencies() {
     let count: f64 = count_line.rsplit(' ').next().unwrap().parse().unwrap();
     // The recorder is process-wide: other tests add to it, never subtract.
     assert!(count >= 3.0, "{count_line}");
-    assert!(text.contains("http_request_duration_seconds_bucket{"), "{text}");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket{"),
+        "{text}"
+    );
 }

@@ -1,4 +1,6 @@
 mod cli;
 mod health;
 mod helpers;
+mod migrations;
+mod roles;
 mod startup;

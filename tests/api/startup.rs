@@ -10,9 +10,15 @@ async fn build_fails_clearly_when_postgres_is_unreachable() {
     let mut settings = base_settings();
     settings.database.url = SecretString::from("postgres://nobody:s3cret@127.0.0.1:1/hub");
     settings.database.acquire_timeout_secs = 2;
-    let err = Application::build(settings).await.err().expect("build fails");
+    let err = Application::build(settings)
+        .await
+        .err()
+        .expect("build fails");
     let message = format!("{err:#}");
-    assert!(message.contains("PostgreSQL at 127.0.0.1:1/hub"), "{message}");
+    assert!(
+        message.contains("PostgreSQL at 127.0.0.1:1/hub"),
+        "{message}"
+    );
     assert!(!message.contains("s3cret"), "{message}");
 }
 
@@ -22,7 +28,10 @@ async fn build_fails_clearly_when_nats_is_unreachable() {
     let mut settings = db.settings.clone();
     settings.nats.url = SecretString::from("nats://127.0.0.1:1");
     settings.nats.connect_timeout_secs = 2;
-    let err = Application::build(settings).await.err().expect("build fails");
+    let err = Application::build(settings)
+        .await
+        .err()
+        .expect("build fails");
     let message = format!("{err:#}");
     assert!(message.contains("NATS at nats://127.0.0.1:1"), "{message}");
 }
