@@ -154,12 +154,23 @@ impl Settings {
             || nats.starts_with("ws://")
             || nats.starts_with("wss://"))
         {
-            bail!("invalid configuration: nats.url must start with nats://, tls://, ws:// or wss://");
+            bail!(
+                "invalid configuration: nats.url must start with nats://, tls://, ws:// or wss://"
+            );
         }
         for (key, value) in [
-            ("server.request_timeout_secs", self.server.request_timeout_secs),
-            ("server.shutdown_timeout_secs", self.server.shutdown_timeout_secs),
-            ("database.acquire_timeout_secs", self.database.acquire_timeout_secs),
+            (
+                "server.request_timeout_secs",
+                self.server.request_timeout_secs,
+            ),
+            (
+                "server.shutdown_timeout_secs",
+                self.server.shutdown_timeout_secs,
+            ),
+            (
+                "database.acquire_timeout_secs",
+                self.database.acquire_timeout_secs,
+            ),
             ("nats.connect_timeout_secs", self.nats.connect_timeout_secs),
         ] {
             if value == 0 {

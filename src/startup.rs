@@ -107,7 +107,9 @@ impl Application {
         let _ = stop_tx.send(());
         match tokio::time::timeout(self.shutdown_timeout, server).await {
             Ok(result) => result.context("HTTP server failed while draining")?,
-            Err(_) => tracing::warn!("graceful shutdown timed out; exiting with requests in flight"),
+            Err(_) => {
+                tracing::warn!("graceful shutdown timed out; exiting with requests in flight")
+            }
         }
         tracing::info!("stopped");
         Ok(())

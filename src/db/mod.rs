@@ -18,14 +18,12 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     let target = settings.display_target();
     if settings.create_if_missing {
         let url = secrecy::ExposeSecret::expose_secret(&settings.url);
-        let exists = tokio::time::timeout(
-            settings.acquire_timeout(),
-            Postgres::database_exists(url),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("timed out"))
-        .and_then(|r| r.map_err(anyhow::Error::from))
-        .with_context(|| format!("cannot reach PostgreSQL at {target}"))?;
+        let exists =
+            tokio::time::timeout(settings.acquire_timeout(), Postgres::database_exists(url))
+                .await
+                .map_err(|_| anyhow::anyhow!("timed out"))
+                .and_then(|r| r.map_err(anyhow::Error::from))
+                .with_context(|| format!("cannot reach PostgreSQL at {target}"))?;
         if !exists {
             Postgres::create_database(url)
                 .await
