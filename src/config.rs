@@ -24,6 +24,10 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// NATS with JetStream, the work distributor.
     pub nats: NatsSettings,
+    /// Meta's WhatsApp Cloud API: webhook secrets, Graph API, sending policy.
+    pub whatsapp: WhatsAppSettings,
+    /// The inbound pipeline on JetStream.
+    pub inbox: InboxSettings,
     /// Logs.
     pub telemetry: TelemetrySettings,
 }
@@ -70,6 +74,72 @@ pub struct NatsSettings {
     pub url: SecretString,
     /// Time limit for the first connection.
     pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsAppSettings {
+    /// Compared (in constant time) with `hub.verify_token` in the handshake.
+    pub verify_token: SecretString,
+    /// HMAC-SHA256 key of `X-Hub-Signature-256`.
+    pub app_secret: SecretString,
+    /// Bearer token of the Graph API; empty selects the local sink.
+    pub access_token: SecretString,
+    /// The sending business number.
+    pub phone_number_id: String,
+    /// Graph API base URL (tests point it at a fake).
+    pub graph_base_url: String,
+    /// Graph API version path segment, e.g. `v23.0`.
+    pub graph_api_version: String,
+    /// Time limit of one Graph API call.
+    pub graph_timeout_secs: u64,
+    /// Largest webhook body accepted.
+    pub max_body_bytes: usize,
+    /// Global send rate of this instance.
+    pub messages_per_second: u32,
+    /// Attempts per outbound message for retryable errors.
+    pub send_max_attempts: u32,
+    /// Backoff base delay.
+    pub retry_base_ms: u64,
+    /// Backoff ceiling.
+    pub retry_max_ms: u64,
+    /// Age after which an inbound message is stale.
+    pub stale_after_secs: u64,
+    /// What a stale message gets.
+    pub stale_policy: StalePolicy,
+    /// Template used when the 24-hour window is closed; empty = none.
+    pub window_template: String,
+    /// Language code of `window_template`.
+    pub window_template_lang: String,
+}
+
+/// What the hub does with a message that was processed too late to answer it as new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StalePolicy {
+    /// A short note asking the person to send the question again.
+    Notice,
+    /// No answer at all.
+    Ignore,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxSettings {
+    /// JetStream stream name.
+    pub stream: String,
+    /// Subject prefix; partition n publishes on `<prefix>.<n>`.
+    pub subject_prefix: String,
+    /// Number of sender partitions (one in-flight message each).
+    pub partitions: u16,
+    /// JetStream ack wait.
+    pub ack_wait_secs: u64,
+    /// Deliveries before a message is poison.
+    pub max_deliver: i64,
+    /// Relay batch size.
+    pub relay_batch: i64,
+    /// Relay poll interval when idle.
+    pub relay_idle_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -180,6 +250,43 @@ impl Settings {
         if self.database.max_connections == 0 {
             bail!("invalid configuration: database.max_connections must be at least 1");
         }
+        let wa = &self.whatsapp;
+        if wa.app_secret.expose_secret().is_empty() {
+            bail!("invalid configuration: whatsapp.app_secret must be set (SENTIENT__WHATSAPP__APP_SECRET)");
+        }
+        if wa.verify_token.expose_secret().is_empty() {
+            bail!("invalid configuration: whatsapp.verify_token must be set (SENTIENT__WHATSAPP__VERIFY_TOKEN)");
+        }
+        url::Url::parse(&wa.graph_base_url)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: whatsapp.graph_base_url: {e}"))?;
+        for (key, value) in [
+            ("whatsapp.graph_timeout_secs", wa.graph_timeout_secs),
+            (
+                "whatsapp.messages_per_second",
+                u64::from(wa.messages_per_second),
+            ),
+            (
+                "whatsapp.send_max_attempts",
+                u64::from(wa.send_max_attempts),
+            ),
+            ("whatsapp.retry_base_ms", wa.retry_base_ms),
+            ("whatsapp.max_body_bytes", wa.max_body_bytes as u64),
+            ("inbox.partitions", u64::from(self.inbox.partitions)),
+            ("inbox.ack_wait_secs", self.inbox.ack_wait_secs),
+            ("inbox.relay_idle_ms", self.inbox.relay_idle_ms),
+        ] {
+            if value == 0 {
+                bail!("invalid configuration: {key} must be at least 1");
+            }
+        }
+        if wa.retry_max_ms < wa.retry_base_ms {
+            bail!("invalid configuration: whatsapp.retry_max_ms must not be below whatsapp.retry_base_ms");
+        }
+        if self.inbox.max_deliver < 1 || self.inbox.relay_batch < 1 {
+            bail!(
+                "invalid configuration: inbox.max_deliver and inbox.relay_batch must be at least 1"
+            );
+        }
         Ok(())
     }
 }
@@ -204,6 +311,13 @@ impl DatabaseSettings {
 
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_secs(self.acquire_timeout_secs)
+    }
+}
+
+impl WhatsAppSettings {
+    /// Local mode: no Graph API token, replies go to the local sink.
+    pub fn is_local(&self) -> bool {
+        self.access_token.expose_secret().is_empty()
     }
 }
 

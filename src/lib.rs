@@ -8,6 +8,11 @@
 //! - [`telemetry`]: tracing and Prometheus metrics.
 //! - [`http`]: health, readiness and metrics endpoints.
 //! - [`db`]: the PostgreSQL pool, the embedded migrations (`migrations/`) and the demo data.
+//! - [`whatsapp`]: Meta's side: webhook (handshake, signature, ingest), payload types, Graph API.
+//! - [`inbox`]: the durable inbox, the relay to JetStream and the per-sender ordered workers.
+//! - [`outbox`]: reply rows, the sender loop, retries, rate limit and the 24-hour window.
+//! - [`texts`]: everything the bot says, in Indonesian and English.
+//! - [`whatsapp`]: Meta's webhook payloads, parsed into typed messages, statuses and events.
 //!
 //! Data flows one way: whatsapp → inbox → identity → brain → llm → outbox → whatsapp; alerts
 //! and admin sit beside that road.
@@ -16,5 +21,9 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod inbox;
+pub mod outbox;
 pub mod startup;
 pub mod telemetry;
+pub mod texts;
+pub mod whatsapp;

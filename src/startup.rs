@@ -18,20 +18,43 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::{NatsSettings, Settings};
-use crate::{db, http, telemetry};
+use async_nats::jetstream::{self, consumer::pull};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-/// What every handler may reach, cheap to clone.
+use crate::config::{NatsSettings, Settings};
+use crate::inbox::{consumer, relay};
+use crate::outbox::sender;
+use crate::whatsapp::graph::Transport;
+use crate::{db, http, telemetry, whatsapp};
+
+/// What every handler and worker may reach, cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     /// The system of record.
     pub db: PgPool,
     /// NATS connection (JetStream work distribution, LLM requests, alerts).
     pub nats: async_nats::Client,
+    /// JetStream on that connection.
+    pub js: jetstream::Context,
+    /// Where replies go: the Graph API or the local sink.
+    pub transport: Transport,
+    /// Wake-ups between pipeline stages, so work moves without waiting for a poll.
+    pub wake: Arc<Wake>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// The settings the app was built with.
     pub settings: Arc<Settings>,
+}
+
+/// Wake-up signals between the stages of the pipeline.
+#[derive(Default)]
+pub struct Wake {
+    /// New inbox rows committed: the relay should run.
+    pub relay: Notify,
+    /// New outbox rows: the sender should run.
+    pub sender: Notify,
 }
 
 /// A built application: connected, migrated, listening, not yet serving.
@@ -42,6 +65,10 @@ pub struct Application {
     listener: TcpListener,
     /// Routes with their middleware and state.
     router: Router,
+    /// State shared with the background workers.
+    state: AppState,
+    /// The inbox consumers, one per partition.
+    consumers: Vec<jetstream::consumer::Consumer<pull::Config>>,
     /// Upper bound on graceful shutdown.
     shutdown_timeout: Duration,
 }
@@ -54,6 +81,13 @@ impl Application {
             db::migrate(&db).await?;
         }
         let nats = connect_nats(&settings.nats).await?;
+        let js = jetstream::new(nats.clone());
+        let stream = relay::ensure_stream(&js, &settings.inbox).await?;
+        let consumers = consumer::ensure_consumers(&stream, &settings.inbox).await?;
+        let transport = Transport::from_settings(&settings.whatsapp, nats.clone());
+        if settings.whatsapp.is_local() {
+            tracing::info!("no Graph API token: replies go to the local sink (sentient-hub chat)");
+        }
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address)
             .await
@@ -63,13 +97,18 @@ impl Application {
         let state = AppState {
             db,
             nats,
+            js,
+            transport,
+            wake: Arc::new(Wake::default()),
             metrics: telemetry::metrics_handle(),
             settings: Arc::new(settings),
         };
         Ok(Self {
             port,
             listener,
-            router: build_router(state),
+            router: build_router(state.clone()),
+            state,
+            consumers,
             shutdown_timeout,
         })
     }
@@ -78,13 +117,23 @@ impl Application {
         self.port
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
-    /// and returns — after `server.shutdown_timeout_secs` at the latest.
+    /// Serves and runs the pipeline workers until `shutdown` resolves, then stops accepting,
+    /// lets in-flight requests and messages finish and returns — after
+    /// `server.shutdown_timeout_secs` at the latest.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(port = self.port, "listening");
+        let stop_workers = CancellationToken::new();
+        let mut workers = JoinSet::new();
+        let state = self.state;
+        workers.spawn(relay::run(state.clone(), stop_workers.clone()));
+        for c in self.consumers {
+            workers.spawn(consumer::run(state.clone(), c, stop_workers.clone()));
+        }
+        workers.spawn(sender::run(state.clone(), stop_workers.clone()));
+
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(
             self.listener,
@@ -97,7 +146,10 @@ impl Application {
         .into_future();
         let mut server = std::pin::pin!(server);
         tokio::select! {
-            result = &mut server => return result.context("HTTP server failed"),
+            result = &mut server => {
+            stop_workers.cancel();
+            return result.context("HTTP server failed");
+        }
             () = shutdown => {}
         }
         tracing::info!(
@@ -123,6 +175,9 @@ pub fn build_router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.server.request_timeout_secs);
     Router::new()
         .merge(http::health::router())
+        .merge(whatsapp::webhook::router(
+            state.settings.whatsapp.max_body_bytes,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(telemetry::track_http))
         .layer(TimeoutLayer::with_status_code(

@@ -53,6 +53,10 @@ pub async fn fresh_database() -> TestDb {
     settings.database.url = SecretString::from(url.to_string());
     settings.database.create_if_missing = false;
     settings.server.port = 0;
+    // Each test gets its own JetStream stream and subjects on the shared NATS server.
+    let tag = Uuid::new_v4().simple().to_string();
+    settings.inbox.stream = format!("WA_INBOX_TEST_{tag}");
+    settings.inbox.subject_prefix = format!("test.{tag}.inbox");
     TestDb {
         settings,
         name,
@@ -101,12 +105,21 @@ impl Drop for TestDb {
         let admin = self.admin.clone();
         let name = self.name.clone();
         // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
+        let nats = self.settings.nats.clone();
+        let stream = self.settings.inbox.stream.clone();
         std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("cleanup runtime")
-                .block_on(drop_database(&admin, &name));
+                .block_on(async {
+                    drop_database(&admin, &name).await;
+                    if let Ok(client) = sentient_hub::startup::connect_nats(&nats).await {
+                        let _ = async_nats::jetstream::new(client)
+                            .delete_stream(&stream)
+                            .await;
+                    }
+                });
         })
         .join()
         .expect("cleanup thread");

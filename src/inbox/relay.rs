@@ -1,0 +1,137 @@
+//! The relay: hands committed inbox rows to JetStream (`Nats-Msg-Id` = wamid, so a republish
+//! after a crash is deduplicated) and marks them relayed. Only one relay runs at a time across
+//! all instances (a transaction-level advisory lock), which keeps each sender's messages in
+//! commit order on the stream. When NATS is down, rows simply wait and go out when it returns.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::InboxSettings;
+use crate::inbox::{partition_of, subject};
+use crate::startup::AppState;
+
+/// Advisory lock key of the relay ("WAIN").
+const RELAY_LOCK: i64 = 0x5741_494e;
+
+/// What travels on JetStream: a pointer to the row; PostgreSQL holds the message itself.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Job {
+    /// `wa_inbox.id`.
+    pub id: i64,
+    /// The inbound wamid, for logs and dedupe.
+    pub wamid: String,
+}
+
+/// Creates the stream when missing. Work-queue retention: a message leaves the stream once a
+/// worker acknowledges it; the two-minute duplicate window absorbs relay republishes.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: &InboxSettings,
+) -> anyhow::Result<jetstream::stream::Stream> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: settings.stream.clone(),
+        subjects: vec![format!("{}.*", settings.subject_prefix)],
+        retention: jetstream::stream::RetentionPolicy::WorkQueue,
+        storage: jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .with_context(|| format!("creating JetStream stream {}", settings.stream))
+}
+
+/// Runs until `shutdown`: relays on every wake-up, and every `relay_idle_ms` regardless (rows
+/// committed while NATS was down, or by another instance whose relay died).
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let settings = &state.settings.inbox;
+    let idle = Duration::from_millis(settings.relay_idle_ms);
+    loop {
+        loop {
+            match relay_once(&state.db, &state.js, settings).await {
+                Ok(n) if n as i64 >= settings.relay_batch => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    metrics::counter!("inbox_relay_errors_total").increment(1);
+                    tracing::warn!(error = %format!("{e:#}"), "relay round failed; rows stay pending");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = state.wake.relay.notified() => {}
+            () = tokio::time::sleep(idle) => {}
+        }
+    }
+    tracing::debug!("relay stopped");
+}
+
+/// One round: up to `relay_batch` unrelayed rows, in id order, published and acknowledged by
+/// JetStream, then marked. Returns how many rows moved.
+pub async fn relay_once(
+    db: &PgPool,
+    js: &jetstream::Context,
+    settings: &InboxSettings,
+) -> anyhow::Result<usize> {
+    let mut tx = db.begin().await.context("starting relay transaction")?;
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+        .bind(RELAY_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        return Ok(0); // another instance is relaying
+    }
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "select id, wamid, sender_key from wa_inbox where relayed_at is null order by id limit $1",
+    )
+    .bind(settings.relay_batch)
+    .fetch_all(&mut *tx)
+    .await
+    .context("reading unrelayed rows")?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut acks = Vec::with_capacity(rows.len());
+    for (id, wamid, sender) in &rows {
+        let partition = partition_of(sender, settings.partitions);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, wamid.as_str());
+        let body = serde_json::to_vec(&Job {
+            id: *id,
+            wamid: wamid.clone(),
+        })?;
+        let ack = js
+            .publish_with_headers(
+                subject(&settings.subject_prefix, partition),
+                headers,
+                body.into(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("publishing to JetStream: {e}"))?;
+        acks.push(ack);
+    }
+    for ack in acks {
+        ack.await
+            .map_err(|e| anyhow::anyhow!("JetStream did not acknowledge: {e}"))?;
+    }
+    let ids: Vec<i64> = rows.iter().map(|(id, _, _)| *id).collect();
+    sqlx::query(
+        "update wa_inbox set relayed_at = now(),
+             status = case when status = 'pending' then 'relayed' else status end
+         where id = any($1)",
+    )
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await
+    .context("marking rows relayed")?;
+    tx.commit().await.context("committing relay round")?;
+    metrics::counter!("inbox_relayed_total").increment(ids.len() as u64);
+    Ok(ids.len())
+}

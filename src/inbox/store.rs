@@ -1,0 +1,189 @@
+//! Writing a webhook delivery to PostgreSQL in one transaction: new messages, the senders'
+//! 24-hour windows and outbox status updates. Duplicates (by wamid) add nothing.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::whatsapp::payload::{Delivery, DeliveryStatus, InboundMessage};
+
+/// What one delivery changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Messages stored for the first time.
+    pub new: usize,
+    /// Messages already in the inbox (Meta retried or duplicated them).
+    pub duplicates: usize,
+    /// Outbox rows whose status moved.
+    pub statuses: usize,
+}
+
+/// The key that orders a sender's messages: the WhatsApp id, else the BSUID.
+pub fn sender_key(msg: &InboundMessage) -> Option<&str> {
+    msg.from.as_deref().or(msg.from_user_id.as_deref())
+}
+
+/// Stores a parsed delivery. Commits before returning, so a 200 after `Ok` is safe.
+#[tracing::instrument(skip_all, fields(messages = delivery.messages.len(), statuses = delivery.statuses.len()))]
+pub async fn ingest(db: &PgPool, delivery: &Delivery) -> anyhow::Result<Ingested> {
+    let mut out = Ingested::default();
+    let mut tx = db.begin().await.context("starting ingest transaction")?;
+
+    let messages: Vec<&InboundMessage> = delivery
+        .messages
+        .iter()
+        .filter(|m| sender_key(m).is_some())
+        .collect();
+    if messages.len() < delivery.messages.len() {
+        tracing::warn!(
+            dropped = delivery.messages.len() - messages.len(),
+            "messages without any sender id were not stored"
+        );
+    }
+    if !messages.is_empty() {
+        let col = |f: fn(&InboundMessage) -> Option<String>| -> Vec<Option<String>> {
+            messages.iter().map(|m| f(m)).collect()
+        };
+        let inserted: Vec<i64> = sqlx::query_scalar(
+            "insert into wa_inbox
+                (wamid, phone_nr_id, wa_id, bsuid, sender_key, profile_name, identity_hash,
+                 msg_type, body, payload, sent_at)
+             select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                  $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[],
+                                  $11::timestamptz[])
+             on conflict (wamid) do nothing
+             returning id",
+        )
+        .bind(col(|m| Some(m.wamid.clone())))
+        .bind(col(|m| Some(m.phone_number_id.clone())))
+        .bind(col(|m| m.from.clone()))
+        .bind(col(|m| m.from_user_id.clone()))
+        .bind(col(|m| sender_key(m).map(str::to_owned)))
+        .bind(col(|m| m.profile_name.clone()))
+        .bind(col(|m| m.identity_key_hash.clone()))
+        .bind(col(|m| Some(m.kind.type_name().to_owned())))
+        .bind(col(|m| m.kind.text().map(str::to_owned)))
+        .bind(messages.iter().map(|m| m.raw.clone()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|m| m.timestamp).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await
+        .context("inserting inbox rows")?;
+        out.new = inserted.len();
+        out.duplicates = messages.len() - inserted.len();
+        touch_windows(&mut tx, &messages).await?;
+    }
+
+    out.statuses = apply_statuses(&mut tx, delivery).await?;
+    tx.commit().await.context("committing ingest")?;
+    Ok(out)
+}
+
+/// Opens or extends each sender's 24-hour window (latest message time wins; idempotent).
+async fn touch_windows(
+    tx: &mut sqlx::PgConnection,
+    messages: &[&InboundMessage],
+) -> anyhow::Result<()> {
+    // One row per sender: ON CONFLICT cannot touch the same row twice in one statement.
+    let mut latest: HashMap<&str, &InboundMessage> = HashMap::new();
+    for m in messages {
+        let key = sender_key(m).expect("filtered above");
+        let keep = latest
+            .get(key)
+            .is_none_or(|seen| seen.timestamp < m.timestamp);
+        if keep {
+            latest.insert(key, m);
+        }
+    }
+    let mut rows: Vec<(&str, &InboundMessage)> = latest.into_iter().collect();
+    // A fixed lock order keeps concurrent deliveries from deadlocking on each other.
+    rows.sort_by_key(|(k, _)| *k);
+    sqlx::query(
+        "insert into wa_contact (sender_key, wa_id, bsuid, profile_name, last_in_at)
+         select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+         on conflict (sender_key) do update set
+             wa_id = coalesce(excluded.wa_id, wa_contact.wa_id),
+             bsuid = coalesce(excluded.bsuid, wa_contact.bsuid),
+             profile_name = coalesce(excluded.profile_name, wa_contact.profile_name),
+             last_in_at = greatest(wa_contact.last_in_at, excluded.last_in_at)",
+    )
+    .bind(rows.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, m)| m.from.clone()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|(_, m)| m.from_user_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(_, m)| m.profile_name.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(_, m)| m.timestamp)
+            .collect::<Vec<DateTime<Utc>>>(),
+    )
+    .execute(&mut *tx)
+    .await
+    .context("updating service windows")?;
+    Ok(())
+}
+
+/// Moves outbox rows forward from status webhooks, matched by the wamid Meta returned or by
+/// our own `biz_opaque_callback_data` (the outbox uuid). A status never moves a row backwards
+/// (a late "delivered" after "read" changes nothing); "failed" records Meta's error.
+async fn apply_statuses(tx: &mut sqlx::PgConnection, delivery: &Delivery) -> anyhow::Result<usize> {
+    let mut moved = 0;
+    for status in &delivery.statuses {
+        let (word, rank) = match &status.status {
+            DeliveryStatus::Sent => ("sent", 1),
+            DeliveryStatus::Delivered => ("delivered", 2),
+            DeliveryStatus::Read => ("read", 3),
+            DeliveryStatus::Failed => ("failed", 4),
+            DeliveryStatus::Other(other) => {
+                tracing::debug!(status = %other, "status kind not tracked");
+                continue;
+            }
+        };
+        let error = status.errors.first();
+        let callback = status
+            .callback
+            .as_deref()
+            .and_then(|c| uuid::Uuid::parse_str(c).ok());
+        let result = sqlx::query(
+            "update wa_outbox set
+                 status = $2,
+                 wamid = coalesce(wamid, $1),
+                 sent_at = coalesce(sent_at, $4),
+                 delivered_at = case when $3 >= 2 and $3 <> 4 then coalesce(delivered_at, $4) else delivered_at end,
+                 read_at = case when $3 = 3 then coalesce(read_at, $4) else read_at end,
+                 failed_at = case when $3 = 4 then $4 else failed_at end,
+                 error_code = case when $3 = 4 then $5 else error_code end,
+                 error_text = case when $3 = 4 then $6 else error_text end,
+                 lease_until = null
+             where (wamid = $1 or ($7::uuid is not null and uuid = $7))
+               and (case status when 'sent' then 1 when 'delivered' then 2 when 'read' then 3
+                                when 'failed' then 4 else 0 end) < $3",
+        )
+        .bind(&status.wamid)
+        .bind(word)
+        .bind(rank)
+        .bind(status.timestamp)
+        .bind(error.map(|e| e.code as i32))
+        .bind(error.map(|e| {
+            e.details
+                .clone()
+                .or_else(|| e.message.clone())
+                .or_else(|| e.title.clone())
+                .unwrap_or_default()
+        }))
+        .bind(callback)
+        .execute(&mut *tx)
+        .await
+        .context("applying a status update")?;
+        moved += result.rows_affected() as usize;
+    }
+    Ok(moved)
+}

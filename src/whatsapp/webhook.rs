@@ -1,0 +1,139 @@
+//! `GET /webhook` (Meta's verification handshake) and `POST /webhook` (signed deliveries).
+//!
+//! What POST does with each kind of input:
+//! - missing or wrong `X-Hub-Signature-256`: 401, nothing stored;
+//! - body over `whatsapp.max_body_bytes`: 413, nothing stored;
+//! - signed but unparseable (not JSON, unknown shape): stored raw in `wa_dead_letter`, 200;
+//! - signed and parsed: messages committed to `wa_inbox` (duplicates add nothing), statuses
+//!   applied to `wa_outbox`, then 200; non-message fields are logged and acknowledged;
+//! - database down: 503, so Meta retries later — nothing is acknowledged that is not stored.
+//!   NATS being down does not matter here: the relay hands rows on when it returns.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use crate::inbox::store;
+use crate::startup::AppState;
+use crate::whatsapp::{payload, signature};
+
+pub fn router(max_body_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route("/webhook", get(handshake).post(receive))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+}
+
+/// Answers `hub.challenge` when `hub.mode=subscribe` and the token matches; 403 otherwise.
+async fn handshake(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let expected = state
+        .settings
+        .whatsapp
+        .verify_token
+        .expose_secret()
+        .as_bytes();
+    let mode_ok = query.get("hub.mode").map(String::as_str) == Some("subscribe");
+    let token_ok = query
+        .get("hub.verify_token")
+        .is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected)));
+    match (mode_ok && token_ok, query.get("hub.challenge")) {
+        (true, Some(challenge)) => {
+            tracing::info!("webhook verification handshake accepted");
+            challenge.clone().into_response()
+        }
+        _ => {
+            tracing::warn!("webhook verification handshake refused");
+            StatusCode::FORBIDDEN.into_response()
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(bytes = body.len()))]
+async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let header = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    let secret = state
+        .settings
+        .whatsapp
+        .app_secret
+        .expose_secret()
+        .as_bytes();
+    if !signature::verify(secret, &body, header) {
+        metrics::counter!("webhook_deliveries_total", "outcome" => "bad_signature").increment(1);
+        tracing::warn!(
+            has_header = header.is_some(),
+            "webhook signature missing or wrong"
+        );
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+
+    let delivery = match payload::parse(&body) {
+        Ok(delivery) => delivery,
+        Err(e) => return dead_letter(&state, &body, &e.to_string()).await,
+    };
+
+    for other in &delivery.other_fields {
+        tracing::info!(field = %other.field, "non-message webhook acknowledged");
+    }
+    for error in &delivery.errors {
+        tracing::warn!(code = error.code, title = ?error.title, "webhook carried an error");
+    }
+
+    match store::ingest(&state.db, &delivery).await {
+        Ok(ingested) => {
+            metrics::counter!("webhook_deliveries_total", "outcome" => "stored").increment(1);
+            metrics::counter!("inbox_messages_total", "kind" => "new")
+                .increment(ingested.new as u64);
+            metrics::counter!("inbox_messages_total", "kind" => "duplicate")
+                .increment(ingested.duplicates as u64);
+            if ingested.new > 0 {
+                state.wake.relay.notify_one();
+            }
+            tracing::debug!(
+                new = ingested.new,
+                duplicates = ingested.duplicates,
+                statuses = ingested.statuses,
+                "delivery stored"
+            );
+            StatusCode::OK.into_response()
+        }
+        Err(e) => {
+            metrics::counter!("webhook_deliveries_total", "outcome" => "db_error").increment(1);
+            tracing::error!(error = %format!("{e:#}"), "cannot store delivery; Meta will retry");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// Keeps a signed but unreadable body and acknowledges it, so Meta stops retrying something
+/// that will never parse. If even that cannot be stored, 503 asks Meta to retry.
+async fn dead_letter(state: &AppState, body: &[u8], reason: &str) -> Response {
+    let stored =
+        sqlx::query("insert into wa_dead_letter (source, reason, body) values ('webhook', $1, $2)")
+            .bind(reason)
+            .bind(body)
+            .execute(&state.db)
+            .await;
+    match stored {
+        Ok(_) => {
+            metrics::counter!("webhook_deliveries_total", "outcome" => "dead_letter").increment(1);
+            tracing::warn!(%reason, "unparseable delivery stored as dead letter");
+            StatusCode::OK.into_response()
+        }
+        Err(e) => {
+            metrics::counter!("webhook_deliveries_total", "outcome" => "db_error").increment(1);
+            tracing::error!(error = %e, %reason, "cannot store dead letter; Meta will retry");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
