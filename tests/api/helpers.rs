@@ -1,8 +1,12 @@
 //! `spawn_app()`: the real application on a random port, against a fresh PostgreSQL database
 //! (dropped when the test ends) and the machine's real NATS.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
 
 use secrecy::{ExposeSecret, SecretString};
 use sentient_hub::config::Settings;
@@ -16,6 +20,8 @@ pub struct TestApp {
     /// A pool on the test's own database, for assertions.
     pub db: PgPool,
     pub client: reqwest::Client,
+    /// The fake Graph API the app sends to (None in local mode).
+    pub graph: Option<FakeGraph>,
     /// The test's database; dropped with the app.
     pub test_db: TestDb,
 }
@@ -65,7 +71,11 @@ pub async fn fresh_database() -> TestDb {
 }
 
 pub async fn spawn_app() -> TestApp {
-    let test_db = fresh_database().await;
+    spawn_app_with(|_| {}).await
+}
+
+/// Builds and serves the app on `test_db`, which it owns from then on.
+pub async fn start(test_db: TestDb, graph: Option<FakeGraph>) -> TestApp {
     let settings = test_db.settings.clone();
     let app = Application::build(settings.clone())
         .await
@@ -81,6 +91,7 @@ pub async fn spawn_app() -> TestApp {
         address: format!("http://127.0.0.1:{port}"),
         db,
         client: reqwest::Client::new(),
+        graph,
         test_db,
     }
 }
@@ -131,5 +142,230 @@ async fn drop_database(admin: &PgConnectOptions, name: &str) {
         let _ = conn
             .execute(format!(r#"drop database if exists "{name}" with (force)"#).as_str())
             .await;
+    }
+}
+
+/// The test app secret (config/test.toml).
+pub const APP_SECRET: &str = "test-app-secret";
+
+/// Builds the real app with settings changed by `tweak`, against a fresh database and a fake
+/// Graph API, and starts serving it.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut test_db = fresh_database().await;
+    let graph = FakeGraph::start().await;
+    test_db.settings.whatsapp.access_token = SecretString::from("test-graph-token");
+    test_db.settings.whatsapp.graph_base_url = graph.address.clone();
+    test_db.settings.whatsapp.retry_base_ms = 10;
+    test_db.settings.whatsapp.retry_max_ms = 50;
+    tweak(&mut test_db.settings);
+    start(test_db, Some(graph)).await
+}
+
+/// A Graph API double that speaks Meta's JSON: records every request and answers from a script
+/// (default: success with a fresh wamid).
+#[derive(Clone)]
+pub struct FakeGraph {
+    pub address: String,
+    pub requests: Arc<Mutex<Vec<GraphRequest>>>,
+    script: Arc<Mutex<VecDeque<(u16, Value)>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GraphRequest {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+impl FakeGraph {
+    pub async fn start() -> Self {
+        let fake = FakeGraph {
+            address: String::new(),
+            requests: Arc::default(),
+            script: Arc::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let state = fake.clone();
+        let app = axum::Router::new().route(
+            "/{version}/{phone}/messages",
+            axum::routing::post(
+                move |uri: axum::http::Uri,
+                      headers: axum::http::HeaderMap,
+                      body: axum::body::Bytes| {
+                    let state = state.clone();
+                    async move { state.answer(uri, headers, body) }
+                },
+            ),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeGraph { address, ..fake }
+    }
+
+    fn answer(
+        &self,
+        uri: axum::http::Uri,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> (axum::http::StatusCode, axum::Json<Value>) {
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let is_read_receipt = body.get("status").is_some();
+        let mut requests = self.requests.lock().unwrap();
+        requests.push(GraphRequest {
+            path: uri.path().to_owned(),
+            authorization: headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            body,
+        });
+        if is_read_receipt {
+            return (
+                axum::http::StatusCode::OK,
+                axum::Json(json!({ "success": true })),
+            );
+        }
+        if let Some((status, answer)) = self.script.lock().unwrap().pop_front() {
+            return (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                axum::Json(answer),
+            );
+        }
+        let n = requests.len();
+        (
+            axum::http::StatusCode::OK,
+            axum::Json(json!({
+                "messaging_product": "whatsapp",
+                "contacts": [{ "input": "x", "wa_id": "x" }],
+                "messages": [{ "id": format!("wamid.fake.{n}") }]
+            })),
+        )
+    }
+
+    /// The next send is answered with Meta's error `code`.
+    pub fn fail_next(&self, http_status: u16, code: i64) {
+        self.script.lock().unwrap().push_back((
+            http_status,
+            json!({ "error": {
+                "message": format!("error {code}"), "type": "OAuthException", "code": code,
+                "error_data": { "messaging_product": "whatsapp", "details": format!("details of {code}") },
+                "fbtrace_id": "trace"
+            }}),
+        ));
+    }
+
+    /// Message sends (read receipts left out).
+    pub fn sends(&self) -> Vec<GraphRequest> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.body.get("status").is_none())
+            .cloned()
+            .collect()
+    }
+}
+
+/// A Meta-shaped delivery of one text message.
+pub fn text_delivery(from: &str, wamid: &str, text: &str, sent_at: i64) -> String {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "102290129340398",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": { "display_phone_number": "15550001111", "phone_number_id": "000000000000000" },
+                    "contacts": [{ "profile": { "name": "Tester" }, "wa_id": from }],
+                    "messages": [{
+                        "from": from, "id": wamid, "timestamp": sent_at.to_string(),
+                        "type": "text", "text": { "body": text }
+                    }]
+                }
+            }]
+        }]
+    })
+    .to_string()
+}
+
+/// A Meta-shaped status webhook for one of our messages.
+pub fn status_delivery(
+    wamid: &str,
+    status: &str,
+    recipient: &str,
+    callback: Option<&str>,
+) -> String {
+    let mut item = json!({
+        "id": wamid, "status": status, "timestamp": chrono::Utc::now().timestamp().to_string(),
+        "recipient_id": recipient
+    });
+    if let Some(c) = callback {
+        item["biz_opaque_callback_data"] = json!(c);
+    }
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "1", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550001111", "phone_number_id": "000000000000000" },
+            "statuses": [item]
+        }}]}]
+    })
+    .to_string()
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A fresh sender id, so tests never share a partition's history.
+pub fn new_sender() -> String {
+    format!("62812{:08}", rand_u32() % 100_000_000)
+}
+
+fn rand_u32() -> u32 {
+    Uuid::new_v4().as_u128() as u32
+}
+
+impl TestApp {
+    /// POSTs `body` to /webhook signed as Meta signs it.
+    pub async fn post_webhook(&self, body: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/webhook", self.address))
+            .header("content-type", "application/json")
+            .header(
+                "x-hub-signature-256",
+                sentient_hub::whatsapp::signature::sign(APP_SECRET.as_bytes(), body.as_bytes()),
+            )
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("webhook request is sent")
+    }
+
+    pub fn graph(&self) -> &FakeGraph {
+        self.graph.as_ref().expect("app has a fake Graph API")
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
+    }
+}
+
+/// Polls `check` until it holds, for at most `limit`; a bounded wait for asynchronous pipeline
+/// effects, never a timing assertion.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
