@@ -1,10 +1,12 @@
-//! The command line: `serve`, `migrate`, `demo`.
+//! The command line: `serve`, `migrate`, `demo`, `chat`.
+
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::startup::{shutdown_signal, Application};
-use crate::{db, telemetry};
+use crate::{db, telemetry, whatsapp};
 
 /// Sentient Hub: the WhatsApp Executive Hub of the Sentient Factory data warehouse.
 ///
@@ -29,6 +31,22 @@ pub enum Command {
     Migrate,
     /// Load the demo data (blueprint samples plus twelve months of history) and exit.
     Demo,
+    /// Talk to a running hub from the terminal, as a WhatsApp user would (local mode: the hub
+    /// must run without a Graph API token).
+    Chat {
+        /// The phone to chat as (E.164 or Indonesian local form), e.g. +6281100000001.
+        #[arg(long)]
+        phone: String,
+        /// The hub's base URL; default: this machine at the configured port.
+        #[arg(long)]
+        url: Option<String>,
+        /// WhatsApp profile name to send.
+        #[arg(long, default_value = "Local Tester")]
+        name: String,
+        /// After stdin ends, how long to wait for outstanding replies, in seconds.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
 }
 
 /// Runs the parsed command. Errors bubble up to `main`, which prints them on one line.
@@ -45,6 +63,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => prepare_database(&settings, false).await,
         Command::Demo => prepare_database(&settings, true).await,
+        Command::Chat {
+            phone,
+            url,
+            name,
+            wait,
+        } => {
+            let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.server.port));
+            whatsapp::local::chat(&settings, &phone, &url, &name, Duration::from_secs(wait)).await
+        }
     }
 }
 

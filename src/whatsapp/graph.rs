@@ -256,7 +256,7 @@ impl Transport {
             Transport::Local(nats) => {
                 let wamid = format!("wamid.local.{}", uuid::Uuid::new_v4().simple());
                 body["id"] = json!(wamid);
-                let subject = format!("wa.local.out.{}", to.key());
+                let subject = super::local::sink_subject(to.key());
                 nats.publish(subject, body.to_string().into())
                     .await
                     .map_err(|e| SendError::Local(e.to_string()))?;

@@ -2,6 +2,7 @@
 //! types, and the Graph API client that sends.
 
 pub mod graph;
+pub mod local;
 pub mod payload;
 pub mod signature;
 pub mod webhook;

@@ -267,25 +267,14 @@ impl FakeGraph {
 
 /// A Meta-shaped delivery of one text message.
 pub fn text_delivery(from: &str, wamid: &str, text: &str, sent_at: i64) -> String {
-    json!({
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "102290129340398",
-            "changes": [{
-                "field": "messages",
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": { "display_phone_number": "15550001111", "phone_number_id": "000000000000000" },
-                    "contacts": [{ "profile": { "name": "Tester" }, "wa_id": from }],
-                    "messages": [{
-                        "from": from, "id": wamid, "timestamp": sent_at.to_string(),
-                        "type": "text", "text": { "body": text }
-                    }]
-                }
-            }]
-        }]
-    })
-    .to_string()
+    sentient_hub::whatsapp::local::text_delivery(
+        "000000000000000",
+        from,
+        "Tester",
+        wamid,
+        text,
+        sent_at,
+    )
 }
 
 /// A Meta-shaped status webhook for one of our messages.

@@ -1,0 +1,197 @@
+//! Local use without Meta: `sentient-hub chat` signs and posts webhook deliveries exactly as
+//! Meta does and prints what the hub sends to the local sink (NATS `wa.local.out.<wa_id>`).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::config::Settings;
+use crate::startup::connect_nats;
+use crate::whatsapp::signature;
+
+/// The subject the local sink publishes replies for `wa_id` on.
+pub fn sink_subject(wa_id: &str) -> String {
+    format!("wa.local.out.{wa_id}")
+}
+
+/// A Meta-shaped webhook body carrying one text message from `wa_id`.
+pub fn text_delivery(
+    phone_number_id: &str,
+    wa_id: &str,
+    profile_name: &str,
+    wamid: &str,
+    text: &str,
+    sent_at: i64,
+) -> String {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "0",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": { "display_phone_number": "0", "phone_number_id": phone_number_id },
+                    "contacts": [{ "profile": { "name": profile_name }, "wa_id": wa_id }],
+                    "messages": [{
+                        "from": wa_id, "id": wamid, "timestamp": sent_at.to_string(),
+                        "type": "text", "text": { "body": text }
+                    }]
+                }
+            }]
+        }]
+    })
+    .to_string()
+}
+
+/// `+62 811-0000-0001` → `628110000001`, as WhatsApp writes ids.
+pub fn wa_id_of(phone: &str) -> anyhow::Result<String> {
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    let digits = match digits.strip_prefix('0') {
+        Some(rest) => format!("62{rest}"), // Indonesian local form 08…
+        None => digits,
+    };
+    if !(8..=15).contains(&digits.len()) {
+        anyhow::bail!("{phone:?} is not a phone number (8 to 15 digits, e.g. +6281100000001)");
+    }
+    Ok(digits)
+}
+
+/// What a reply looks like on a terminal.
+fn render(message: &Value) -> String {
+    match message["type"].as_str() {
+        Some("text") => message["text"]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        Some("interactive") => {
+            let body = message["interactive"]["body"]["text"]
+                .as_str()
+                .unwrap_or_default();
+            let options: Vec<String> = message["interactive"]["action"]["buttons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b["reply"]["title"].as_str().map(|t| format!("[{t}]")))
+                .collect();
+            format!("{body}\n{}", options.join(" "))
+        }
+        Some("template") => format!(
+            "(template {}) {}",
+            message["template"]["name"].as_str().unwrap_or("?"),
+            message["template"]["components"][0]["parameters"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+        ),
+        _ => message.to_string(),
+    }
+}
+
+/// Reads lines from stdin, posts each as a signed delivery to `url`/webhook, and prints the
+/// hub's replies until stdin ends and the replies have come (or `wait` passes without one).
+pub async fn chat(
+    settings: &Settings,
+    phone: &str,
+    url: &str,
+    name: &str,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    let wa_id = wa_id_of(phone)?;
+    let nats = connect_nats(&settings.nats).await?;
+    let mut replies = nats
+        .subscribe(sink_subject(&wa_id))
+        .await
+        .context("subscribing to the local sink")?;
+    nats.flush()
+        .await
+        .context("subscribing to the local sink")?;
+    let http = reqwest::Client::new();
+    let endpoint = format!("{}/webhook", url.trim_end_matches('/'));
+    let secret = settings
+        .whatsapp
+        .app_secret
+        .expose_secret()
+        .as_bytes()
+        .to_vec();
+    eprintln!("chatting as +{wa_id} with {url}; type a message and press Enter (Ctrl-D ends)");
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut pending = 0usize;
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if stdin_open => {
+                match line.context("reading stdin")? {
+                    Some(text) if text.trim().is_empty() => {}
+                    Some(text) => {
+                        let wamid = format!("wamid.local.in.{}", uuid::Uuid::new_v4().simple());
+                        let body = text_delivery(
+                            &settings.whatsapp.phone_number_id, &wa_id, name, &wamid, &text,
+                            chrono::Utc::now().timestamp(),
+                        );
+                        let response = http
+                            .post(&endpoint)
+                            .header("content-type", "application/json")
+                            .header("x-hub-signature-256", signature::sign(&secret, body.as_bytes()))
+                            .body(body)
+                            .send()
+                            .await
+                            .with_context(|| format!("cannot reach the hub at {endpoint}"))?;
+                        if response.status().is_success() {
+                            pending += 1;
+                        } else {
+                            eprintln!("hub answered HTTP {}", response.status());
+                        }
+                    }
+                    None => stdin_open = false,
+                }
+            }
+            reply = replies.next() => {
+                let Some(reply) = reply else { break };
+                let message: Value = serde_json::from_slice(&reply.payload).unwrap_or(Value::Null);
+                println!("hub> {}", render(&message));
+                pending = pending.saturating_sub(1);
+            }
+            () = tokio::time::sleep(wait), if !stdin_open => break,
+        }
+        if !stdin_open && pending == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_forms_become_wa_ids() {
+        assert_eq!(wa_id_of("+62 811-0000-0001").unwrap(), "628110000001");
+        assert_eq!(wa_id_of("08110000001").unwrap(), "628110000001");
+        assert_eq!(wa_id_of("628110000001").unwrap(), "628110000001");
+        assert!(wa_id_of("12").is_err());
+        assert!(wa_id_of("halo").is_err());
+    }
+
+    #[test]
+    fn a_local_delivery_parses_like_metas() {
+        let body = text_delivery(
+            "1",
+            "628110000001",
+            "Budi",
+            "wamid.x",
+            "stok?",
+            1_700_000_000,
+        );
+        let delivery = crate::whatsapp::payload::parse(body.as_bytes()).unwrap();
+        assert_eq!(delivery.messages.len(), 1);
+        assert_eq!(delivery.messages[0].from.as_deref(), Some("628110000001"));
+        assert_eq!(delivery.messages[0].kind.text(), Some("stok?"));
+        assert_eq!(delivery.messages[0].profile_name.as_deref(), Some("Budi"));
+    }
+}

@@ -1,0 +1,69 @@
+//! Local use without Meta: `sentient-hub chat` against a hub with no Graph API token.
+
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::helpers::{new_sender, spawn_app_with};
+
+#[tokio::test]
+async fn chat_posts_signed_messages_and_prints_the_hubs_replies() {
+    let app = spawn_app_with(|s| s.whatsapp.access_token = secrecy::SecretString::from("")).await;
+    let phone = format!("+{}", new_sender());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SENTIENT_ENV", "test")
+        .args([
+            "chat",
+            "--phone",
+            &phone,
+            "--url",
+            &app.address,
+            "--wait",
+            "20",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"stok motor dc berapa?\nWhat is the revenue this month?\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("chat ends once its replies arrived")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let replies: Vec<&str> = stdout.lines().filter(|l| l.starts_with("hub> ")).collect();
+    assert_eq!(replies.len(), 2, "{stdout}");
+    assert!(
+        replies.iter().any(|r| r.contains("sudah kami terima")),
+        "{stdout}"
+    );
+    assert!(
+        replies.iter().any(|r| r.contains("received your message")),
+        "{stdout}"
+    );
+    // Both went through the real inbox and outbox.
+    assert_eq!(
+        app.count("select count(*) from wa_inbox where status = 'done'")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count(
+            "select count(*) from wa_outbox where status = 'sent' and wamid like 'wamid.local.%'"
+        )
+        .await,
+        2
+    );
+}
