@@ -12,6 +12,10 @@
 --
 -- Scratch objects live in pg_temp (session-private) and are dropped at the end.
 
+-- the scratch tables have no statistics, so the planner overestimates them; JIT compilation would
+-- then cost more than the whole script (transaction-local setting)
+set local jit = off;
+
 -- ---------------------------------------------------------------------------------------------
 -- helpers: hash -> int in [0, 2^28), hash -> numeric in [0, 1), Jakarta local time -> timestamptz
 -- ---------------------------------------------------------------------------------------------
@@ -282,7 +286,7 @@ on conflict (dedup_key) do nothing;
 -- Sunday that is the 1st, so every month has revenue). Slot 1 of a day is never Draft or
 -- Cancel. Doc numbers SO-YYYYMM-NNNN with NNNN = 100 + day*10 + slot (0111..0415); the
 -- delivery of an order has the same number with prefix DO.
--- Lifecycle per order (all from hashes): approval 0-2 days after the order, shipping 1-3 days
+-- Lifecycle per order (all from hashes): approval 0-3 days after the order, shipping 1-3 days
 -- after approval, transit 1-2 days (+1 to Surabaya), 12% arrive 1-3 days late, closed 3 days
 -- after delivery. Status = the stage reached by today.
 -- =============================================================================================
@@ -302,7 +306,8 @@ with slot as (
 base as (
     select s.*, c.cust, c.vip, c.scale,
            0.85 + 0.30 * pg_temp.demo_u('mf' || s.ym) as mf,
-           case pg_temp.demo_h(s.seed || 'lag') % 6 when 3 then 1 when 4 then 1 when 5 then 2 else 0 end as lag,
+           case pg_temp.demo_h(s.seed || 'lag') % 20 / 7 when 0 then 0 when 1 then 1 else 2 end
+               + case when pg_temp.demo_h(s.seed || 'lag') % 20 = 19 then 1 else 0 end as lag,
            1 + pg_temp.demo_h(s.seed || 'ship') % 3 as ship_gap,
            1 + pg_temp.demo_h(s.seed || 'eta') % 2 + case when c.cust = 'CUST-003' then 1 else 0 end as transit,
            case when pg_temp.demo_u(s.seed || 'late') < 0.12
@@ -472,7 +477,8 @@ on conflict (so_id) where so_id is not null do nothing;
 -- F. generated purchasing: a PO every Monday, Wednesday and Friday (~1 per 2 working days),
 -- vendor by hash, raw materials/components matching the vendor. PO-YYYYMM-NNNN with
 -- NNNN = 100 + day*10 + 1. Lead time by vendor (PT Global Supply is the slow one); steel plate
--- price rises ~10% over the window. Payables: 30 days after receipt.
+-- price rises ~10% over the window. Payables: due 45 days after the PO date (the regular PO
+-- days keep some payables due in every week).
 -- =============================================================================================
 create temp table demo_po as
 with base as (
@@ -495,9 +501,8 @@ dates as (
            'PO-' || v.ym || '-' || to_char(100 + v.dom * 10 + 1, 'FM0000') as doc_no,
            v.order_dt + 1 + pg_temp.demo_h(v.seed || 'lag') % 2 as approve_dt,
            v.order_dt + v.lead_min + pg_temp.demo_h(v.seed || 'lead') % v.lead_span as recv_dt,
-           v.order_dt + v.lead_min + pg_temp.demo_h(v.seed || 'lead') % v.lead_span + 30 as due_dt,
-           v.order_dt + v.lead_min + pg_temp.demo_h(v.seed || 'lead') % v.lead_span + 30
-               + pg_temp.demo_h(v.seed || 'pay') % 9 - 5 as pay_dt,
+           v.order_dt + 45 as due_dt,
+           v.order_dt + 45 + pg_temp.demo_h(v.seed || 'pay') % 6 - 2 as pay_dt,
            v.age = 0 and pg_temp.demo_h(v.seed || 'draft') % 3 = 0 as is_draft,
            v.age >= 3 and pg_temp.demo_h(v.seed || 'cancel') % 30 = 0 as is_cancel
     from v
@@ -564,8 +569,8 @@ join demo_po_line l on l.doc_no = ins.doc_no
 order by ins.id, l.item_id
 on conflict (po_id, item_id) do nothing;
 
--- payables for received POs: most paid around the due date, some Open (several due within a
--- week), a few Overdue (naturally late plus the 2nd and 4th most recent of the last 25 days)
+-- payables for received POs: most paid 2 days early to 3 days late, some Open (several due
+-- within a week), a few Overdue (naturally late plus the 2nd and 4th most recent of the last 25 days)
 insert into t_ap (po_id, vendor_id, amt, due_dt, paid_dt, status, created_at, updated_at)
 select q.po_id, q.vendor_id, q.total_amt, q.due_dt,
        case when q.status = 'Paid' then q.pay_dt end,
@@ -928,8 +933,8 @@ where i.item_id = x.item_id and i.wh_id = x.wh_id and (i.last_move_dt is null or
 -- ---------------------------------------------------------------------------------------------
 -- clean up the scratch objects (the pooled connection lives on)
 -- ---------------------------------------------------------------------------------------------
-drop table demo_ctx, demo_day, demo_so, demo_so_line, demo_po, demo_po_line, demo_mch, demo_maint,
-    demo_shift, demo_wo;
+drop table pg_temp.demo_ctx, pg_temp.demo_day, pg_temp.demo_so, pg_temp.demo_so_line, pg_temp.demo_po,
+    pg_temp.demo_po_line, pg_temp.demo_mch, pg_temp.demo_maint, pg_temp.demo_shift, pg_temp.demo_wo;
 drop function pg_temp.demo_ts(date, interval);
 drop function pg_temp.demo_u(text);
 drop function pg_temp.demo_h(text);

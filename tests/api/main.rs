@@ -1,5 +1,6 @@
 mod chat;
 mod cli;
+mod demo;
 mod health;
 mod helpers;
 mod migrations;

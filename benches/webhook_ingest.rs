@@ -1,0 +1,210 @@
+//! Webhook ingest benchmark (not a test): `cargo bench --bench webhook_ingest`.
+//!
+//! Starts the real app (release build) against a fresh database on the local PostgreSQL and the
+//! local NATS, then:
+//! 1. sends pre-signed deliveries (one text message each, 10% repeating an earlier wamid) over
+//!    many connections as fast as they are answered: deliveries/s and p50/p99 of the 200;
+//! 2. sends at a fixed 1,000 deliveries/s: p50/p99 of the 200;
+//! 3. measures PostgreSQL's own single-row insert-and-commit rate on a table of the inbox's shape
+//!    with as many connections as the app's pool: the ceiling of a durable ingest;
+//! 4. checks that repeated wamids added no rows.
+//!
+//! Knobs (environment): BENCH_DELIVERIES (default 20000), BENCH_CONNECTIONS (64),
+//! BENCH_RATE (1000), BENCH_RATE_SECS (10).
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
+use sentient_hub::config::Settings;
+use sentient_hub::startup::Application;
+use sentient_hub::whatsapp::{local::text_delivery, signature::sign};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let deliveries = env_or("BENCH_DELIVERIES", 20_000);
+    let connections = env_or("BENCH_CONNECTIONS", 64);
+    let rate = env_or("BENCH_RATE", 1000);
+    let rate_secs = env_or("BENCH_RATE_SECS", 10);
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut settings = Settings::load_from(&dir, "test", &std::env::vars().collect())?;
+    let name = format!("sentient_bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = settings.database.connect_options().database("postgres");
+    PgConnection::connect_with(&admin)
+        .await?
+        .execute(format!(r#"create database "{name}""#).as_str())
+        .await?;
+    let mut url = url::Url::parse(settings.database.url.expose_secret())?;
+    url.set_path(&format!("/{name}"));
+    settings.database.url = SecretString::from(url.to_string());
+    settings.server.port = 0;
+    settings.inbox.stream = format!("WA_INBOX_BENCH_{}", uuid::Uuid::new_v4().simple());
+    settings.inbox.subject_prefix = format!("bench.{}.inbox", uuid::Uuid::new_v4().simple());
+    settings.whatsapp.access_token = SecretString::from(""); // local sink: nothing leaves the machine
+    let pool_size = settings.database.max_connections;
+    let app = Application::build(settings.clone()).await?;
+    let endpoint = format!("http://127.0.0.1:{}/webhook", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    let secret = settings
+        .whatsapp
+        .app_secret
+        .expose_secret()
+        .as_bytes()
+        .to_vec();
+    let make = |i: usize, tag: &str| -> (String, String) {
+        // 10% of deliveries repeat the wamid of an earlier one (Meta's retries and duplicates).
+        let n = if i % 10 == 9 { i - 5 } else { i };
+        let sender = format!("6281{:08}", n % 5000);
+        let body = text_delivery(
+            &settings.whatsapp.phone_number_id,
+            &sender,
+            "Bench",
+            &format!("wamid.bench.{tag}.{n}"),
+            "omzet bulan ini berapa?",
+            chrono::Utc::now().timestamp(),
+        );
+        let sig = sign(&secret, body.as_bytes());
+        (body, sig)
+    };
+    let burst: Vec<(String, String)> = (0..deliveries).map(|i| make(i, "burst")).collect();
+    let unique_burst = (0..deliveries).filter(|i| i % 10 != 9).count();
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()?;
+    let post = |client: reqwest::Client, endpoint: String, (body, sig): (String, String)| async move {
+        let start = Instant::now();
+        let response = client
+            .post(&endpoint)
+            .header("x-hub-signature-256", sig)
+            .body(body)
+            .send()
+            .await;
+        let ok = matches!(&response, Ok(r) if r.status() == 200);
+        (start.elapsed(), ok)
+    };
+
+    // Warm up connections and the pool.
+    futures::stream::iter((0..200).map(|i| make(i, "warm")))
+        .for_each_concurrent(connections, |d| {
+            let c = client.clone();
+            let e = endpoint.clone();
+            async move {
+                post(c, e, d).await;
+            }
+        })
+        .await;
+
+    // 1. Throughput.
+    let started = Instant::now();
+    let results: Vec<(Duration, bool)> = futures::stream::iter(burst)
+        .map(|d| post(client.clone(), endpoint.clone(), d))
+        .buffer_unordered(connections)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let failures = results.iter().filter(|(_, ok)| !ok).count();
+    let mut latencies: Vec<Duration> = results.iter().map(|(d, _)| *d).collect();
+    let throughput = deliveries as f64 / elapsed.as_secs_f64();
+    println!("throughput: {deliveries} deliveries over {connections} connections in {:.2}s = {throughput:.0} deliveries/s (failures: {failures})", elapsed.as_secs_f64());
+    println!(
+        "  latency of the 200: p50 {:.1} ms, p99 {:.1} ms",
+        pct(&mut latencies, 0.50),
+        pct(&mut latencies, 0.99)
+    );
+
+    // 2. Fixed rate.
+    let total = rate * rate_secs;
+    let paced: Vec<(String, String)> = (0..total).map(|i| make(i, "paced")).collect();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = tokio::time::Instant::now();
+    let mut handles = Vec::with_capacity(total);
+    for (i, d) in paced.into_iter().enumerate() {
+        tokio::time::sleep_until(start + interval * i as u32).await;
+        handles.push(tokio::spawn(post(client.clone(), endpoint.clone(), d)));
+    }
+    let mut paced_lat = Vec::with_capacity(total);
+    let mut paced_fail = 0;
+    for h in handles {
+        let (d, ok) = h.await?;
+        paced_lat.push(d);
+        paced_fail += usize::from(!ok);
+    }
+    println!("fixed rate: {rate} deliveries/s for {rate_secs}s: p50 {:.1} ms, p99 {:.1} ms (failures: {paced_fail})", pct(&mut paced_lat, 0.50), pct(&mut paced_lat, 0.99));
+
+    // 3. The database's own single-row commit rate, same table shape, same pool size.
+    let db_opts = PgConnectOptions::from_str(settings.database.url.expose_secret())?;
+    let mut setup = PgConnection::connect_with(&db_opts).await?;
+    setup
+        .execute("create table bench_commit (like wa_inbox including all)")
+        .await?;
+    let rows_per_conn = deliveries / pool_size as usize;
+    let commit_started = Instant::now();
+    let tasks: Vec<_> = (0..pool_size).map(|c| {
+        let opts = db_opts.clone();
+        tokio::spawn(async move {
+            let mut conn = PgConnection::connect_with(&opts).await.unwrap();
+            for i in 0..rows_per_conn {
+                sqlx::query("insert into bench_commit (wamid, phone_nr_id, wa_id, sender_key, msg_type, body, payload, sent_at)
+                             values ($1, '1', '6281', '6281', 'text', 'omzet bulan ini berapa?', '{}', now())")
+                    .bind(format!("wamid.{c}.{i}"))
+                    .execute(&mut conn).await.unwrap();
+            }
+        })
+    }).collect();
+    for t in tasks {
+        t.await?;
+    }
+    let commit_rate =
+        (rows_per_conn * pool_size as usize) as f64 / commit_started.elapsed().as_secs_f64();
+    println!(
+        "database single-row insert+commit: {commit_rate:.0} rows/s over {pool_size} connections"
+    );
+    println!(
+        "ingest / database commit rate = {:.2}",
+        throughput / commit_rate
+    );
+
+    // 4. Duplicates added nothing.
+    let stored: i64 =
+        sqlx::query_scalar("select count(*) from wa_inbox where wamid like 'wamid.bench.burst.%'")
+            .fetch_one(&mut setup)
+            .await?;
+    println!(
+        "repeated wamids: {} deliveries, {} unique, {} rows stored, {} extra rows",
+        deliveries,
+        unique_burst,
+        stored,
+        stored - unique_burst as i64
+    );
+
+    drop(setup);
+    let _ = PgConnection::connect_with(&admin)
+        .await?
+        .execute(format!(r#"drop database "{name}" with (force)"#).as_str())
+        .await;
+    if let Ok(client) = sentient_hub::startup::connect_nats(&settings.nats).await {
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(&settings.inbox.stream)
+            .await;
+    }
+    Ok(())
+}
+
+fn pct(v: &mut [Duration], p: f64) -> f64 {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1000.0
+}
