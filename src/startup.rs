@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{NatsSettings, Settings};
+use crate::inbox::store::Ingestor;
 use crate::inbox::{consumer, relay};
 use crate::outbox::sender;
 use crate::whatsapp::graph::Transport;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub js: jetstream::Context,
     /// Where replies go: the Graph API or the local sink.
     pub transport: Transport,
+    /// Group-committing writer of webhook deliveries.
+    pub ingestor: Ingestor,
     /// Wake-ups between pipeline stages, so work moves without waiting for a poll.
     pub wake: Arc<Wake>,
     /// Renders `/metrics`.
@@ -47,6 +50,12 @@ pub struct AppState {
     /// The settings the app was built with.
     pub settings: Arc<Settings>,
 }
+
+/// Concurrent ingest transactions: enough to overlap one batch's fsync with the next batch's
+/// inserts, few enough to leave pool connections for the workers.
+const INGEST_COMMITTERS: usize = 3;
+/// Deliveries per ingest transaction at most.
+const INGEST_BATCH: usize = 256;
 
 /// Wake-up signals between the stages of the pipeline.
 #[derive(Default)]
@@ -94,11 +103,13 @@ impl Application {
             .with_context(|| format!("cannot listen on {address}"))?;
         let port = listener.local_addr()?.port();
         let shutdown_timeout = Duration::from_secs(settings.server.shutdown_timeout_secs);
+        let ingestor = Ingestor::start(db.clone(), INGEST_COMMITTERS, INGEST_BATCH);
         let state = AppState {
             db,
             nats,
             js,
             transport,
+            ingestor,
             wake: Arc::new(Wake::default()),
             metrics: telemetry::metrics_handle(),
             settings: Arc::new(settings),

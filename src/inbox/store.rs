@@ -1,13 +1,133 @@
-//! Writing a webhook delivery to PostgreSQL in one transaction: new messages, the senders'
-//! 24-hour windows and outbox status updates. Duplicates (by wamid) add nothing.
+//! Writing webhook deliveries to PostgreSQL: new messages, the senders' 24-hour windows and
+//! outbox status updates. Duplicates (by wamid) add nothing.
+//!
+//! Group commit: concurrent deliveries are gathered by a few committer tasks into one
+//! transaction each, so a burst costs one fsync per batch instead of one per delivery. Every
+//! caller still waits for *its* commit before answering Meta. If a batch fails, its deliveries
+//! are retried one by one, so one bad delivery cannot fail the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::whatsapp::payload::{Delivery, DeliveryStatus, InboundMessage};
+
+/// Deliveries waiting for a committer; beyond this, callers wait to enqueue (back-pressure).
+const QUEUE: usize = 4096;
+
+/// Why a delivery was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The database refused the data itself (a value too long, …): retrying cannot help, so
+    /// the caller keeps the body as a dead letter.
+    #[error("delivery refused by the database: {0}")]
+    Invalid(String),
+    /// The database is unavailable or failed: Meta should retry later.
+    #[error(transparent)]
+    Unavailable(#[from] anyhow::Error),
+}
+
+struct Pending {
+    delivery: Delivery,
+    reply: oneshot::Sender<Result<Ingested, IngestError>>,
+}
+
+/// Handle to the committer tasks. Cheap to clone; the tasks end when the last handle is gone.
+#[derive(Clone)]
+pub struct Ingestor {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Ingestor {
+    /// Starts `committers` tasks that each commit up to `max_batch` deliveries at a time.
+    pub fn start(db: PgPool, committers: usize, max_batch: usize) -> Self {
+        let (queue, receiver) = mpsc::channel::<Pending>(QUEUE);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..committers.max(1) {
+            let receiver = receiver.clone();
+            let db = db.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut batch = Vec::with_capacity(max_batch);
+                    {
+                        let mut rx = receiver.lock().await;
+                        match rx.recv().await {
+                            Some(first) => batch.push(first),
+                            None => return,
+                        }
+                        while batch.len() < max_batch {
+                            match rx.try_recv() {
+                                Ok(next) => batch.push(next),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    commit_batch(&db, batch).await;
+                }
+            });
+        }
+        Self { queue }
+    }
+
+    /// Stores `delivery`; returns once it is committed.
+    pub async fn ingest(&self, delivery: Delivery) -> Result<Ingested, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { delivery, reply })
+            .await
+            .map_err(|_| anyhow::anyhow!("ingest committers have stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("ingest committer dropped the delivery"))?
+    }
+}
+
+async fn commit_batch(db: &PgPool, batch: Vec<Pending>) {
+    metrics::histogram!("inbox_commit_batch_size").record(batch.len() as f64);
+    let deliveries: Vec<&Delivery> = batch.iter().map(|p| &p.delivery).collect();
+    match ingest(db, &deliveries).await {
+        Ok(results) => {
+            for (pending, result) in batch.into_iter().zip(results) {
+                let _ = pending.reply.send(Ok(result));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            let pending = batch.into_iter().next().expect("one");
+            let _ = pending.reply.send(Err(classify(e)));
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), size = batch.len(), "batch failed; storing one by one");
+            for pending in batch {
+                let result = ingest(db, &[&pending.delivery])
+                    .await
+                    .map(|mut r| r.remove(0))
+                    .map_err(classify);
+                let _ = pending.reply.send(result);
+            }
+        }
+    }
+}
+
+/// Data exceptions (SQLSTATE class 22) and check violations (23514) are the delivery's fault.
+fn classify(e: anyhow::Error) -> IngestError {
+    let data_fault = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<sqlx::Error>())
+        .filter_map(|c| c.as_database_error())
+        .any(|d| {
+            d.code()
+                .is_some_and(|c| c.starts_with("22") || c == "23514")
+        });
+    if data_fault {
+        IngestError::Invalid(format!("{e:#}"))
+    } else {
+        IngestError::Unavailable(e)
+    }
+}
 
 /// What one delivery changed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -25,28 +145,31 @@ pub fn sender_key(msg: &InboundMessage) -> Option<&str> {
     msg.from.as_deref().or(msg.from_user_id.as_deref())
 }
 
-/// Stores a parsed delivery. Commits before returning, so a 200 after `Ok` is safe.
-#[tracing::instrument(skip_all, fields(messages = delivery.messages.len(), statuses = delivery.statuses.len()))]
-pub async fn ingest(db: &PgPool, delivery: &Delivery) -> anyhow::Result<Ingested> {
-    let mut out = Ingested::default();
+/// Stores parsed deliveries in one transaction and commits before returning, so a 200 after
+/// `Ok` is safe. Returns what each delivery changed, in order.
+#[tracing::instrument(skip_all, fields(deliveries = deliveries.len()))]
+pub async fn ingest(db: &PgPool, deliveries: &[&Delivery]) -> anyhow::Result<Vec<Ingested>> {
+    let mut results: Vec<Ingested> = Vec::with_capacity(deliveries.len());
     let mut tx = db.begin().await.context("starting ingest transaction")?;
 
-    let messages: Vec<&InboundMessage> = delivery
-        .messages
+    let messages: Vec<&InboundMessage> = deliveries
         .iter()
+        .flat_map(|d| d.messages.iter())
         .filter(|m| sender_key(m).is_some())
         .collect();
-    if messages.len() < delivery.messages.len() {
+    let total: usize = deliveries.iter().map(|d| d.messages.len()).sum();
+    if messages.len() < total {
         tracing::warn!(
-            dropped = delivery.messages.len() - messages.len(),
+            dropped = total - messages.len(),
             "messages without any sender id were not stored"
         );
     }
+    let mut inserted: HashSet<String> = HashSet::new();
     if !messages.is_empty() {
         let col = |f: fn(&InboundMessage) -> Option<String>| -> Vec<Option<String>> {
             messages.iter().map(|m| f(m)).collect()
         };
-        let inserted: Vec<i64> = sqlx::query_scalar(
+        let new_wamids: Vec<String> = sqlx::query_scalar(
             "insert into wa_inbox
                 (wamid, phone_nr_id, wa_id, bsuid, sender_key, profile_name, identity_hash,
                  msg_type, body, payload, sent_at)
@@ -54,7 +177,7 @@ pub async fn ingest(db: &PgPool, delivery: &Delivery) -> anyhow::Result<Ingested
                                   $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[],
                                   $11::timestamptz[])
              on conflict (wamid) do nothing
-             returning id",
+             returning wamid",
         )
         .bind(col(|m| Some(m.wamid.clone())))
         .bind(col(|m| Some(m.phone_number_id.clone())))
@@ -70,14 +193,25 @@ pub async fn ingest(db: &PgPool, delivery: &Delivery) -> anyhow::Result<Ingested
         .fetch_all(&mut *tx)
         .await
         .context("inserting inbox rows")?;
-        out.new = inserted.len();
-        out.duplicates = messages.len() - inserted.len();
+        inserted.extend(new_wamids);
         touch_windows(&mut tx, &messages).await?;
     }
 
-    out.statuses = apply_statuses(&mut tx, delivery).await?;
+    for delivery in deliveries {
+        let mut out = Ingested::default();
+        for m in delivery.messages.iter().filter(|m| sender_key(m).is_some()) {
+            // The first delivery carrying a new wamid gets the credit; any other is a duplicate.
+            if inserted.remove(&m.wamid) {
+                out.new += 1;
+            } else {
+                out.duplicates += 1;
+            }
+        }
+        out.statuses = apply_statuses(&mut tx, delivery).await?;
+        results.push(out);
+    }
     tx.commit().await.context("committing ingest")?;
-    Ok(out)
+    Ok(results)
 }
 
 /// Opens or extends each sender's 24-hour window (latest message time wins; idempotent).

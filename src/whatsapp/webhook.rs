@@ -20,7 +20,7 @@ use axum::Router;
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
-use crate::inbox::store;
+use crate::inbox::store::IngestError;
 use crate::startup::AppState;
 use crate::whatsapp::{payload, signature};
 
@@ -89,7 +89,7 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         tracing::warn!(code = error.code, title = ?error.title, "webhook carried an error");
     }
 
-    match store::ingest(&state.db, &delivery).await {
+    match state.ingestor.ingest(delivery).await {
         Ok(ingested) => {
             metrics::counter!("webhook_deliveries_total", "outcome" => "stored").increment(1);
             metrics::counter!("inbox_messages_total", "kind" => "new")
@@ -107,7 +107,8 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
             );
             StatusCode::OK.into_response()
         }
-        Err(e) => {
+        Err(e @ IngestError::Invalid(_)) => dead_letter(&state, &body, &e.to_string()).await,
+        Err(IngestError::Unavailable(e)) => {
             metrics::counter!("webhook_deliveries_total", "outcome" => "db_error").increment(1);
             tracing::error!(error = %format!("{e:#}"), "cannot store delivery; Meta will retry");
             StatusCode::SERVICE_UNAVAILABLE.into_response()

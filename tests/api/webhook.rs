@@ -157,3 +157,34 @@ async fn a_dead_database_gets_503_so_meta_retries() {
     let body = text_delivery(&new_sender(), "wamid.nodb", "halo", now());
     assert_eq!(app.post_webhook(&body).await.status(), 503);
 }
+
+#[tokio::test]
+async fn a_delivery_the_database_refuses_is_a_dead_letter_and_does_not_sink_its_batch() {
+    let app = spawn_app().await;
+    // A sender id far longer than any WhatsApp id: parses, but no column takes it.
+    let bad = text_delivery(&"9".repeat(200), "wamid.toolong", "halo", now());
+    let good: Vec<String> = (0..30)
+        .map(|i| text_delivery(&new_sender(), &format!("wamid.batch.{i}"), "halo", now()))
+        .collect();
+    let mut requests = vec![app.post_webhook(&bad)];
+    requests.extend(good.iter().map(|b| app.post_webhook(b)));
+    let responses = futures::future::join_all(requests).await;
+    assert!(responses.iter().all(|r| r.status() == 200));
+    assert_eq!(
+        app.count("select count(*) from wa_inbox where wamid like 'wamid.batch.%'")
+            .await,
+        30
+    );
+    assert_eq!(
+        app.count("select count(*) from wa_inbox where wamid = 'wamid.toolong'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count(
+            "select count(*) from wa_dead_letter where reason like '%refused by the database%'"
+        )
+        .await,
+        1
+    );
+}
