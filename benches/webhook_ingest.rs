@@ -5,9 +5,10 @@
 //! 1. sends pre-signed deliveries (one text message each, 10% repeating an earlier wamid) over
 //!    many connections as fast as they are answered: deliveries/s and p50/p99 of the 200;
 //! 2. sends at a fixed 1,000 deliveries/s: p50/p99 of the 200;
-//! 3. measures PostgreSQL's own single-row insert-and-commit rate on a table of the inbox's shape
-//!    with as many connections as the app's pool: the ceiling of a durable ingest;
-//! 4. checks that repeated wamids added no rows.
+//! 0. first, while the app is idle, measures PostgreSQL's own single-row insert-and-commit rate
+//!    on a table of the inbox's shape, on one connection and on as many as the app's pool: the
+//!    ceiling of a durable ingest (printed with the ratios at the end);
+//! 3. checks that repeated wamids added no rows.
 //!
 //! Knobs (environment): BENCH_DELIVERIES (default 20000), BENCH_CONNECTIONS (64),
 //! BENCH_RATE (1000), BENCH_RATE_SECS (10).
@@ -96,6 +97,17 @@ async fn main() -> anyhow::Result<()> {
         (start.elapsed(), ok)
     };
 
+    // 0. The database's own single-row commit rate, same table shape, same pool size, measured
+    //    first, while the app is idle, so the pipeline's background work does not lower it.
+    let db_opts = PgConnectOptions::from_str(settings.database.url.expose_secret())?;
+    let mut setup = PgConnection::connect_with(&db_opts).await?;
+    setup
+        .execute("create table bench_commit (like wa_inbox including all)")
+        .await?;
+    let single = commit_rate(&db_opts, 1, deliveries / 4, "one").await?;
+    let pooled = commit_rate(&db_opts, pool_size as usize, deliveries, "pool").await?;
+    println!("database single-row insert+commit: {single:.0} rows/s on 1 connection, {pooled:.0} rows/s on {pool_size} connections");
+
     // Warm up connections and the pool.
     futures::stream::iter((0..200).map(|i| make(i, "warm")))
         .for_each_concurrent(connections, |d| {
@@ -144,40 +156,13 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("fixed rate: {rate} deliveries/s for {rate_secs}s: p50 {:.1} ms, p99 {:.1} ms (failures: {paced_fail})", pct(&mut paced_lat, 0.50), pct(&mut paced_lat, 0.99));
 
-    // 3. The database's own single-row commit rate, same table shape, same pool size.
-    let db_opts = PgConnectOptions::from_str(settings.database.url.expose_secret())?;
-    let mut setup = PgConnection::connect_with(&db_opts).await?;
-    setup
-        .execute("create table bench_commit (like wa_inbox including all)")
-        .await?;
-    let rows_per_conn = deliveries / pool_size as usize;
-    let commit_started = Instant::now();
-    let tasks: Vec<_> = (0..pool_size).map(|c| {
-        let opts = db_opts.clone();
-        tokio::spawn(async move {
-            let mut conn = PgConnection::connect_with(&opts).await.unwrap();
-            for i in 0..rows_per_conn {
-                sqlx::query("insert into bench_commit (wamid, phone_nr_id, wa_id, sender_key, msg_type, body, payload, sent_at)
-                             values ($1, '1', '6281', '6281', 'text', 'omzet bulan ini berapa?', '{}', now())")
-                    .bind(format!("wamid.{c}.{i}"))
-                    .execute(&mut conn).await.unwrap();
-            }
-        })
-    }).collect();
-    for t in tasks {
-        t.await?;
-    }
-    let commit_rate =
-        (rows_per_conn * pool_size as usize) as f64 / commit_started.elapsed().as_secs_f64();
     println!(
-        "database single-row insert+commit: {commit_rate:.0} rows/s over {pool_size} connections"
-    );
-    println!(
-        "ingest / database commit rate = {:.2}",
-        throughput / commit_rate
+        "ingest / database commit rate = {:.2} (1 connection), {:.2} ({pool_size} connections)",
+        throughput / single,
+        throughput / pooled
     );
 
-    // 4. Duplicates added nothing.
+    // 3. Duplicates added nothing.
     let stored: i64 =
         sqlx::query_scalar("select count(*) from wa_inbox where wamid like 'wamid.bench.burst.%'")
             .fetch_one(&mut setup)
@@ -201,6 +186,39 @@ async fn main() -> anyhow::Result<()> {
             .await;
     }
     Ok(())
+}
+
+/// Rows per second that `connections` connections insert, each row its own transaction.
+async fn commit_rate(
+    opts: &PgConnectOptions,
+    connections: usize,
+    rows: usize,
+    tag: &'static str,
+) -> anyhow::Result<f64> {
+    let per_conn = rows / connections;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|c| {
+            let opts = opts.clone();
+            tokio::spawn(async move {
+                let mut conn = PgConnection::connect_with(&opts).await?;
+                for i in 0..per_conn {
+                    sqlx::query(
+                        "insert into bench_commit (wamid, phone_nr_id, wa_id, sender_key, msg_type, body, payload, sent_at)
+                         values ($1, '1', '6281', '6281', 'text', 'omzet bulan ini berapa?', '{}', now())",
+                    )
+                    .bind(format!("wamid.{tag}.{c}.{i}"))
+                    .execute(&mut conn)
+                    .await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok((per_conn * connections) as f64 / started.elapsed().as_secs_f64())
 }
 
 fn pct(v: &mut [Duration], p: f64) -> f64 {

@@ -80,6 +80,9 @@ create table wa_outbox (
 
 create index wa_outbox_due_idx on wa_outbox (next_try_at) where status = 'pending';
 create index wa_outbox_lease_idx on wa_outbox (lease_until) where status = 'sending';
+-- The sender's "no earlier unsent row to the same recipient" check.
+create index wa_outbox_open_to_idx on wa_outbox ((coalesce(wa_id, bsuid)), id)
+    where status in ('pending', 'sending');
 
 create trigger set_updated_at
     before update on wa_outbox

@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn phone_forms_become_wa_ids() {
-        assert_eq!(wa_id_of("+62 811-0000-0001").unwrap(), "628110000001");
+        assert_eq!(wa_id_of("+62 811-000-0001").unwrap(), "628110000001");
         assert_eq!(wa_id_of("08110000001").unwrap(), "628110000001");
         assert_eq!(wa_id_of("628110000001").unwrap(), "628110000001");
         assert!(wa_id_of("12").is_err());
