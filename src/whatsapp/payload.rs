@@ -1070,7 +1070,7 @@ mod tests {
     fn fixtures_dir() -> PathBuf {
         Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/whatsapp"
+            "/tests/fixtures/whatsapp"
         ))
         .to_path_buf()
     }

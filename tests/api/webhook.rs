@@ -3,7 +3,7 @@
 use crate::helpers::{new_sender, now, spawn_app, text_delivery, APP_SECRET};
 use sentient_hub::whatsapp::signature::sign;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/whatsapp");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/whatsapp");
 
 #[tokio::test]
 async fn handshake_echoes_the_challenge_when_the_token_matches() {
