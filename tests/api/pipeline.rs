@@ -544,3 +544,50 @@ impl StoppedNats {
         PrivateNats::spawn(self.port, self.dir.clone()).await
     }
 }
+
+#[tokio::test]
+async fn a_poison_message_is_retried_a_bounded_number_of_times_then_marked_dead() {
+    let app = spawn_app_with(|s| s.inbox.max_deliver = 3).await;
+    // A row no reply can be written for (no recipient at all): processing fails every time.
+    sqlx::query(
+        "insert into wa_inbox (wamid, phone_nr_id, sender_key, msg_type, body, payload, sent_at)
+         values ('wamid.poison', '000000000000000', 'nobody', 'text', 'halo', '{}', now())",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // The next delivery wakes the relay, which takes the poison row along.
+    let from = new_sender();
+    app.post_webhook(&text_delivery(&from, "wamid.after.poison", "halo", now()))
+        .await;
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            app.count(
+                "select count(*) from wa_inbox where wamid = 'wamid.poison' and status = 'dead'",
+            )
+            .await
+                == 1
+        })
+        .await,
+        "poison row never marked dead"
+    );
+    assert_eq!(
+        app.count("select attempts::bigint from wa_inbox where wamid = 'wamid.poison'")
+            .await,
+        3
+    );
+    assert!(
+        app.count(
+            "select count(*) from wa_inbox where wamid = 'wamid.poison' and last_error is not null"
+        )
+        .await
+            == 1
+    );
+    // Other senders are not held up by it.
+    assert!(wait_for_sends(&app, &from, 1).await);
+    assert_eq!(
+        app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.poison'")
+            .await,
+        0
+    );
+}
