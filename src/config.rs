@@ -30,6 +30,8 @@ pub struct Settings {
     pub inbox: InboxSettings,
     /// Logs.
     pub telemetry: TelemetrySettings,
+    /// Admin API authentication: tokens, lockout, throttling, password hashing.
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +162,45 @@ pub struct TelemetrySettings {
     pub filter: String,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HMAC-SHA256 key of the access tokens (the only algorithm accepted). Secret, >= 32 bytes.
+    pub jwt_secret: SecretString,
+    /// `iss` written into and required from every access token.
+    pub jwt_issuer: String,
+    /// `aud` written into and required from every access token.
+    pub jwt_audience: String,
+    /// Lifetime of an access token (the blueprint's 15 minutes).
+    pub access_ttl_secs: u64,
+    /// Lifetime of a refresh token; each use rotates it and starts a new period.
+    pub refresh_ttl_secs: u64,
+    /// Clock skew tolerated on `exp`; a few seconds at most.
+    pub leeway_secs: u64,
+    /// Wrong passwords in a row that lock an account.
+    pub max_failed_logins: i32,
+    /// How long a locked account stays locked.
+    pub lockout_secs: u64,
+    /// Login attempts one IP address may make in a burst.
+    pub login_burst: u32,
+    /// Sustained login attempts per minute per IP address.
+    pub login_per_minute: u32,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted reverse proxy).
+    pub trust_forwarded_for: bool,
+    /// Argon2id memory cost in KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// Argon2id lanes (OWASP: 1).
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once; bounds the CPU a login flood can take.
+    pub max_concurrent_hashes: usize,
+    /// How long a login waits for a hashing slot before it is answered 503.
+    pub hash_wait_ms: u64,
+    /// Shortest password accepted when one is set.
+    pub password_min_length: usize,
+}
+
 impl Settings {
     /// Loads settings from `config/` in the current directory (or `SENTIENT_CONFIG_DIR`) for the
     /// environment named by `SENTIENT_ENV` (default `local`).
@@ -282,11 +323,56 @@ impl Settings {
         if wa.retry_max_ms < wa.retry_base_ms {
             bail!("invalid configuration: whatsapp.retry_max_ms must not be below whatsapp.retry_base_ms");
         }
+        self.auth.validate()?;
         if self.inbox.max_deliver < 1 || self.inbox.relay_batch < 1 {
             bail!(
                 "invalid configuration: inbox.max_deliver and inbox.relay_batch must be at least 1"
             );
         }
+        Ok(())
+    }
+}
+
+impl AuthSettings {
+    /// Each message names its key.
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.jwt_secret.expose_secret().len() < 32 {
+            bail!("invalid configuration: auth.jwt_secret must be at least 32 bytes (SENTIENT__AUTH__JWT_SECRET)");
+        }
+        if self.leeway_secs > 5 {
+            bail!("invalid configuration: auth.leeway_secs must be at most 5");
+        }
+        if self.access_ttl_secs < 60 || self.access_ttl_secs > 3600 {
+            bail!("invalid configuration: auth.access_ttl_secs must be between 60 and 3600");
+        }
+        if self.refresh_ttl_secs < self.access_ttl_secs {
+            bail!("invalid configuration: auth.refresh_ttl_secs must not be below auth.access_ttl_secs");
+        }
+        if self.max_failed_logins < 1 {
+            bail!("invalid configuration: auth.max_failed_logins must be at least 1");
+        }
+        for (key, value) in [
+            ("auth.lockout_secs", self.lockout_secs),
+            ("auth.login_burst", u64::from(self.login_burst)),
+            ("auth.login_per_minute", u64::from(self.login_per_minute)),
+            ("auth.max_concurrent_hashes", self.max_concurrent_hashes as u64),
+            ("auth.hash_wait_ms", self.hash_wait_ms),
+            ("auth.password_min_length", self.password_min_length as u64),
+        ] {
+            if value == 0 {
+                bail!("invalid configuration: {key} must be at least 1");
+            }
+        }
+        if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
+            bail!("invalid configuration: auth.jwt_issuer and auth.jwt_audience must be set");
+        }
+        argon2::Params::new(
+            self.argon2_memory_kib,
+            self.argon2_iterations,
+            self.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!("invalid configuration: auth.argon2_*: {e}"))?;
         Ok(())
     }
 }

@@ -1,0 +1,2 @@
+//! Admin API benchmark (filled in below).
+fn main() {}
