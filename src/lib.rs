@@ -7,6 +7,7 @@
 //! - [`startup`]: `Application::build` / `run_until_stopped`, the router, graceful shutdown.
 //! - [`telemetry`]: tracing and Prometheus metrics.
 //! - [`http`]: health, readiness and metrics endpoints.
+//! - [`domain`]: types parsed at the boundary (E.164 phones, masking for logs).
 //! - [`db`]: the PostgreSQL pool, the embedded migrations (`migrations/`) and the demo data.
 //! - [`whatsapp`]: Meta's side: webhook (handshake, signature, ingest), payload types, Graph API.
 //! - [`inbox`]: the durable inbox, the relay to JetStream and the per-sender ordered workers.
@@ -20,6 +21,7 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod http;
 pub mod inbox;
 pub mod outbox;
