@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `demo`, `chat`.
+//! The command line: `serve`, `migrate`, `demo`, `chat`, `llm-worker`, `llm-ask`.
 
 use std::time::Duration;
 
@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::startup::{shutdown_signal, Application};
-use crate::{db, telemetry, whatsapp};
+use crate::{db, llm, telemetry, whatsapp};
 
 /// Sentient Hub: the WhatsApp Executive Hub of the Sentient Factory data warehouse.
 ///
@@ -47,6 +47,24 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         wait: u64,
     },
+    /// Run an LLM worker: answer `llm.subject` requests over NATS with the OpenAI-compatible
+    /// server at `llm.base_url`. Run as many as needed; they share the requests.
+    LlmWorker,
+    /// Send one prompt to the llm-workers over NATS and print the reply as JSON (a check that
+    /// the worker and its LLM server answer).
+    LlmAsk {
+        /// The user message.
+        prompt: String,
+        /// System message put before it.
+        #[arg(long)]
+        system: Option<String>,
+        /// Upper bound of generated tokens (default: the worker's llm.default_max_tokens).
+        #[arg(long)]
+        max_tokens: Option<u32>,
+        /// Seconds to wait for the reply (default: llm.request_timeout_secs + 5).
+        #[arg(long)]
+        wait: Option<u64>,
+    },
 }
 
 /// Runs the parsed command. Errors bubble up to `main`, which prints them on one line.
@@ -72,6 +90,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.server.port));
             whatsapp::local::chat(&settings, &phone, &url, &name, Duration::from_secs(wait)).await
         }
+        Command::LlmWorker => {
+            let worker = llm::worker::Worker::build(&settings).await?;
+            worker.run_until_stopped(shutdown_signal()).await
+        }
+        Command::LlmAsk {
+            prompt,
+            system,
+            max_tokens,
+            wait,
+        } => llm_ask(&settings, &prompt, system, max_tokens, wait).await,
     }
 }
 
@@ -84,4 +112,29 @@ async fn prepare_database(settings: &Settings, demo: bool) -> anyhow::Result<()>
     }
     pool.close().await;
     Ok(())
+}
+
+/// `llm-ask`: one request to the llm-workers, the reply printed as JSON on stdout.
+async fn llm_ask(
+    settings: &Settings,
+    prompt: &str,
+    system: Option<String>,
+    max_tokens: Option<u32>,
+    wait: Option<u64>,
+) -> anyhow::Result<()> {
+    let nats = crate::startup::connect_nats(&settings.nats).await?;
+    let mut request = llm::client::user_prompt(prompt);
+    if let Some(system) = system {
+        request
+            .messages
+            .insert(0, llm::ChatMessage::new("system", system));
+    }
+    request.max_tokens = max_tokens;
+    let wait = Duration::from_secs(wait.unwrap_or(settings.llm.request_timeout_secs + 5));
+    let reply = llm::client::ask(&nats, &settings.llm.subject, &request, wait).await?;
+    println!("{}", serde_json::to_string_pretty(&reply)?);
+    match reply.error_code() {
+        None => Ok(()),
+        Some(code) => anyhow::bail!("the worker answered {}", code.as_str()),
+    }
 }

@@ -32,6 +32,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Admin API authentication: tokens, lockout, throttling, password hashing.
     pub auth: AuthSettings,
+    /// The llm-worker: the OpenAI-compatible server it calls and the NATS subject it serves.
+    pub llm: LlmSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,6 +203,36 @@ pub struct AuthSettings {
     pub password_min_length: usize,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSettings {
+    /// Where the OpenAI-compatible server is (vLLM, Ollama, llama.cpp); the worker POSTs to
+    /// `{base_url}/v1/chat/completions`. A trailing `/v1` is accepted as well.
+    pub base_url: String,
+    /// Model name sent upstream: vLLM and Ollama pick the model by it.
+    pub model: String,
+    /// Bearer token for the upstream. Secret; empty = no `Authorization` header (local servers).
+    pub api_key: SecretString,
+    /// Limit of one upstream call, body included; the requester gets `timeout` after it.
+    pub request_timeout_secs: u64,
+    /// Limit of opening the upstream connection, so a dead server fails fast.
+    pub connect_timeout_secs: u64,
+    /// Upstream calls one worker has in flight; requests beyond it are answered `overloaded`.
+    pub max_concurrency: usize,
+    /// `max_tokens` sent upstream when a request has none, so no call generates unbounded text.
+    pub default_max_tokens: u32,
+    /// Grace given to in-flight calls at shutdown before they are answered `shutting_down`.
+    pub shutdown_timeout_secs: u64,
+    /// NATS subject of the requests (queue subscription).
+    pub subject: String,
+    /// NATS queue group: workers in one group share the requests.
+    pub queue_group: String,
+    /// Address of the worker's own `/metrics` and `/healthz` listener.
+    pub metrics_host: String,
+    /// Port of that listener; 0 lets the OS pick (tests).
+    pub metrics_port: u16,
+}
+
 impl Settings {
     /// Loads settings from `config/` in the current directory (or `SENTIENT_CONFIG_DIR`) for the
     /// environment named by `SENTIENT_ENV` (default `local`).
@@ -324,6 +356,7 @@ impl Settings {
             bail!("invalid configuration: whatsapp.retry_max_ms must not be below whatsapp.retry_base_ms");
         }
         self.auth.validate()?;
+        self.llm.validate()?;
         if self.inbox.max_deliver < 1 || self.inbox.relay_batch < 1 {
             bail!(
                 "invalid configuration: inbox.max_deliver and inbox.relay_batch must be at least 1"
@@ -374,6 +407,47 @@ impl AuthSettings {
         )
         .map_err(|e| anyhow::anyhow!("invalid configuration: auth.argon2_*: {e}"))?;
         Ok(())
+    }
+}
+
+impl LlmSettings {
+    /// Each message names its key.
+    fn validate(&self) -> anyhow::Result<()> {
+        let url = url::Url::parse(&self.base_url)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: llm.base_url: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            bail!("invalid configuration: llm.base_url must start with http:// or https://");
+        }
+        for (key, value) in [
+            ("llm.request_timeout_secs", self.request_timeout_secs),
+            ("llm.connect_timeout_secs", self.connect_timeout_secs),
+            ("llm.max_concurrency", self.max_concurrency as u64),
+            ("llm.default_max_tokens", u64::from(self.default_max_tokens)),
+            ("llm.shutdown_timeout_secs", self.shutdown_timeout_secs),
+        ] {
+            if value == 0 {
+                bail!("invalid configuration: {key} must be at least 1");
+            }
+        }
+        for (key, value) in [
+            ("llm.subject", &self.subject),
+            ("llm.queue_group", &self.queue_group),
+        ] {
+            if value.is_empty() || value.contains(char::is_whitespace) {
+                bail!("invalid configuration: {key} must be a NATS subject without spaces");
+            }
+        }
+        if self.model.is_empty() {
+            bail!("invalid configuration: llm.model must be set (SENTIENT__LLM__MODEL)");
+        }
+        Ok(())
+    }
+
+    /// The chat completions endpoint under `base_url`.
+    pub fn chat_completions_url(&self) -> String {
+        let base = self.base_url.trim_end_matches('/');
+        let base = base.strip_suffix("/v1").unwrap_or(base);
+        format!("{base}/v1/chat/completions")
     }
 }
 

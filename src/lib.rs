@@ -11,6 +11,8 @@
 //! - [`db`]: the PostgreSQL pool, the embedded migrations (`migrations/`) and the demo data.
 //! - [`whatsapp`]: Meta's side: webhook (handshake, signature, ingest), payload types, Graph API.
 //! - [`inbox`]: the durable inbox, the relay to JetStream and the per-sender ordered workers.
+//! - [`llm`]: the `ai.llm.chat` contract over NATS and the llm-worker that bridges it to any
+//!   OpenAI-compatible server (`sentient-hub llm-worker`).
 //! - [`outbox`]: reply rows, the sender loop, retries, rate limit and the 24-hour window.
 //! - [`texts`]: everything the bot says, in Indonesian and English.
 //! - [`whatsapp`]: Meta's webhook payloads, parsed into typed messages, statuses and events.
@@ -24,6 +26,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod inbox;
+pub mod llm;
 pub mod outbox;
 pub mod startup;
 pub mod telemetry;

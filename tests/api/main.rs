@@ -3,6 +3,7 @@ mod cli;
 mod demo;
 mod health;
 mod helpers;
+mod llm_worker;
 mod migrations;
 mod pipeline;
 mod roles;

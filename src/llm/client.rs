@@ -1,0 +1,59 @@
+//! A minimal requester of `ai.llm.chat`: one request, one reply, one deadline. Used by the tests,
+//! the benchmark and `sentient-hub llm-ask`. The hub's own client (retries, circuit breaker,
+//! deterministic fallback) is built on the same wire types in a later stage.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+
+use super::{ChatMessage, ChatReply, ChatRequest};
+
+/// Why no reply could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// No worker subscribes to the subject.
+    #[error("no llm-worker is listening on {0}")]
+    NoResponders(String),
+    /// A worker took the request but did not answer in time.
+    #[error("no reply within {0:?}")]
+    TimedOut(Duration),
+    /// The request could not be sent, or the reply is not of the contract's shape.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// A request with one user message, a fresh id and the worker's defaults for the rest.
+pub fn user_prompt(prompt: &str) -> ChatRequest {
+    ChatRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        messages: vec![ChatMessage::new("user", prompt)],
+        max_tokens: None,
+        temperature: None,
+        meta: serde_json::Map::new(),
+    }
+}
+
+/// Sends `request` on `subject` and waits at most `timeout` for its reply.
+pub async fn ask(
+    nats: &async_nats::Client,
+    subject: &str,
+    request: &ChatRequest,
+    timeout: Duration,
+) -> Result<ChatReply, AskError> {
+    let payload = Bytes::from(serde_json::to_vec(request).context("serialising the request")?);
+    let message = nats
+        .send_request(
+            subject.to_owned(),
+            async_nats::Request::new()
+                .payload(payload)
+                .timeout(Some(timeout)),
+        )
+        .await
+        .map_err(|e| match e.kind() {
+            async_nats::RequestErrorKind::NoResponders => AskError::NoResponders(subject.into()),
+            async_nats::RequestErrorKind::TimedOut => AskError::TimedOut(timeout),
+            _ => AskError::Other(anyhow::Error::new(e).context("sending the request")),
+        })?;
+    Ok(serde_json::from_slice(&message.payload).context("reading the reply")?)
+}
