@@ -52,3 +52,10 @@ create table wa_refusal (
     sender_key varchar(128) primary key,
     refused_at timestamptz not null
 );
+
+-- A held message gets two replies over its life: the gate's request for the code, later the
+-- answer. Each is still at most one: unique per (inbound wamid, purpose, part).
+alter table wa_outbox add column purpose varchar(10) not null default 'answer';
+alter table wa_outbox add constraint wa_outbox_purpose_chk check (purpose in ('answer', 'gate'));
+alter table wa_outbox drop constraint wa_outbox_reply_uq;
+alter table wa_outbox add constraint wa_outbox_reply_uq unique (inbound_wamid, purpose, part_no);

@@ -21,6 +21,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Manage the admin API's users from the command line (bootstrap the first admin).
+    Admin {
+        #[command(subcommand)]
+        command: crate::admin::cli::AdminCommand,
+    },
     /// Run the HTTP server (webhook, admin API, health, metrics).
     Serve {
         /// Load the demo data before serving (idempotent).
@@ -72,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
     telemetry::init_tracing(&settings.telemetry);
     match cli.command {
+        Command::Admin { command } => crate::admin::cli::run(&settings, command).await,
         Command::Serve { demo } => {
             if demo {
                 prepare_database(&settings, true).await?;

@@ -26,6 +26,10 @@ pub struct Settings {
     pub nats: NatsSettings,
     /// Meta's WhatsApp Cloud API: webhook secrets, Graph API, sending policy.
     pub whatsapp: WhatsAppSettings,
+    /// Who may chat: one-time codes and device trust.
+    pub identity: IdentitySettings,
+    /// Outgoing mail (one-time codes).
+    pub smtp: SmtpSettings,
     /// The inbound pipeline on JetStream.
     pub inbox: InboxSettings,
     /// Logs.
@@ -125,6 +129,52 @@ pub enum StalePolicy {
     Notice,
     /// No answer at all.
     Ignore,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySettings {
+    /// Key of the keyed hash of stored codes.
+    pub otp_secret: SecretString,
+    /// Validity of a code.
+    pub otp_ttl_secs: u64,
+    /// Wrong tries that void a code.
+    pub otp_max_attempts: i32,
+    /// Codes per user per hour.
+    pub otp_max_per_hour: i64,
+    /// Days a confirmation lasts.
+    pub trust_days: i64,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (local catchers only).
+    None,
+    /// STARTTLS upgrade.
+    Starttls,
+    /// TLS from the first byte.
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Connection security.
+    pub tls: SmtpTls,
+    /// Login; empty = none.
+    pub username: String,
+    /// Password for `username`.
+    pub password: SecretString,
+    /// The From header.
+    pub from: String,
+    /// Time limit of one delivery.
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -352,6 +402,22 @@ impl Settings {
                 bail!("invalid configuration: {key} must be at least 1");
             }
         }
+        let id = &self.identity;
+        if id.otp_secret.expose_secret().is_empty() {
+            bail!("invalid configuration: identity.otp_secret must be set (SENTIENT__IDENTITY__OTP_SECRET)");
+        }
+        if !(60..=600).contains(&id.otp_ttl_secs) {
+            bail!("invalid configuration: identity.otp_ttl_secs must be between 60 and 600");
+        }
+        if id.otp_max_attempts < 1 || id.otp_max_per_hour < 1 || id.trust_days < 1 {
+            bail!("invalid configuration: identity.otp_max_attempts, identity.otp_max_per_hour and identity.trust_days must be at least 1");
+        }
+        if self.smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+            bail!("invalid configuration: smtp.from is not a mail address");
+        }
+        if self.smtp.timeout_secs == 0 {
+            bail!("invalid configuration: smtp.timeout_secs must be at least 1");
+        }
         if wa.retry_max_ms < wa.retry_base_ms {
             bail!("invalid configuration: whatsapp.retry_max_ms must not be below whatsapp.retry_base_ms");
         }
@@ -388,7 +454,10 @@ impl AuthSettings {
             ("auth.lockout_secs", self.lockout_secs),
             ("auth.login_burst", u64::from(self.login_burst)),
             ("auth.login_per_minute", u64::from(self.login_per_minute)),
-            ("auth.max_concurrent_hashes", self.max_concurrent_hashes as u64),
+            (
+                "auth.max_concurrent_hashes",
+                self.max_concurrent_hashes as u64,
+            ),
             ("auth.hash_wait_ms", self.hash_wait_ms),
             ("auth.password_min_length", self.password_min_length as u64),
         ] {

@@ -15,15 +15,20 @@
 //!   OpenAI-compatible server (`sentient-hub llm-worker`).
 //! - [`outbox`]: reply rows, the sender loop, retries, rate limit and the 24-hour window.
 //! - [`texts`]: everything the bot says, in Indonesian and English.
+//! - [`admin`]: the admin REST API (`/api/v1`): login, users, roles, sessions, audit, chats,
+//!   alerts; OpenAPI at `/api/v1/openapi.json`, Swagger UI at `/docs`.
+//! - [`error`]: the one error type at the HTTP edge (RFC 9457 problem+json).
 //! - [`whatsapp`]: Meta's webhook payloads, parsed into typed messages, statuses and events.
 //!
 //! Data flows one way: whatsapp → inbox → identity → brain → llm → outbox → whatsapp; alerts
 //! and admin sit beside that road.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod error;
 pub mod http;
 pub mod inbox;
 pub mod llm;

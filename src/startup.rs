@@ -45,6 +45,8 @@ pub struct AppState {
     pub ingestor: Ingestor,
     /// Wake-ups between pipeline stages, so work moves without waiting for a poll.
     pub wake: Arc<Wake>,
+    /// Admin API sign-in: token keys, the bounded password hasher, the login throttle.
+    pub auth: crate::admin::Auth,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// The settings the app was built with.
@@ -111,6 +113,7 @@ impl Application {
             transport,
             ingestor,
             wake: Arc::new(Wake::default()),
+            auth: crate::admin::Auth::new(&settings.auth)?,
             metrics: telemetry::metrics_handle(),
             settings: Arc::new(settings),
         };
@@ -186,6 +189,7 @@ pub fn build_router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.server.request_timeout_secs);
     Router::new()
         .merge(http::health::router())
+        .merge(crate::admin::router())
         .merge(whatsapp::webhook::router(
             state.settings.whatsapp.max_body_bytes,
         ))

@@ -169,6 +169,130 @@ pub fn text_only(lang: Lang) -> &'static str {
     }
 }
 
+/// Two texts, one per language: the single place where the bot's words live.
+fn pick(lang: Lang, id: &str, en: &str) -> String {
+    match lang {
+        Lang::Id => id.to_owned(),
+        Lang::En => en.to_owned(),
+    }
+}
+
+/// An unknown, deactivated or deleted sender (at most once a day).
+pub fn not_registered(lang: Lang) -> String {
+    pick(
+        lang,
+        "Maaf, nomor ini tidak terdaftar untuk Sentient Hub. Silakan hubungi administrator TI perusahaan Anda.",
+        "Sorry, this number is not registered for Sentient Hub. Please contact your company's IT administrator.",
+    )
+}
+
+/// A code was mailed.
+pub fn otp_sent(lang: Lang, email_masked: &str, minutes: u64) -> String {
+    match lang {
+        Lang::Id => format!(
+            "🔐 Demi keamanan data pabrik, perangkat ini perlu diverifikasi. Kami mengirim kode 6 digit ke email perusahaan Anda ({email_masked}). Ketik kode tersebut di sini (berlaku {minutes} menit). Pertanyaan Anda kami simpan dan akan dijawab setelah verifikasi."
+        ),
+        Lang::En => format!(
+            "🔐 To protect factory data, this device needs to be verified. We sent a 6-digit code to your company email ({email_masked}). Type it here (valid for {minutes} minutes). Your question is kept and will be answered after verification."
+        ),
+    }
+}
+
+/// The code mail could not be sent now; the hub keeps trying.
+pub fn otp_send_failed(lang: Lang) -> String {
+    pick(
+        lang,
+        "⚠️ Kode verifikasi belum dapat dikirim ke email Anda saat ini. Kami akan mencoba lagi secara otomatis dan memberi tahu Anda. Pertanyaan Anda tetap kami simpan.",
+        "⚠️ The verification code could not be sent to your email right now. We will retry automatically and let you know. Your question is kept.",
+    )
+}
+
+/// The retried mail went out after all.
+pub fn otp_sent_later(lang: Lang, email_masked: &str) -> String {
+    match lang {
+        Lang::Id => format!(
+            "📧 Kode verifikasi sudah terkirim ke {email_masked}. Silakan ketik kodenya di sini."
+        ),
+        Lang::En => format!(
+            "📧 The verification code has now been sent to {email_masked}. Please type it here."
+        ),
+    }
+}
+
+/// A message while a code is awaited.
+pub fn otp_reminder(lang: Lang, email_masked: &str) -> String {
+    match lang {
+        Lang::Id => format!("Pesan Anda kami simpan. Silakan ketik kode 6 digit yang dikirim ke {email_masked} terlebih dahulu."),
+        Lang::En => format!("Your message is kept. Please first type the 6-digit code sent to {email_masked}."),
+    }
+}
+
+/// Too many codes in the last hour.
+pub fn otp_rate_limited(lang: Lang) -> String {
+    pick(
+        lang,
+        "Terlalu banyak permintaan kode dalam satu jam terakhir. Silakan coba lagi nanti; pertanyaan Anda tetap kami simpan.",
+        "Too many codes were requested in the last hour. Please try again later; your question is kept.",
+    )
+}
+
+/// A wrong code, with the tries left.
+pub fn otp_wrong(lang: Lang, left: i32) -> String {
+    match lang {
+        Lang::Id => format!("❌ Kode salah. Sisa percobaan: {left}."),
+        Lang::En => format!("❌ Wrong code. Tries left: {left}."),
+    }
+}
+
+/// The last wrong try voided the code.
+pub fn otp_locked(lang: Lang) -> String {
+    pick(
+        lang,
+        "❌ Kode salah terlalu sering, kode dibatalkan. Kirim pesan apa saja untuk meminta kode baru.",
+        "❌ Too many wrong tries; the code is void. Send any message to get a new code.",
+    )
+}
+
+/// A code that is expired, used or void.
+pub fn otp_invalid(lang: Lang) -> String {
+    pick(
+        lang,
+        "Kode tersebut sudah tidak berlaku (kedaluwarsa atau sudah dipakai).",
+        "That code is no longer valid (expired or already used).",
+    )
+}
+
+/// The user has no company email on file.
+pub fn no_email(lang: Lang) -> String {
+    pick(
+        lang,
+        "Perangkat ini perlu diverifikasi, tetapi email perusahaan Anda belum terdaftar. Silakan hubungi administrator TI.",
+        "This device needs verification, but no company email is registered for you. Please contact your IT administrator.",
+    )
+}
+
+/// The code was right.
+pub fn otp_confirmed(lang: Lang, held: usize) -> String {
+    match (lang, held) {
+        (Lang::Id, 0) => "✅ Verifikasi berhasil. Silakan ajukan pertanyaan Anda.".to_owned(),
+        (Lang::Id, n) => {
+            format!("✅ Verifikasi berhasil. Berikut jawaban untuk {n} pesan Anda sebelumnya.")
+        }
+        (Lang::En, 0) => "✅ Verified. Go ahead and ask your question.".to_owned(),
+        (Lang::En, n) => {
+            format!("✅ Verified. Here are the answers to your {n} earlier message(s).")
+        }
+    }
+}
+
+/// A question outside the asker's permissions.
+pub fn denied(lang: Lang, area: &str) -> String {
+    match lang {
+        Lang::Id => format!("🔒 Maaf, peran Anda tidak memiliki akses ke data {area}. Hubungi administrator bila Anda memerlukannya."),
+        Lang::En => format!("🔒 Sorry, your role has no access to {area} data. Contact your administrator if you need it."),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,9 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::brain;
 use crate::config::{InboxSettings, StalePolicy};
+use crate::identity::gate::{self, Admission, Inbound};
 use crate::inbox::relay::Job;
 use crate::inbox::subject;
 use crate::startup::AppState;
@@ -184,97 +186,157 @@ async fn finish(message: &jetstream::Message, kind: AckKind) {
 
 #[derive(sqlx::FromRow)]
 struct InboxRow {
+    id: i64,
     wamid: String,
+    sender_key: String,
     wa_id: Option<String>,
     bsuid: Option<String>,
+    identity_hash: Option<String>,
     body: Option<String>,
     msg_type: String,
+    payload: Value,
     sent_at: DateTime<Utc>,
     status: String,
 }
 
-/// Locks the row, decides the reply, writes it to the outbox and marks the row done: all in one
-/// transaction, so a crash anywhere leaves either nothing or everything.
+async fn load(tx: &mut sqlx::PgConnection, id: i64) -> anyhow::Result<Option<InboxRow>> {
+    sqlx::query_as(
+        "select id, wamid, sender_key, wa_id, bsuid, identity_hash, body, msg_type, payload,
+                sent_at, status
+         from wa_inbox where id = $1 for update",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("loading inbox row")
+}
+
+/// Locks the row, passes it through the gate, decides the replies, writes them to the outbox and
+/// records the rows' new state: all in one transaction, so a crash anywhere leaves either nothing
+/// or everything.
 async fn process(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
     let mut tx = state
         .db
         .begin()
         .await
         .context("starting processing transaction")?;
-    let row: Option<InboxRow> = sqlx::query_as(
-        "select wamid, wa_id, bsuid, body, msg_type, sent_at, status from wa_inbox
-         where id = $1 for update",
-    )
-    .bind(job.id)
-    .fetch_optional(&mut *tx)
-    .await
-    .context("loading inbox row")?;
-    let Some(row) = row else {
+    let Some(row) = load(&mut tx, job.id).await? else {
         return Ok(Outcome::Missing);
     };
-    if row.status == "done" || row.status == "dead" {
+    if matches!(row.status.as_str(), "done" | "dead" | "held") {
         return Ok(Outcome::AlreadyDone);
     }
+    let lang = row.body.as_deref().map(Lang::detect).unwrap_or(Lang::Id);
+    let inbound = Inbound {
+        wamid: &row.wamid,
+        sender_key: &row.sender_key,
+        wa_id: row.wa_id.as_deref(),
+        bsuid: row.bsuid.as_deref(),
+        identity_hash: row.identity_hash.as_deref(),
+        msg_type: &row.msg_type,
+        body: row.body.as_deref(),
+        payload: &row.payload,
+        lang,
+    };
+    let admission = gate::admit(&mut tx, state, &inbound).await?;
 
-    let reply = answer(state, &row, Utc::now());
+    // (inbound wamid, purpose, text): each inbound message gets at most one reply per purpose —
+    // the gate's request for a code, and the answer.
+    let mut replies: Vec<(String, &str, String)> = Vec::new();
+    let mut finished: Vec<i64> = vec![row.id];
+    match admission {
+        Admission::Refused(reply) => {
+            replies.extend(reply.map(|r| (row.wamid.clone(), "answer", r)))
+        }
+        Admission::Noted => {}
+        Admission::Held(reply) => {
+            replies.push((row.wamid.clone(), "gate", reply));
+            finished.clear(); // stays 'held' until the code comes
+        }
+        Admission::Code { reply, confirmed } => {
+            replies.push((row.wamid.clone(), "answer", reply));
+            if let Some((caller, held)) = confirmed {
+                for id in held {
+                    if let Some(h) = load(&mut tx, id).await? {
+                        let lang = h.body.as_deref().map(Lang::detect).unwrap_or(caller.lang);
+                        if let Some(text) =
+                            brain::respond(&caller, &h.msg_type, h.body.as_deref(), lang)
+                        {
+                            replies.push((h.wamid.clone(), "answer", text));
+                        }
+                        finished.push(id);
+                    }
+                }
+            }
+        }
+        Admission::Admitted(caller) => {
+            let text = match stale(state, &row, lang, Utc::now()) {
+                Some(policy) => policy,
+                None => brain::respond(&caller, &row.msg_type, row.body.as_deref(), lang),
+            };
+            replies.extend(text.map(|t| (row.wamid.clone(), "answer", t)));
+        }
+    }
+
     let to = Recipient {
         wa_id: row.wa_id.clone(),
         bsuid: row.bsuid.clone(),
     };
-    let parts: Vec<Value> = reply
-        .map(|text| split_text(&text).iter().map(|p| content::text(p)).collect())
-        .unwrap_or_default();
-    for (n, part) in parts.iter().enumerate() {
-        sqlx::query(
-            "insert into wa_outbox (inbound_wamid, part_no, wa_id, bsuid, kind, payload)
-             values ($1, $2, $3, $4, 'text', $5)
-             on conflict (inbound_wamid, part_no) do nothing",
-        )
-        .bind(&row.wamid)
-        .bind(n as i32 + 1)
-        .bind(&to.wa_id)
-        .bind(&to.bsuid)
-        .bind(part)
-        .execute(&mut *tx)
-        .await
-        .context("writing the reply to the outbox")?;
+    let mut parts_written = 0;
+    for (wamid, purpose, text) in &replies {
+        for (n, part) in split_text(text).iter().enumerate() {
+            sqlx::query(
+                "insert into wa_outbox (inbound_wamid, purpose, part_no, wa_id, bsuid, kind, payload)
+                 values ($1, $2, $3, $4, $5, 'text', $6)
+                 on conflict (inbound_wamid, purpose, part_no) do nothing",
+            )
+            .bind(wamid)
+            .bind(purpose)
+            .bind(n as i32 + 1)
+            .bind(&to.wa_id)
+            .bind(&to.bsuid)
+            .bind(content::text(part))
+            .execute(&mut *tx)
+            .await
+            .context("writing a reply to the outbox")?;
+            parts_written += 1;
+        }
     }
     sqlx::query(
         "update wa_inbox set status = 'done', done_at = now(), attempts = attempts + 1,
              last_error = null
-         where id = $1",
+         where id = any($1)",
     )
-    .bind(job.id)
+    .bind(&finished)
     .execute(&mut *tx)
     .await
-    .context("marking the row done")?;
+    .context("marking rows done")?;
     tx.commit().await.context("committing processing")?;
-    Ok(Outcome::Answered(parts.len()))
+    Ok(Outcome::Answered(parts_written))
 }
 
-/// The interim brain: a fixed acknowledgement for what a person said, a short note for what the
-/// hub cannot read, nothing for reactions and system notices, and the stale policy for a
-/// backlog. Replaced by the real brain in a later stage of the pipeline.
-fn answer(state: &AppState, row: &InboxRow, now: DateTime<Utc>) -> Option<String> {
+/// The stale policy for a message processed long after it was sent (a backlog replayed after
+/// an outage): `Some(Some(notice))`, `Some(None)` for silence, `None` when it is fresh.
+fn stale(
+    state: &AppState,
+    row: &InboxRow,
+    lang: Lang,
+    now: DateTime<Utc>,
+) -> Option<Option<String>> {
     let settings = &state.settings.whatsapp;
-    let lang = row.body.as_deref().map(Lang::detect).unwrap_or(Lang::Id);
     let age = now.signed_duration_since(row.sent_at);
-    if age.num_seconds() > settings.stale_after_secs as i64 {
-        metrics::counter!("inbox_stale_total").increment(1);
-        return match settings.stale_policy {
-            StalePolicy::Ignore => None,
-            StalePolicy::Notice => {
-                let local = row.sent_at.with_timezone(&state.settings.app.timezone);
-                Some(texts::stale_notice(
-                    lang,
-                    &local.format("%d-%m-%Y %H:%M").to_string(),
-                ))
-            }
-        };
+    if age.num_seconds() <= settings.stale_after_secs as i64 {
+        return None;
     }
-    match (row.body.as_deref(), row.msg_type.as_str()) {
-        (Some(text), _) if !text.trim().is_empty() => Some(texts::received(lang).to_owned()),
-        (_, "reaction" | "system" | "unsupported") => None,
-        _ => Some(texts::text_only(lang).to_owned()),
-    }
+    metrics::counter!("inbox_stale_total").increment(1);
+    Some(match settings.stale_policy {
+        StalePolicy::Ignore => None,
+        StalePolicy::Notice => {
+            let local = row.sent_at.with_timezone(&state.settings.app.timezone);
+            Some(texts::stale_notice(
+                lang,
+                &local.format("%d-%m-%Y %H:%M").to_string(),
+            ))
+        }
+    })
 }

@@ -4,12 +4,12 @@ use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{new_sender, spawn_app_with};
+use crate::helpers::spawn_app_with;
 
 #[tokio::test]
 async fn chat_posts_signed_messages_and_prints_the_hubs_replies() {
     let app = spawn_app_with(|s| s.whatsapp.access_token = secrecy::SecretString::from("")).await;
-    let phone = format!("+{}", new_sender());
+    let phone = format!("+{}", app.trusted_sender().await);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("SENTIENT_ENV", "test")

@@ -358,3 +358,121 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+impl TestApp {
+    /// A new whitelisted user of `role` with a fresh phone; `trusted` = device already
+    /// confirmed. Returns the wa_id (phone digits).
+    pub async fn user_with_role(&self, role: &str, trusted: bool) -> String {
+        let wa_id = new_sender();
+        let id: i64 = sqlx::query_scalar(
+            "insert into adm_user (username, email, full_name, phone, role_id)
+             values ($1, $1 || '@factory.local', 'Test User', '+' || $2,
+                     (select id from adm_role where code = $3))
+             returning id",
+        )
+        .bind(format!("u{wa_id}"))
+        .bind(&wa_id)
+        .bind(role)
+        .fetch_one(&self.db)
+        .await
+        .expect("test user");
+        if trusted {
+            sqlx::query("insert into wa_trust (user_id, wa_id, confirmed_at, reason) values ($1, $2, now(), 'confirmed')")
+                .bind(id)
+                .bind(&wa_id)
+                .execute(&self.db)
+                .await
+                .expect("trust");
+        }
+        wa_id
+    }
+
+    /// A director whose device is confirmed: the pipeline answers them at once.
+    pub async fn trusted_sender(&self) -> String {
+        self.user_with_role("DIRECTOR", true).await
+    }
+}
+
+/// A real SMTP server (Python's aiosmtpd) of the test's own, storing mails in a maildir.
+pub struct SmtpSink {
+    child: std::process::Child,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl SmtpSink {
+    pub async fn start() -> Self {
+        Self::start_on(free_port()).await
+    }
+
+    pub async fn start_on(port: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!("sentient-mail-{}", Uuid::new_v4()));
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd (pip install aiosmtpd)");
+        let up = eventually(Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(up, "aiosmtpd did not start");
+        SmtpSink { child, port, dir }
+    }
+
+    /// Every mail received so far, raw, oldest first.
+    pub fn mails(&self) -> Vec<String> {
+        let mut files: Vec<(std::time::SystemTime, String)> =
+            std::fs::read_dir(self.dir.join("new"))
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .map(|e| {
+                            let modified = e.metadata().unwrap().modified().unwrap();
+                            (modified, std::fs::read_to_string(e.path()).unwrap())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        files.sort_by_key(|(t, _)| *t);
+        files.into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// Waits for the `n`th mail and returns the code in it.
+    pub async fn code(&self, n: usize) -> String {
+        assert!(
+            eventually(Duration::from_secs(20), || async {
+                self.mails().len() >= n
+            })
+            .await,
+            "mail {n} never arrived"
+        );
+        let mail = &self.mails()[n - 1];
+        let marker = "WhatsApp verification code: ";
+        let at = mail.find(marker).expect("code in the mail") + marker.len();
+        mail[at..at + 6].to_owned()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

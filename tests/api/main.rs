@@ -1,3 +1,7 @@
+mod admin_auth;
+mod admin_rbac;
+mod admin_support;
+mod admin_users;
 mod chat;
 mod cli;
 mod demo;

@@ -25,7 +25,7 @@ async fn wait_for_sends(app: &TestApp, to: &str, n: usize) -> bool {
 #[tokio::test]
 async fn a_text_message_gets_exactly_one_reply_in_its_language() {
     let app = spawn_app().await;
-    let from = new_sender();
+    let from = app.trusted_sender().await;
     app.post_webhook(&text_delivery(
         &from,
         "wamid.one",
@@ -75,7 +75,7 @@ async fn a_text_message_gets_exactly_one_reply_in_its_language() {
 #[tokio::test]
 async fn duplicate_deliveries_cause_one_reply() {
     let app = spawn_app().await;
-    let from = new_sender();
+    let from = app.trusted_sender().await;
     let body = text_delivery(&from, "wamid.twice", "omzet bulan ini brp?", now());
     futures::future::join_all((0..10).map(|_| app.post_webhook(&body))).await;
     assert!(wait_for_sends(&app, &from, 1).await);
@@ -97,7 +97,7 @@ async fn duplicate_deliveries_cause_one_reply() {
 #[tokio::test]
 async fn a_senders_messages_are_answered_in_order() {
     let app = spawn_app().await;
-    let from = new_sender();
+    let from = app.trusted_sender().await;
     for i in 0..6 {
         let body = text_delivery(
             &from,
@@ -125,7 +125,7 @@ async fn a_senders_messages_are_answered_in_order() {
 #[tokio::test]
 async fn statuses_move_the_outbox_forward_never_back() {
     let app = spawn_app().await;
-    let from = new_sender();
+    let from = app.trusted_sender().await;
     app.post_webhook(&text_delivery(&from, "wamid.st", "halo", now()))
         .await;
     assert!(
@@ -162,7 +162,7 @@ async fn retryable_errors_are_retried_and_others_are_not() {
     let graph = app.graph().clone();
     graph.fail_next(400, 130429);
     graph.fail_next(503, 131016);
-    let patient = new_sender();
+    let patient = app.trusted_sender().await;
     app.post_webhook(&text_delivery(&patient, "wamid.retry", "halo", now()))
         .await;
     assert!(eventually(WAIT, || async {
@@ -181,7 +181,7 @@ async fn retryable_errors_are_retried_and_others_are_not() {
         (132001, "wamid.noretry.3"),
     ] {
         graph.fail_next(400, code);
-        let to = new_sender();
+        let to = app.trusted_sender().await;
         app.post_webhook(&text_delivery(&to, wamid, "halo", now()))
             .await;
         assert!(eventually(WAIT, || async {
@@ -197,7 +197,7 @@ async fn retries_stop_after_the_configured_attempts() {
     for _ in 0..5 {
         app.graph().fail_next(500, 131000);
     }
-    let to = new_sender();
+    let to = app.trusted_sender().await;
     app.post_webhook(&text_delivery(&to, "wamid.giveup", "halo", now()))
         .await;
     assert!(
@@ -217,7 +217,7 @@ async fn retries_stop_after_the_configured_attempts() {
 async fn a_closed_window_switches_to_the_configured_template() {
     let app = spawn_app_with(|s| s.whatsapp.window_template = "hub_notice".into()).await;
     app.graph().fail_next(400, 131047);
-    let to = new_sender();
+    let to = app.trusted_sender().await;
     app.post_webhook(&text_delivery(&to, "wamid.window", "halo", now()))
         .await;
     assert!(wait_for_sends(&app, &to, 2).await);
@@ -270,7 +270,7 @@ async fn without_a_template_a_closed_window_is_recorded_and_nothing_is_sent() {
 #[tokio::test]
 async fn a_stale_backlog_message_gets_a_notice_not_an_answer() {
     let app = spawn_app().await;
-    let from = new_sender();
+    let from = app.trusted_sender().await;
     let two_hours_ago = now() - 7200;
     app.post_webhook(&text_delivery(
         &from,
@@ -292,6 +292,7 @@ async fn a_stale_backlog_message_gets_a_notice_not_an_answer() {
     let quiet =
         spawn_app_with(|s| s.whatsapp.stale_policy = sentient_hub::config::StalePolicy::Ignore)
             .await;
+    let from = quiet.trusted_sender().await;
     quiet
         .post_webhook(&text_delivery(
             &from,
@@ -364,7 +365,7 @@ async fn messages_committed_while_nats_is_down_are_answered_when_it_returns() {
     let app = start(test_db, Some(graph)).await;
 
     let nats = nats.stop();
-    let from = new_sender();
+    let from = app.trusted_sender().await;
     let response = app
         .post_webhook(&text_delivery(&from, "wamid.natsdown", "halo", now()))
         .await;
@@ -557,7 +558,7 @@ async fn a_poison_message_is_retried_a_bounded_number_of_times_then_marked_dead(
     .await
     .unwrap();
     // The next delivery wakes the relay, which takes the poison row along.
-    let from = new_sender();
+    let from = app.trusted_sender().await;
     app.post_webhook(&text_delivery(&from, "wamid.after.poison", "halo", now()))
         .await;
     assert!(

@@ -1,0 +1,731 @@
+//! Sign-in (blueprint 1.7 flow 1 and section 3) and the per-request access check (flow 2).
+//!
+//! - `POST /api/v1/auth/login`: per-IP throttle → user by username or email → one argon2 verify
+//!   (a dummy one when there is nothing real to check) → inactive, locked or wrong: the same 401;
+//!   a wrong password counts towards the lockout → success: an `adm_session` row, `last_login`,
+//!   a `LOGIN` audit row, an access token and a refresh token.
+//! - `POST /api/v1/auth/refresh`: rotates the refresh token; presenting a rotated one again
+//!   revokes its whole session family.
+//! - `POST /api/v1/auth/logout`: revokes the caller's session family.
+//! - Every authenticated request: bearer JWT → the session row it names must be unrevoked and
+//!   unexpired, its user active and not deleted → the role's permissions. So logout, force
+//!   logout, deactivation and password resets take effect on the next request.
+
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Deref;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::audit::{self, Entry};
+use super::password::{Hasher, MAX_PASSWORD_BYTES};
+use super::throttle::Throttle;
+use super::token::{hash_token, new_refresh_token, Tokens};
+use super::{mask, ApiJson, ApiRouter};
+use crate::config::AuthSettings;
+use crate::error::{Error, Result};
+use crate::startup::AppState;
+
+pub(crate) fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+}
+
+/// What sign-in needs at hand: token keys, the bounded hasher, the throttle and the policy.
+/// Cheap to clone; lives in [`AppState`].
+#[derive(Clone)]
+pub struct Auth(Arc<AuthInner>);
+
+pub struct AuthInner {
+    pub tokens: Tokens,
+    pub hasher: Hasher,
+    pub throttle: Throttle,
+    pub settings: AuthSettings,
+}
+
+impl Deref for Auth {
+    type Target = AuthInner;
+    fn deref(&self) -> &AuthInner {
+        &self.0
+    }
+}
+
+impl Auth {
+    pub fn new(settings: &AuthSettings) -> anyhow::Result<Self> {
+        Ok(Self(Arc::new(AuthInner {
+            tokens: Tokens::new(settings),
+            hasher: Hasher::new(settings)?,
+            throttle: Throttle::new(settings.login_burst, settings.login_per_minute),
+            settings: settings.clone(),
+        })))
+    }
+}
+
+/// A permission code as a type, so a handler's signature states what it needs and the check
+/// runs before the body is even read.
+pub trait Permission {
+    const CODE: &'static str;
+}
+
+/// The permission codes the API checks (seeded by migration).
+pub mod perm {
+    use super::Permission;
+
+    macro_rules! permissions {
+        ($($name:ident = $code:literal),* $(,)?) => {
+            $(
+                #[doc = concat!("`", $code, "`")]
+                pub struct $name;
+                impl Permission for $name {
+                    const CODE: &'static str = $code;
+                }
+            )*
+        };
+    }
+
+    permissions! {
+        UserCreate = "ADMIN.USER.CREATE",
+        UserRead = "ADMIN.USER.READ",
+        UserUpdate = "ADMIN.USER.UPDATE",
+        UserDelete = "ADMIN.USER.DELETE",
+        UserResetPwd = "ADMIN.USER.RESET_PWD",
+        RoleManage = "ADMIN.ROLE.MANAGE",
+        AuditView = "ADMIN.AUDIT.VIEW",
+        SessionManage = "ADMIN.SESSION.MANAGE",
+        AlertRead = "ALERT.READ",
+        AlertAck = "ALERT.ACK",
+        AlertManage = "ALERT.MANAGE",
+    }
+}
+
+/// The authenticated caller of a request, with a live session.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: i64,
+    pub user_uuid: Uuid,
+    pub username: String,
+    pub role_id: i64,
+    pub role_code: String,
+    /// 1 = highest authority.
+    pub role_level: i32,
+    /// The session row the token names.
+    pub session_id: i64,
+    /// The login this session belongs to (stable across refreshes).
+    pub family_id: Uuid,
+    /// Permission codes of the role, sorted.
+    pub permissions: Vec<String>,
+    /// The caller's address, for the audit log.
+    pub ip: Option<String>,
+}
+
+impl Caller {
+    pub fn has(&self, code: &str) -> bool {
+        self.permissions
+            .binary_search_by(|p| p.as_str().cmp(code))
+            .is_ok()
+    }
+
+    pub fn ip(&self) -> Option<&str> {
+        self.ip.as_deref()
+    }
+
+    /// Refuses acting on (or handing out) a role that outranks the caller's.
+    pub fn may_manage_level(&self, level: i32) -> Result<()> {
+        if level < self.role_level {
+            return Err(Error::refused(
+                "That role outranks yours: only a user of an equal or higher role may do this.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The client's address: the peer, or the first `X-Forwarded-For` hop when so configured.
+pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
+    if trust_forwarded_for {
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The caller's address as an extractor (login and refresh have no [`Caller`] yet).
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        Ok(ClientIp(client_ip(
+            parts,
+            state.auth.settings.trust_forwarded_for,
+        )))
+    }
+}
+
+/// The session check of every request, one query.
+const SESSION_QUERY: &str = "
+    select s.id as session_id, s.family_id,
+           s.last_activity_at is null or s.last_activity_at < now() - interval '1 minute' as stale,
+           u.id as user_id, u.uuid as user_uuid, u.username, u.role_id, r.code as role_code,
+           r.level as role_level,
+           array(select p.code::text from adm_role_permission rp
+                 join adm_permission p on p.id = rp.permission_id
+                 where rp.role_id = u.role_id order by p.code) as permissions
+    from adm_session s
+    join adm_user u on u.id = s.user_id
+    join adm_role r on r.id = u.role_id
+    where s.uuid = $1 and u.uuid = $2
+      and not s.is_revoked and s.expires_at > now()
+      and u.is_active and u.deleted_at is null and r.deleted_at is null";
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    session_id: i64,
+    family_id: Uuid,
+    stale: bool,
+    user_id: i64,
+    user_uuid: Uuid,
+    username: String,
+    role_id: i64,
+    role_code: String,
+    role_level: i32,
+    permissions: Vec<String>,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or(Error::Unauthorized)?;
+        let claims = state
+            .auth
+            .tokens
+            .verify(token.trim())
+            .ok_or(Error::Unauthorized)?;
+        let row: SessionRow = sqlx::query_as(SESSION_QUERY)
+            .bind(claims.sid)
+            .bind(claims.sub)
+            .fetch_optional(&state.db)
+            .await?
+            .ok_or_else(|| {
+                tracing::debug!("session revoked, expired or user gone");
+                Error::Unauthorized
+            })?;
+        if row.stale {
+            // Activity is kept to the minute: one write per session per minute, not per request,
+            // and off the request's path.
+            let db = state.db.clone();
+            tokio::spawn(async move {
+                let _ =
+                    sqlx::query("update adm_session set last_activity_at = now() where id = $1")
+                        .bind(row.session_id)
+                        .execute(&db)
+                        .await;
+            });
+        }
+        let mut permissions = row.permissions;
+        // The database's collation may not sort like `binary_search` expects.
+        permissions.sort_unstable();
+        let caller = Caller {
+            user_id: row.user_id,
+            user_uuid: row.user_uuid,
+            username: row.username,
+            role_id: row.role_id,
+            role_code: row.role_code,
+            role_level: row.role_level,
+            session_id: row.session_id,
+            family_id: row.family_id,
+            permissions,
+            ip: client_ip(parts, state.auth.settings.trust_forwarded_for).map(|ip| ip.to_string()),
+        };
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
+/// A caller whose role holds permission `P`; 401 without a valid session, 403 without `P`.
+pub struct Authorized<P>(pub Caller, PhantomData<P>);
+
+impl<P> Deref for Authorized<P> {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.0
+    }
+}
+
+impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !caller.has(P::CODE) {
+            tracing::info!(user = %caller.username, permission = P::CODE, "permission refused");
+            return Err(Error::Forbidden(P::CODE));
+        }
+        Ok(Authorized(caller, PhantomData))
+    }
+}
+
+/// Credentials.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Username or email (`username` and `email` are accepted as names of this field too).
+    #[serde(alias = "username", alias = "email")]
+    pub login: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+/// Tokens for a session.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// JWT for `Authorization: Bearer …`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Opaque; exchange it at `/api/v1/auth/refresh` for new tokens. Single use.
+    pub refresh_token: String,
+    /// When the refresh token expires.
+    pub refresh_expires_at: DateTime<Utc>,
+    /// The session (stable across refreshes; the id shown in the session list).
+    pub session: Uuid,
+}
+
+#[derive(sqlx::FromRow)]
+struct LoginCandidate {
+    id: i64,
+    uuid: Uuid,
+    password_hash: Option<String>,
+    is_active: bool,
+    locked: bool,
+}
+
+/// Signs in with a username or email and a password.
+///
+/// Any failure (unknown user, wrong password, inactive or locked account) gets the same 401.
+/// Five wrong passwords in a row lock the account for 30 minutes (configurable); an admin can
+/// unlock it. Too many attempts from one address get 429.
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, description = "Wrong credentials, or the account may not sign in", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts from this address", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing is saturated; retry shortly", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(login = %mask(&req.login)))]
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: axum::http::HeaderMap,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<TokenResponse>> {
+    let auth = &state.auth;
+    if let Some(ip) = ip {
+        if let Err(retry_after_secs) = auth.throttle.check(ip) {
+            metrics::counter!("admin_logins_total", "outcome" => "throttled").increment(1);
+            tracing::warn!(%ip, "login throttled");
+            return Err(Error::TooManyRequests { retry_after_secs });
+        }
+    }
+    let login = req.login.trim().to_lowercase();
+    if login.is_empty() || login.len() > 255 {
+        return Err(Error::invalid("login", "must be a username or an email"));
+    }
+    if secrecy::ExposeSecret::expose_secret(&req.password).len() > MAX_PASSWORD_BYTES {
+        return Err(Error::Unauthorized);
+    }
+    let candidate: Option<LoginCandidate> = sqlx::query_as(
+        "select id, uuid, password_hash, is_active,
+                coalesce(locked_until > now(), false) as locked
+         from adm_user
+         where deleted_at is null and (username = $1 or lower(email) = $1)
+         limit 1",
+    )
+    .bind(&login)
+    .fetch_optional(&state.db)
+    .await?;
+    let eligible = candidate.as_ref().filter(|c| c.is_active && !c.locked);
+    // One hash per attempt whatever the case, so timing tells nothing.
+    let matched = auth
+        .hasher
+        .verify(req.password, eligible.and_then(|c| c.password_hash.clone()))
+        .await?;
+    let ip_text = ip.map(|ip| ip.to_string());
+    let Some(user) = candidate else {
+        metrics::counter!("admin_logins_total", "outcome" => "unknown").increment(1);
+        tracing::info!("login refused: no such user");
+        return Err(Error::Unauthorized);
+    };
+    if !matched {
+        let reason = if !user.is_active {
+            "inactive"
+        } else if user.locked {
+            "locked"
+        } else if user.password_hash.is_none() {
+            "no_password"
+        } else {
+            "password"
+        };
+        let mut tx = state.db.begin().await?;
+        let mut now_locked = false;
+        if reason == "password" {
+            now_locked = sqlx::query_scalar(
+                "update adm_user set
+                     failed_login_count = case when failed_login_count + 1 >= $2 then 0
+                                               else failed_login_count + 1 end,
+                     locked_until = case when failed_login_count + 1 >= $2
+                                         then now() + make_interval(secs => $3)
+                                         else locked_until end
+                 where id = $1
+                 returning locked_until is not null and locked_until > now()",
+            )
+            .bind(user.id)
+            .bind(auth.settings.max_failed_logins)
+            .bind(auth.settings.lockout_secs as f64)
+            .fetch_one(&mut *tx)
+            .await?;
+        }
+        audit::record(
+            &mut tx,
+            Some(user.id),
+            ip_text.as_deref(),
+            Entry {
+                action: if now_locked { "LOCK" } else { "LOGIN_FAILED" },
+                entity_type: "adm_user",
+                entity_id: Some(user.id),
+                entity_uuid: Some(user.uuid),
+                old: None,
+                new: Some(json!({ "reason": reason })),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        metrics::counter!("admin_logins_total", "outcome" => reason).increment(1);
+        tracing::info!(reason, locked = now_locked, "login refused");
+        return Err(Error::Unauthorized);
+    }
+
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(512).collect::<String>());
+    let refresh = new_refresh_token();
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "update adm_user set failed_login_count = 0, locked_until = null, last_login = now()
+         where id = $1",
+    )
+    .bind(user.id)
+    .execute(&mut *tx)
+    .await?;
+    let (sid, family, expires_at): (Uuid, Uuid, DateTime<Utc>) = sqlx::query_as(
+        "insert into adm_session
+             (user_id, refresh_hash, ip_address, user_agent, expires_at, last_activity_at)
+         values ($1, $2, $3, $4, now() + make_interval(secs => $5), now())
+         returning uuid, family_id, expires_at",
+    )
+    .bind(user.id)
+    .bind(hash_token(&refresh))
+    .bind(ip_text.as_deref())
+    .bind(user_agent.as_deref())
+    .bind(auth.settings.refresh_ttl_secs as f64)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        Some(user.id),
+        ip_text.as_deref(),
+        Entry {
+            action: "LOGIN",
+            entity_type: "adm_session",
+            entity_id: None,
+            entity_uuid: Some(family),
+            old: None,
+            new: Some(json!({ "session": family, "user_agent": user_agent })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    metrics::counter!("admin_logins_total", "outcome" => "ok").increment(1);
+    tracing::info!(user = %user.uuid, "login");
+    Ok(Json(TokenResponse {
+        access_token: auth.tokens.issue(user.uuid, sid)?,
+        token_type: "Bearer",
+        expires_in: auth.tokens.access_ttl,
+        refresh_token: refresh,
+        refresh_expires_at: expires_at,
+        session: family,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token from the last login or refresh.
+    #[schema(value_type = String, format = Password)]
+    pub refresh_token: SecretString,
+}
+
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    id: i64,
+    family_id: Uuid,
+    user_id: i64,
+    user_uuid: Uuid,
+    is_revoked: bool,
+    revoke_reason: Option<String>,
+    live: bool,
+    user_ok: bool,
+    login_at: DateTime<Utc>,
+    user_agent: Option<String>,
+}
+
+/// Exchanges a refresh token for new tokens. The refresh token is single use: presenting one
+/// that was already exchanged revokes the whole session (someone else holds a copy).
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn refresh(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenResponse>> {
+    let presented = hash_token(secrecy::ExposeSecret::expose_secret(&req.refresh_token));
+    let ip_text = ip.map(|ip| ip.to_string());
+    let row: RefreshRow = sqlx::query_as(
+        "select s.id, s.family_id, s.user_id, u.uuid as user_uuid, s.is_revoked, s.revoke_reason,
+                s.expires_at > now() as live, s.login_at, s.user_agent,
+                u.is_active and u.deleted_at is null as user_ok
+         from adm_session s join adm_user u on u.id = s.user_id
+         where s.refresh_hash = $1",
+    )
+    .bind(&presented)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(Error::Unauthorized)?;
+    if row.is_revoked {
+        if row.revoke_reason.as_deref() == Some("rotated") {
+            revoke_reused(&state, &row, ip_text.as_deref()).await?;
+        }
+        return Err(Error::Unauthorized);
+    }
+    if !row.live || !row.user_ok {
+        return Err(Error::Unauthorized);
+    }
+    let refresh = new_refresh_token();
+    let mut tx = state.db.begin().await?;
+    let rotated = sqlx::query(
+        "update adm_session set is_revoked = true, revoked_at = now(), revoke_reason = 'rotated'
+         where id = $1 and not is_revoked",
+    )
+    .bind(row.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if rotated == 0 {
+        // Another request rotated it first: two holders of one token, treat as reuse.
+        drop(tx);
+        revoke_reused(&state, &row, ip_text.as_deref()).await?;
+        return Err(Error::Unauthorized);
+    }
+    let (sid, expires_at): (Uuid, DateTime<Utc>) = sqlx::query_as(
+        "insert into adm_session (user_id, family_id, refresh_hash, ip_address, user_agent,
+                                  login_at, expires_at, last_activity_at)
+         values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), now())
+         returning uuid, expires_at",
+    )
+    .bind(row.user_id)
+    .bind(row.family_id)
+    .bind(hash_token(&refresh))
+    .bind(ip_text.as_deref())
+    .bind(row.user_agent.as_deref())
+    .bind(row.login_at)
+    .bind(state.auth.settings.refresh_ttl_secs as f64)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        Some(row.user_id),
+        ip_text.as_deref(),
+        Entry {
+            action: "TOKEN_REFRESH",
+            entity_type: "adm_session",
+            entity_id: None,
+            entity_uuid: Some(row.family_id),
+            old: None,
+            new: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(TokenResponse {
+        access_token: state.auth.tokens.issue(row.user_uuid, sid)?,
+        token_type: "Bearer",
+        expires_in: state.auth.tokens.access_ttl,
+        refresh_token: refresh,
+        refresh_expires_at: expires_at,
+        session: row.family_id,
+    }))
+}
+
+/// A rotated refresh token came back: revoke the family and record it.
+async fn revoke_reused(state: &AppState, row: &RefreshRow, ip: Option<&str>) -> Result<()> {
+    let mut tx = state.db.begin().await?;
+    let revoked = revoke_family(&mut tx, row.family_id, "reuse").await?;
+    audit::record(
+        &mut tx,
+        Some(row.user_id),
+        ip,
+        Entry {
+            action: "TOKEN_REUSE",
+            entity_type: "adm_session",
+            entity_id: None,
+            entity_uuid: Some(row.family_id),
+            old: None,
+            new: Some(json!({ "revoked_sessions": revoked })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    metrics::counter!("admin_refresh_reuse_total").increment(1);
+    tracing::warn!(session = %row.family_id, "refresh token reused: session revoked");
+    Ok(())
+}
+
+/// Revokes every live row of a session family; returns how many.
+pub(crate) async fn revoke_family(
+    conn: &mut sqlx::PgConnection,
+    family: Uuid,
+    reason: &str,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "update adm_session set is_revoked = true, revoked_at = now(), revoke_reason = $2
+         where family_id = $1 and not is_revoked",
+    )
+    .bind(family)
+    .bind(reason)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Revokes every live session of a user; returns how many.
+pub(crate) async fn revoke_user_sessions(
+    conn: &mut sqlx::PgConnection,
+    user_id: i64,
+    reason: &str,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "update adm_session set is_revoked = true, revoked_at = now(), revoke_reason = $2
+         where user_id = $1 and not is_revoked",
+    )
+    .bind(user_id)
+    .bind(reason)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Ends the caller's session (every token of this login stops working at once).
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "Signed out")),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(user = %caller.username))]
+async fn logout(caller: Caller, State(state): State<AppState>) -> Result<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    revoke_family(&mut tx, caller.family_id, "logout").await?;
+    audit::record(
+        &mut tx,
+        Some(caller.user_id),
+        caller.ip(),
+        Entry {
+            action: "LOGOUT",
+            entity_type: "adm_session",
+            entity_id: None,
+            entity_uuid: Some(caller.family_id),
+            old: None,
+            new: None,
+        },
+    )
+    .await?;
+    tx.commit().await.context("logout commit")?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in user, their role and permissions.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub uuid: Uuid,
+    pub username: String,
+    pub role: String,
+    pub permissions: Vec<String>,
+    /// The current session.
+    pub session: Uuid,
+}
+
+/// Who am I: the caller's identity, role and permission codes.
+#[utoipa::path(
+    get, path = "/api/v1/auth/me", tag = "auth",
+    responses((status = 200, body = Me)),
+    security(("bearer" = []))
+)]
+async fn me(caller: Caller) -> Json<Me> {
+    Json(Me {
+        uuid: caller.user_uuid,
+        username: caller.username,
+        role: caller.role_code,
+        permissions: caller.permissions,
+        session: caller.family_id,
+    })
+}

@@ -1,0 +1,152 @@
+//! `sentient-hub admin create-user`: bootstraps the first admin (no user is seeded). The password
+//! comes from `SENTIENT_ADMIN_PASSWORD` or a prompt on the terminal, never from the command line
+//! (it would land in the shell history and the process list) and is never echoed.
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::audit::{self, Entry};
+use super::password::Hasher;
+use super::users::{parse_email, parse_phone};
+use crate::config::Settings;
+use crate::db;
+
+/// Environment variable that can carry the new admin's password (for scripts).
+pub const PASSWORD_VAR: &str = "SENTIENT_ADMIN_PASSWORD";
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a user with a password (e.g. the first SYSADMIN). The password is read from
+    /// SENTIENT_ADMIN_PASSWORD or asked for on the terminal.
+    CreateUser {
+        /// Login name: lower-case letters, digits, '.', '_', '-'.
+        #[arg(long)]
+        username: String,
+        /// Company email.
+        #[arg(long)]
+        email: String,
+        /// Role code, e.g. SYSADMIN.
+        #[arg(long, default_value = "SYSADMIN")]
+        role: String,
+        /// WhatsApp phone (E.164 or Indonesian 08…), optional.
+        #[arg(long)]
+        phone: Option<String>,
+        /// Full name; defaults to the username.
+        #[arg(long)]
+        full_name: Option<String>,
+    },
+}
+
+pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::CreateUser {
+            username,
+            email,
+            role,
+            phone,
+            full_name,
+        } => {
+            let username = username.trim().to_lowercase();
+            let email = parse_email(&email).map_err(|m| anyhow::anyhow!("--email: {m}"))?;
+            let phone = phone
+                .as_deref()
+                .map(parse_phone)
+                .transpose()
+                .map_err(|m| anyhow::anyhow!("--phone: {m}"))?;
+            let hasher = Hasher::new(&settings.auth)?;
+            let password = read_password()?;
+            hasher
+                .check_policy(&password)
+                .map_err(|m| anyhow::anyhow!("password: {m}"))?;
+            let hash = hasher
+                .hash(password)
+                .await
+                .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+
+            let pool = db::connect(&settings.database).await?;
+            db::migrate(&pool).await?;
+            let mut tx = pool.begin().await?;
+            let role_id: i64 = sqlx::query_scalar(
+                "select id from adm_role where code = upper($1) and deleted_at is null",
+            )
+            .bind(&role)
+            .fetch_optional(&mut *tx)
+            .await?
+            .with_context(|| format!("--role: no role {role:?}"))?;
+            let inserted: Result<(i64, uuid::Uuid), sqlx::Error> = sqlx::query_as(
+                "insert into adm_user (username, email, full_name, phone, role_id, password_hash,
+                                       password_changed_at)
+                 values ($1, $2, $3, $4, $5, $6, now())
+                 returning id, uuid",
+            )
+            .bind(&username)
+            .bind(&email)
+            .bind(full_name.as_deref().unwrap_or(&username))
+            .bind(phone.as_ref().map(|p| p.to_string()))
+            .bind(role_id)
+            .bind(hash)
+            .fetch_one(&mut *tx)
+            .await;
+            let (id, uuid) = match inserted {
+                Ok(row) => row,
+                Err(e) => {
+                    if let Some(c) = e.as_database_error().and_then(|d| d.constraint()) {
+                        bail!("cannot create the user: constraint {c} (username, email or phone taken, or malformed)");
+                    }
+                    return Err(e).context("inserting the user");
+                }
+            };
+            let new: Value = sqlx::query_scalar(
+                "select to_jsonb(u) - 'password_hash' from adm_user u where id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            audit::record(
+                &mut tx,
+                None,
+                Some("cli"),
+                Entry {
+                    action: "CREATE",
+                    entity_type: "adm_user",
+                    entity_id: Some(id),
+                    entity_uuid: Some(uuid),
+                    old: None,
+                    new: Some(new),
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("writing the audit row: {e}"))?;
+            tx.commit().await?;
+            pool.close().await;
+            println!(
+                "created user {username} ({uuid}) with role {}",
+                role.to_uppercase()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The password from the environment, else asked twice on the terminal without echo.
+fn read_password() -> anyhow::Result<SecretString> {
+    if let Ok(p) = std::env::var(PASSWORD_VAR) {
+        if !p.is_empty() {
+            return Ok(SecretString::from(p));
+        }
+    }
+    let first = rpassword::prompt_password("Password: ")
+        .with_context(|| format!("no terminal to ask for the password; set {PASSWORD_VAR}"))?;
+    let again = rpassword::prompt_password("Password (again): ")
+        .context("reading the password confirmation")?;
+    if first != again {
+        bail!("the passwords differ");
+    }
+    let password = SecretString::from(first);
+    if password.expose_secret().is_empty() {
+        bail!("empty password");
+    }
+    Ok(password)
+}

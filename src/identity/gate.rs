@@ -1,0 +1,673 @@
+//! The gate every inbound message passes before the brain sees it: whitelist (phone or BSUID of
+//! an active, non-deleted user whose role may chat), then device trust (email OTP), inside the
+//! worker's transaction, so what the gate decides and what the worker records commit together.
+//!
+//! What each sender gets:
+//! - unknown, deactivated or deleted: one polite refusal per 24 hours, every attempt audited, no
+//!   data, no LLM call, no OTP;
+//! - whitelisted but not (or no longer) trusted: the message is held, a code is mailed (at most
+//!   `identity.otp_max_per_hour` an hour), and the user is asked for it; when the right code comes
+//!   the held messages are released to the brain, in order;
+//! - trusted: admitted, with role and permissions.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use sqlx::PgConnection;
+
+use crate::domain::phone::{mask_email, mask_phone, PhoneE164};
+use crate::identity::mailer::OtpMail;
+use crate::identity::{otp, Caller};
+use crate::startup::AppState;
+use crate::texts::{self, Lang};
+
+/// What the worker needs to know of an inbound message.
+pub struct Inbound<'a> {
+    pub wamid: &'a str,
+    pub sender_key: &'a str,
+    pub wa_id: Option<&'a str>,
+    pub bsuid: Option<&'a str>,
+    pub identity_hash: Option<&'a str>,
+    pub msg_type: &'a str,
+    pub body: Option<&'a str>,
+    pub payload: &'a Value,
+    pub lang: Lang,
+}
+
+/// The gate's decision.
+pub enum Admission {
+    /// Not whitelisted; the refusal to send, if one is due.
+    Refused(Option<String>),
+    /// A WhatsApp system notice was recorded; nothing to say.
+    Noted,
+    /// Held until the device is confirmed; what to tell the user.
+    Held(String),
+    /// A code was checked: the answer to it and, when it was right, the caller and the held
+    /// messages (oldest first) now released.
+    Code {
+        reply: String,
+        confirmed: Option<(Caller, Vec<i64>)>,
+    },
+    /// Trusted: go ahead.
+    Admitted(Caller),
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: i64,
+    full_name: String,
+    email: Option<String>,
+    phone: Option<String>,
+    bsuid: Option<String>,
+    lang: String,
+    is_active: bool,
+    wa_revoked_at: Option<DateTime<Utc>>,
+    role: String,
+    permissions: Vec<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TrustRow {
+    wa_id: Option<String>,
+    identity_hash: Option<String>,
+    confirmed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OtpRow {
+    id: i64,
+    code_hash: String,
+    sent_at: Option<DateTime<Utc>>,
+    attempts: i32,
+}
+
+/// Decides what happens to `msg`, recording trust, codes and audit rows in `tx`.
+#[tracing::instrument(skip_all, fields(wamid = msg.wamid))]
+pub async fn admit(
+    tx: &mut PgConnection,
+    state: &AppState,
+    msg: &Inbound<'_>,
+) -> anyhow::Result<Admission> {
+    let phone = msg.wa_id.and_then(|w| PhoneE164::from_wa_id(w).ok());
+    let user: Option<UserRow> = sqlx::query_as(
+        "select u.id, u.full_name, u.email, u.phone, u.bsuid, u.lang, u.is_active, u.wa_revoked_at,
+                r.code as role,
+                coalesce(array_agg(p.code) filter (where p.code is not null), '{}') as permissions
+         from adm_user u
+         join adm_role r on r.id = u.role_id
+         left join adm_role_permission rp on rp.role_id = r.id
+         left join adm_permission p on p.id = rp.permission_id
+         where u.deleted_at is null and (u.phone = $1 or u.bsuid = $2)
+         group by u.id, r.code
+         order by (u.phone is not distinct from $1) desc
+         limit 1",
+    )
+    .bind(phone.as_ref().map(PhoneE164::as_str))
+    .bind(msg.bsuid)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("looking up the sender")?;
+
+    let user = match user {
+        Some(u) if u.is_active && u.permissions.iter().any(|p| p == "AI.CHAT") => u,
+        other => {
+            let reason = match &other {
+                None => "unknown",
+                Some(u) if !u.is_active => "inactive",
+                Some(_) => "no_ai_chat",
+            };
+            return refuse(tx, msg, other.map(|u| u.id), reason).await;
+        }
+    };
+
+    // Meta sent both ids for a known phone: remember the BSUID for messages without a phone.
+    if let (Some(bsuid), Some(phone)) = (msg.bsuid, &phone) {
+        if user.bsuid.as_deref() != Some(bsuid) && user.phone.as_deref() == Some(phone.as_str()) {
+            sqlx::query("update adm_user set bsuid = $2 where id = $1")
+                .bind(user.id)
+                .bind(bsuid)
+                .execute(&mut *tx)
+                .await
+                .context("recording the BSUID")?;
+        }
+    }
+
+    let caller = Caller {
+        user_id: user.id,
+        full_name: user.full_name.clone(),
+        role: user.role.clone(),
+        permissions: user.permissions.iter().cloned().collect::<HashSet<_>>(),
+        lang: if user.lang == "en" {
+            Lang::En
+        } else {
+            Lang::Id
+        },
+    };
+
+    if msg.msg_type == "system" {
+        return system_notice(tx, &user, msg).await;
+    }
+
+    let trust: Option<TrustRow> = sqlx::query_as(
+        "select wa_id, identity_hash, confirmed_at from wa_trust where user_id = $1 for update",
+    )
+    .bind(user.id)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("reading device trust")?;
+
+    let distrust = match &trust {
+        None => Some("first_contact"),
+        Some(t) => why_not_trusted(t, &user, msg, state.settings.identity.trust_days),
+    };
+    let Some(reason) = distrust else {
+        if msg.identity_hash.is_some() && trust.as_ref().is_some_and(|t| t.identity_hash.is_none())
+        {
+            sqlx::query("update wa_trust set identity_hash = $2 where user_id = $1")
+                .bind(user.id)
+                .bind(msg.identity_hash)
+                .execute(&mut *tx)
+                .await
+                .context("recording the identity hash")?;
+        }
+        return Ok(Admission::Admitted(caller));
+    };
+
+    if trust.as_ref().is_some_and(|t| t.confirmed_at.is_some()) {
+        sqlx::query("update wa_trust set confirmed_at = null, reason = $2 where user_id = $1")
+            .bind(user.id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await
+            .context("voiding device trust")?;
+        audit(
+            tx,
+            Some(user.id),
+            "WA.DEVICE_CHANGED",
+            json!({ "reason": reason }),
+        )
+        .await?;
+    } else if trust.is_none() {
+        sqlx::query("insert into wa_trust (user_id, reason) values ($1, $2)")
+            .bind(user.id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await
+            .context("creating device trust")?;
+    }
+    challenge(tx, state, msg, &user, caller).await
+}
+
+/// `None` when the stored trust holds for this message; else the reason it does not.
+fn why_not_trusted(
+    t: &TrustRow,
+    user: &UserRow,
+    msg: &Inbound<'_>,
+    trust_days: i64,
+) -> Option<&'static str> {
+    let Some(confirmed) = t.confirmed_at else {
+        return Some("unconfirmed");
+    };
+    if Utc::now().signed_duration_since(confirmed) > chrono::Duration::days(trust_days) {
+        return Some("expired");
+    }
+    if user.wa_revoked_at.is_some_and(|r| r >= confirmed) {
+        return Some("revoked");
+    }
+    if let (Some(seen), Some(now)) = (&t.identity_hash, msg.identity_hash) {
+        if seen != now {
+            return Some("identity_changed");
+        }
+    }
+    if let (Some(seen), Some(now)) = (&t.wa_id, msg.wa_id) {
+        if seen != now {
+            return Some("number_changed");
+        }
+    }
+    None
+}
+
+/// Refuses a sender that is not whitelisted: audited every time, answered once a day.
+async fn refuse(
+    tx: &mut PgConnection,
+    msg: &Inbound<'_>,
+    user_id: Option<i64>,
+    reason: &str,
+) -> anyhow::Result<Admission> {
+    let due = sqlx::query(
+        "insert into wa_refusal (sender_key, refused_at) values ($1, now())
+         on conflict (sender_key) do update set refused_at = now()
+         where wa_refusal.refused_at < now() - interval '24 hours'",
+    )
+    .bind(msg.sender_key)
+    .execute(&mut *tx)
+    .await
+    .context("recording a refusal")?
+    .rows_affected()
+        > 0;
+    audit(
+        tx,
+        user_id,
+        "WA.DENIED",
+        json!({ "sender": mask_phone(msg.sender_key), "reason": reason, "answered": due }),
+    )
+    .await?;
+    tracing::info!(sender = %mask_phone(msg.sender_key), reason, answered = due, "sender refused");
+    Ok(Admission::Refused(
+        due.then(|| texts::not_registered(msg.lang)),
+    ))
+}
+
+/// `user_changed_number`, `user_changed_user_id`, `customer_identity_changed`: the device may
+/// have changed hands, so the next message needs a new code.
+async fn system_notice(
+    tx: &mut PgConnection,
+    user: &UserRow,
+    msg: &Inbound<'_>,
+) -> anyhow::Result<Admission> {
+    let system = &msg.payload["system"];
+    let kind = system["type"].as_str().unwrap_or_default();
+    let reason = match kind {
+        "user_changed_number" | "customer_changed_number" => "number_changed",
+        "user_changed_user_id" => "user_id_changed",
+        "customer_identity_changed" | "user_identity_changed" => "identity_changed",
+        _ => return Ok(Admission::Noted),
+    };
+    if let Some(new_bsuid) = system["user_id"].as_str() {
+        sqlx::query("update adm_user set bsuid = $2 where id = $1")
+            .bind(user.id)
+            .bind(new_bsuid)
+            .execute(&mut *tx)
+            .await
+            .context("recording the new BSUID")?;
+    }
+    sqlx::query(
+        "insert into wa_trust (user_id, reason) values ($1, $2)
+         on conflict (user_id) do update set confirmed_at = null, reason = $2",
+    )
+    .bind(user.id)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await
+    .context("voiding device trust")?;
+    audit(
+        tx,
+        Some(user.id),
+        "WA.DEVICE_CHANGED",
+        json!({ "reason": reason }),
+    )
+    .await?;
+    Ok(Admission::Noted)
+}
+
+/// The sender is whitelisted but not trusted: check a code, or hold the message and ask for one.
+async fn challenge(
+    tx: &mut PgConnection,
+    state: &AppState,
+    msg: &Inbound<'_>,
+    user: &UserRow,
+    caller: Caller,
+) -> anyhow::Result<Admission> {
+    let settings = &state.settings.identity;
+    let open: Option<OtpRow> = sqlx::query_as(
+        "select id, code_hash, sent_at, attempts from wa_otp
+         where user_id = $1 and consumed_at is null and voided_at is null and expires_at > now()
+         order by id desc limit 1 for update",
+    )
+    .bind(user.id)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("reading the open code")?;
+    let email_masked = user.email.as_deref().map(mask_email).unwrap_or_default();
+
+    if let Some(code) = msg.body.and_then(otp::parse) {
+        let Some(open) = open.filter(|o| o.sent_at.is_some()) else {
+            audit(tx, Some(user.id), "WA.OTP_INVALID", json!({})).await?;
+            let reply = texts::otp_invalid(msg.lang);
+            // A fresh code follows, unless the hourly limit is reached.
+            let next = new_code(tx, state, msg, user).await?;
+            return Ok(Admission::Code {
+                reply: format!("{reply}\n\n{next}"),
+                confirmed: None,
+            });
+        };
+        let given = otp::hash(
+            settings.otp_secret.expose_secret().as_bytes(),
+            user.id,
+            &code,
+        );
+        if bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            open.code_hash.as_bytes(),
+        )) {
+            sqlx::query("update wa_otp set consumed_at = now() where id = $1")
+                .bind(open.id)
+                .execute(&mut *tx)
+                .await
+                .context("consuming the code")?;
+            sqlx::query(
+                "update wa_trust set confirmed_at = now(), reason = 'confirmed', wa_id = $2,
+                     bsuid = $3, identity_hash = $4
+                 where user_id = $1",
+            )
+            .bind(user.id)
+            .bind(msg.wa_id)
+            .bind(msg.bsuid)
+            .bind(msg.identity_hash)
+            .execute(&mut *tx)
+            .await
+            .context("confirming the device")?;
+            audit(tx, Some(user.id), "WA.OTP_CONFIRMED", json!({})).await?;
+            let held: Vec<i64> = sqlx::query_scalar(
+                "select id from wa_inbox where sender_key = $1 and status = 'held'
+                 order by id for update",
+            )
+            .bind(msg.sender_key)
+            .fetch_all(&mut *tx)
+            .await
+            .context("releasing held messages")?;
+            return Ok(Admission::Code {
+                reply: texts::otp_confirmed(msg.lang, held.len()),
+                confirmed: Some((caller, held)),
+            });
+        }
+        let attempts = open.attempts + 1;
+        let locked = attempts >= settings.otp_max_attempts;
+        sqlx::query(
+            "update wa_otp set attempts = $2,
+                 voided_at = case when $3 then now() else voided_at end
+             where id = $1",
+        )
+        .bind(open.id)
+        .bind(attempts)
+        .bind(locked)
+        .execute(&mut *tx)
+        .await
+        .context("counting a wrong code")?;
+        audit(
+            tx,
+            Some(user.id),
+            "WA.OTP_WRONG",
+            json!({ "attempt": attempts }),
+        )
+        .await?;
+        if locked {
+            audit(tx, Some(user.id), "WA.OTP_LOCKED", json!({})).await?;
+        }
+        let reply = if locked {
+            texts::otp_locked(msg.lang)
+        } else {
+            texts::otp_wrong(msg.lang, settings.otp_max_attempts - attempts)
+        };
+        return Ok(Admission::Code {
+            reply,
+            confirmed: None,
+        });
+    }
+
+    // A question: hold it until the device is confirmed.
+    sqlx::query("update wa_inbox set status = 'held' where wamid = $1")
+        .bind(msg.wamid)
+        .execute(&mut *tx)
+        .await
+        .context("holding the message")?;
+    let reply = match open {
+        Some(o) if o.sent_at.is_some() => texts::otp_reminder(msg.lang, &email_masked),
+        Some(_) => texts::otp_send_failed(msg.lang),
+        None => new_code(tx, state, msg, user).await?,
+    };
+    Ok(Admission::Held(reply))
+}
+
+/// Issues and mails a fresh code (within the hourly limit); returns what to tell the user.
+async fn new_code(
+    tx: &mut PgConnection,
+    state: &AppState,
+    msg: &Inbound<'_>,
+    user: &UserRow,
+) -> anyhow::Result<String> {
+    let settings = &state.settings.identity;
+    let Some(email) = user.email.as_deref() else {
+        audit(tx, Some(user.id), "WA.OTP_NO_EMAIL", json!({})).await?;
+        return Ok(texts::no_email(msg.lang));
+    };
+    let recent: i64 = sqlx::query_scalar(
+        "select count(*) from wa_otp where user_id = $1 and created_at > now() - interval '1 hour'",
+    )
+    .bind(user.id)
+    .fetch_one(&mut *tx)
+    .await
+    .context("counting recent codes")?;
+    if recent >= settings.otp_max_per_hour {
+        audit(tx, Some(user.id), "WA.OTP_RATE_LIMITED", json!({})).await?;
+        return Ok(texts::otp_rate_limited(msg.lang));
+    }
+    // Older open codes are void once a new one is issued.
+    sqlx::query(
+        "update wa_otp set voided_at = now()
+         where user_id = $1 and consumed_at is null and voided_at is null",
+    )
+    .bind(user.id)
+    .execute(&mut *tx)
+    .await
+    .context("voiding older codes")?;
+    let code = otp::generate();
+    let id: i64 = sqlx::query_scalar(
+        "insert into wa_otp (user_id, code_hash, expires_at)
+         values ($1, $2, now() + make_interval(secs => $3)) returning id",
+    )
+    .bind(user.id)
+    .bind(otp::hash(
+        settings.otp_secret.expose_secret().as_bytes(),
+        user.id,
+        &code,
+    ))
+    .bind(settings.otp_ttl_secs as f64)
+    .fetch_one(&mut *tx)
+    .await
+    .context("storing the code")?;
+    let email_masked = mask_email(email);
+    match mail_code(state, user, email, &code).await {
+        Ok(()) => {
+            sqlx::query("update wa_otp set sent_at = now(), send_tries = 1 where id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .context("recording the sent code")?;
+            audit(
+                tx,
+                Some(user.id),
+                "WA.OTP_SENT",
+                json!({ "to": email_masked }),
+            )
+            .await?;
+            Ok(texts::otp_sent(
+                msg.lang,
+                &email_masked,
+                settings.otp_ttl_secs / 60,
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "OTP mail not sent; will retry");
+            sqlx::query(
+                "update wa_otp set send_tries = 1, last_error = $2,
+                     next_try_at = now() + interval '5 seconds'
+                 where id = $1",
+            )
+            .bind(id)
+            .bind(format!("{e:#}"))
+            .execute(&mut *tx)
+            .await
+            .context("recording the failed mail")?;
+            audit(tx, Some(user.id), "WA.OTP_SEND_FAILED", json!({})).await?;
+            Ok(texts::otp_send_failed(msg.lang))
+        }
+    }
+}
+
+async fn mail_code(
+    state: &AppState,
+    user: &UserRow,
+    email: &str,
+    code: &str,
+) -> anyhow::Result<()> {
+    let settings = &state.settings;
+    let asked_at = Utc::now()
+        .with_timezone(&settings.app.timezone)
+        .format("%d-%m-%Y %H:%M %Z")
+        .to_string();
+    let mail = OtpMail {
+        name: &user.full_name,
+        to: email,
+        code,
+        phone_masked: &user.phone.as_deref().map(mask_phone).unwrap_or_default(),
+        asked_at: &asked_at,
+        valid_minutes: settings.identity.otp_ttl_secs / 60,
+    };
+    tokio::time::timeout(
+        Duration::from_secs(settings.smtp.timeout_secs + 1),
+        state.mailer.send_otp(&mail),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("SMTP timed out"))?
+}
+
+/// Retries codes whose mail could not be sent: each retry mails a fresh code (only hashes are
+/// stored), with exponential backoff, until the code's time is up. Tells the user on WhatsApp
+/// when it finally went out. Returns how many were handled.
+pub async fn retry_unsent(state: &AppState) -> anyhow::Result<usize> {
+    #[derive(sqlx::FromRow)]
+    struct Due {
+        id: i64,
+        user_id: i64,
+        send_tries: i32,
+        full_name: String,
+        email: Option<String>,
+        phone: Option<String>,
+        bsuid: Option<String>,
+        lang: String,
+    }
+    let mut tx = state.db.begin().await.context("starting mail retry")?;
+    let due: Vec<Due> = sqlx::query_as(
+        "select o.id, o.user_id, o.send_tries, u.full_name, u.email, u.phone, u.bsuid, u.lang
+         from wa_otp o join adm_user u on u.id = o.user_id
+         where o.sent_at is null and o.voided_at is null and o.consumed_at is null
+           and o.next_try_at <= now()
+         order by o.id limit 20
+         for update of o skip locked",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .context("reading unsent codes")?;
+    let secret = state
+        .settings
+        .identity
+        .otp_secret
+        .expose_secret()
+        .as_bytes();
+    let ttl = state.settings.identity.otp_ttl_secs as f64;
+    for d in &due {
+        let Some(email) = d.email.as_deref() else {
+            sqlx::query("update wa_otp set voided_at = now() where id = $1")
+                .bind(d.id)
+                .execute(&mut *tx)
+                .await?;
+            continue;
+        };
+        let user = UserRow {
+            id: d.user_id,
+            full_name: d.full_name.clone(),
+            email: d.email.clone(),
+            phone: d.phone.clone(),
+            bsuid: d.bsuid.clone(),
+            lang: d.lang.clone(),
+            is_active: true,
+            wa_revoked_at: None,
+            role: String::new(),
+            permissions: Vec::new(),
+        };
+        let code = otp::generate();
+        match mail_code(state, &user, email, &code).await {
+            Ok(()) => {
+                sqlx::query(
+                    "update wa_otp set code_hash = $2, sent_at = now(), send_tries = send_tries + 1,
+                         expires_at = now() + make_interval(secs => $3), last_error = null
+                     where id = $1",
+                )
+                .bind(d.id)
+                .bind(otp::hash(secret, d.user_id, &code))
+                .bind(ttl)
+                .execute(&mut *tx)
+                .await?;
+                audit(
+                    &mut tx,
+                    Some(d.user_id),
+                    "WA.OTP_SENT",
+                    json!({ "to": mask_email(email), "retry": d.send_tries }),
+                )
+                .await?;
+                let lang = if d.lang == "en" { Lang::En } else { Lang::Id };
+                let wa_id = d
+                    .phone
+                    .as_deref()
+                    .and_then(|p| PhoneE164::parse(p).ok())
+                    .map(|p| p.wa_id().to_owned());
+                if wa_id.is_some() || d.bsuid.is_some() {
+                    sqlx::query(
+                        "insert into wa_outbox (wa_id, bsuid, kind, payload) values ($1, $2, 'text', $3)",
+                    )
+                    .bind(wa_id)
+                    .bind(&d.bsuid)
+                    .bind(crate::whatsapp::graph::content::text(&texts::otp_sent_later(
+                        lang,
+                        &mask_email(email),
+                    )))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            Err(e) => {
+                let delay = 5.0 * 2f64.powi(d.send_tries.min(6));
+                sqlx::query(
+                    "update wa_otp set send_tries = send_tries + 1, last_error = $2,
+                         next_try_at = now() + make_interval(secs => $3),
+                         voided_at = case when expires_at < now() then now() else null end
+                     where id = $1",
+                )
+                .bind(d.id)
+                .bind(format!("{e:#}"))
+                .bind(delay)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await.context("committing mail retries")?;
+    if !due.is_empty() {
+        state.wake.sender.notify_one();
+    }
+    Ok(due.len())
+}
+
+async fn audit(
+    tx: &mut PgConnection,
+    user_id: Option<i64>,
+    action: &str,
+    detail: Value,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into log_audit (user_id, action, entity_type, entity_id, new_value)
+         values ($1, $2, case when $1 is null then 'wa_sender' else 'adm_user' end, $1, $3)",
+    )
+    .bind(user_id)
+    .bind(action)
+    .bind(detail)
+    .execute(&mut *tx)
+    .await
+    .with_context(|| format!("writing audit {action}"))?;
+    Ok(())
+}
