@@ -341,7 +341,7 @@ async fn a_caller_cannot_reach_above_their_own_role() {
     assert_eq!(status, 200, "{body}");
     let (status, _) = post(
         "/api/v1/roles".to_owned(),
-        Some(json!({ "code": "X", "name": "x", "level": 50, "permissions": ["FIN.APPROVE"] })),
+        Some(json!({ "code": "XR", "name": "x", "level": 50, "permissions": ["FIN.APPROVE"] })),
         Method::POST,
     )
     .await;
