@@ -28,6 +28,8 @@ pub struct Settings {
     pub whatsapp: WhatsAppSettings,
     /// Who may chat: one-time codes and device trust.
     pub identity: IdentitySettings,
+    /// Answers: LLM use, fallback, grounding, tone.
+    pub brain: BrainSettings,
     /// Outgoing mail (one-time codes).
     pub smtp: SmtpSettings,
     /// The inbound pipeline on JetStream.
@@ -144,6 +146,70 @@ pub struct IdentitySettings {
     pub otp_max_per_hour: i64,
     /// Days a confirmation lasts.
     pub trust_days: i64,
+}
+
+/// When the data answer replaces an LLM answer whose figures the data does not support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroundingFallback {
+    /// Only when an unsupported figure is money.
+    Money,
+    /// For any unsupported figure.
+    Any,
+    /// Never; unsupported figures are only logged.
+    Off,
+}
+
+/// How an answer sounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tone {
+    /// Directors: money and impact first.
+    Executive,
+    /// Managers: detail.
+    Manager,
+    /// Operators and staff: technical, short.
+    Operator,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrainSettings {
+    /// Wait for the LLM before answering from the data.
+    pub llm_timeout_secs: u64,
+    /// Failures that open the breaker.
+    pub circuit_failures: u32,
+    /// How long the breaker stays open.
+    pub circuit_open_secs: u64,
+    /// Mask personal data before the LLM sees it.
+    pub llm_external: bool,
+    /// Turns of history in the prompt.
+    pub history_turns: i64,
+    /// Age limit of those turns.
+    pub history_minutes: i64,
+    /// When unsupported figures send the answer back to the data.
+    pub grounding_fallback: GroundingFallback,
+    /// Intents never sent to the LLM.
+    pub data_only_intents: Vec<String>,
+    /// Token limit per answer.
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Tone of roles not in `tones`.
+    pub default_tone: Tone,
+    /// Role code → tone.
+    pub tones: HashMap<String, Tone>,
+}
+
+impl BrainSettings {
+    /// The tone for a role code (keys compared without case: config files may lower-case them).
+    pub fn tone_of(&self, role: &str) -> Tone {
+        self.tones
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(role))
+            .map(|(_, t)| *t)
+            .unwrap_or(self.default_tone)
+    }
 }
 
 /// How the SMTP connection is secured.
@@ -414,6 +480,12 @@ impl Settings {
         }
         if self.smtp.from.parse::<lettre::message::Mailbox>().is_err() {
             bail!("invalid configuration: smtp.from is not a mail address");
+        }
+        if self.brain.llm_timeout_secs == 0
+            || self.brain.circuit_failures == 0
+            || self.brain.circuit_open_secs == 0
+        {
+            bail!("invalid configuration: brain.llm_timeout_secs, brain.circuit_failures and brain.circuit_open_secs must be at least 1");
         }
         if self.smtp.timeout_secs == 0 {
             bail!("invalid configuration: smtp.timeout_secs must be at least 1");

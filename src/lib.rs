@@ -11,6 +11,8 @@
 //! - [`db`]: the PostgreSQL pool, the embedded migrations (`migrations/`) and the demo data.
 //! - [`whatsapp`]: Meta's side: webhook (handshake, signature, ingest), payload types, Graph API.
 //! - [`inbox`]: the durable inbox, the relay to JetStream and the per-sender ordered workers.
+//! - [`identity`]: who may chat: whitelist, device trust by email OTP, role and permissions.
+//! - [`brain`]: intents, the permission each needs, and the answer.
 //! - [`llm`]: the `ai.llm.chat` contract over NATS and the llm-worker that bridges it to any
 //!   OpenAI-compatible server (`sentient-hub llm-worker`).
 //! - [`outbox`]: reply rows, the sender loop, retries, rate limit and the 24-hour window.
@@ -24,12 +26,14 @@
 //! and admin sit beside that road.
 
 pub mod admin;
+pub mod brain;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod inbox;
 pub mod llm;
 pub mod outbox;

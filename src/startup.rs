@@ -24,8 +24,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{NatsSettings, Settings};
+use crate::identity::mailer::Mailer;
 use crate::inbox::store::Ingestor;
 use crate::inbox::{consumer, relay};
+use crate::llm::breaker::Breaker;
 use crate::outbox::sender;
 use crate::whatsapp::graph::Transport;
 use crate::{db, http, telemetry, whatsapp};
@@ -43,6 +45,10 @@ pub struct AppState {
     pub transport: Transport,
     /// Group-committing writer of webhook deliveries.
     pub ingestor: Ingestor,
+    /// Mails one-time codes.
+    pub mailer: Mailer,
+    /// Keeps the brain from waiting on an LLM that keeps failing.
+    pub breaker: Arc<Breaker>,
     /// Wake-ups between pipeline stages, so work moves without waiting for a poll.
     pub wake: Arc<Wake>,
     /// Admin API sign-in: token keys, the bounded password hasher, the login throttle.
@@ -112,6 +118,11 @@ impl Application {
             js,
             transport,
             ingestor,
+            mailer: Mailer::new(&settings.smtp)?,
+            breaker: Arc::new(Breaker::new(
+                settings.brain.circuit_failures,
+                Duration::from_secs(settings.brain.circuit_open_secs),
+            )),
             wake: Arc::new(Wake::default()),
             auth: crate::admin::Auth::new(&settings.auth)?,
             metrics: telemetry::metrics_handle(),
@@ -147,6 +158,7 @@ impl Application {
             workers.spawn(consumer::run(state.clone(), c, stop_workers.clone()));
         }
         workers.spawn(sender::run(state.clone(), stop_workers.clone()));
+        workers.spawn(mail_retries(state.clone(), stop_workers.clone()));
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(
@@ -234,6 +246,19 @@ pub async fn connect_nats(settings: &NatsSettings) -> anyhow::Result<async_nats:
     .map_err(|_| anyhow::anyhow!("timed out after {}s", timeout.as_secs()))
     .and_then(|r| r.map_err(anyhow::Error::from))
     .with_context(|| format!("cannot connect to NATS at {target}"))
+}
+
+/// Retries one-time-code mails that could not be sent, every two seconds.
+async fn mail_retries(state: AppState, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = crate::identity::gate::retry_unsent(&state).await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot retry code mails");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

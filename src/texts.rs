@@ -293,6 +293,44 @@ pub fn denied(lang: Lang, area: &str) -> String {
     }
 }
 
+/// A trusted user typed a code: nothing to confirm.
+pub fn already_verified(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Id => {
+            "Perangkat Anda sudah terverifikasi; tidak perlu kode. Silakan ajukan pertanyaan."
+        }
+        Lang::En => "Your device is already verified; no code needed. Go ahead and ask.",
+    }
+}
+
+/// Alerts muted until a local time.
+pub fn alerts_muted(lang: Lang, until_local: &str) -> String {
+    match lang {
+        Lang::Id => format!("🔕 Notifikasi alert dibisukan sampai pukul {until_local} WIB."),
+        Lang::En => format!("🔕 Alert notifications muted until {until_local} WIB."),
+    }
+}
+
+/// The database could not be read even after retries.
+pub fn data_unavailable(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Id => {
+            "Maaf, data pabrik sedang tidak dapat dibaca. Silakan coba lagi beberapa menit lagi."
+        }
+        Lang::En => {
+            "Sorry, the factory data cannot be read right now. Please try again in a few minutes."
+        }
+    }
+}
+
+/// The mark under an answer built from the data without the LLM.
+pub fn data_answer_mark(lang: Lang, as_of: &str) -> String {
+    match lang {
+        Lang::Id => format!("ℹ️ Jawaban langsung dari data per {as_of}."),
+        Lang::En => format!("ℹ️ Answer straight from the data as of {as_of}."),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

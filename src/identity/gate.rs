@@ -46,12 +46,9 @@ pub enum Admission {
     Noted,
     /// Held until the device is confirmed; what to tell the user.
     Held(String),
-    /// A code was checked: the answer to it and, when it was right, the caller and the held
-    /// messages (oldest first) now released.
-    Code {
-        reply: String,
-        confirmed: Option<(Caller, Vec<i64>)>,
-    },
+    /// A code was checked: the answer to it and, when it was right, how many held messages
+    /// were released to be answered.
+    Code { reply: String, released: usize },
     /// Trusted: go ahead.
     Admitted(Caller),
 }
@@ -199,7 +196,7 @@ pub async fn admit(
             .await
             .context("creating device trust")?;
     }
-    challenge(tx, state, msg, &user, caller).await
+    challenge(tx, state, msg, &user).await
 }
 
 /// `None` when the stored trust holds for this message; else the reason it does not.
@@ -310,7 +307,6 @@ async fn challenge(
     state: &AppState,
     msg: &Inbound<'_>,
     user: &UserRow,
-    caller: Caller,
 ) -> anyhow::Result<Admission> {
     let settings = &state.settings.identity;
     let open: Option<OtpRow> = sqlx::query_as(
@@ -332,7 +328,7 @@ async fn challenge(
             let next = new_code(tx, state, msg, user).await?;
             return Ok(Admission::Code {
                 reply: format!("{reply}\n\n{next}"),
-                confirmed: None,
+                released: 0,
             });
         };
         let given = otp::hash(
@@ -362,17 +358,20 @@ async fn challenge(
             .await
             .context("confirming the device")?;
             audit(tx, Some(user.id), "WA.OTP_CONFIRMED", json!({})).await?;
-            let held: Vec<i64> = sqlx::query_scalar(
-                "select id from wa_inbox where sender_key = $1 and status = 'held'
-                 order by id for update",
+            // Held messages go round the pipeline again, now as a trusted sender's.
+            let released = sqlx::query(
+                "update wa_inbox set status = 'pending', relayed_at = null,
+                     relay_gen = relay_gen + 1
+                 where sender_key = $1 and status = 'held'",
             )
             .bind(msg.sender_key)
-            .fetch_all(&mut *tx)
+            .execute(&mut *tx)
             .await
-            .context("releasing held messages")?;
+            .context("releasing held messages")?
+            .rows_affected() as usize;
             return Ok(Admission::Code {
-                reply: texts::otp_confirmed(msg.lang, held.len()),
-                confirmed: Some((caller, held)),
+                reply: texts::otp_confirmed(msg.lang, released),
+                released,
             });
         }
         let attempts = open.attempts + 1;
@@ -403,10 +402,7 @@ async fn challenge(
         } else {
             texts::otp_wrong(msg.lang, settings.otp_max_attempts - attempts)
         };
-        return Ok(Admission::Code {
-            reply,
-            confirmed: None,
-        });
+        return Ok(Admission::Code { reply, released: 0 });
     }
 
     // A question: hold it until the device is confirmed.

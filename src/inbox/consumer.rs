@@ -197,12 +197,13 @@ struct InboxRow {
     payload: Value,
     sent_at: DateTime<Utc>,
     status: String,
+    relay_gen: i32,
 }
 
 async fn load(tx: &mut sqlx::PgConnection, id: i64) -> anyhow::Result<Option<InboxRow>> {
     sqlx::query_as(
         "select id, wamid, sender_key, wa_id, bsuid, identity_hash, body, msg_type, payload,
-                sent_at, status
+                sent_at, status, relay_gen
          from wa_inbox where id = $1 for update",
     )
     .bind(id)
@@ -211,9 +212,13 @@ async fn load(tx: &mut sqlx::PgConnection, id: i64) -> anyhow::Result<Option<Inb
     .context("loading inbox row")
 }
 
-/// Locks the row, passes it through the gate, decides the replies, writes them to the outbox and
-/// records the rows' new state: all in one transaction, so a crash anywhere leaves either nothing
-/// or everything.
+/// Three steps, each safe to repeat after a crash:
+/// 1. in one transaction: lock the row, pass it through the gate and record what the gate
+///    decided (refusal, held message, code check — with their replies) — done unless admitted;
+/// 2. without a transaction: the brain answers an admitted question (database reads, maybe
+///    the LLM), so no connection or lock is held while the model thinks;
+/// 3. in one transaction: lock the row again and, unless another delivery finished it meanwhile,
+///    write the answer to the outbox, the exchange to `ai_chat`, and mark the row done.
 async fn process(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
     let mut tx = state
         .db
@@ -238,81 +243,114 @@ async fn process(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
         payload: &row.payload,
         lang,
     };
-    let admission = gate::admit(&mut tx, state, &inbound).await?;
-
-    // (inbound wamid, purpose, text): each inbound message gets at most one reply per purpose —
-    // the gate's request for a code, and the answer.
-    let mut replies: Vec<(String, &str, String)> = Vec::new();
-    let mut finished: Vec<i64> = vec![row.id];
-    match admission {
-        Admission::Refused(reply) => {
-            replies.extend(reply.map(|r| (row.wamid.clone(), "answer", r)))
-        }
-        Admission::Noted => {}
-        Admission::Held(reply) => {
-            replies.push((row.wamid.clone(), "gate", reply));
-            finished.clear(); // stays 'held' until the code comes
-        }
-        Admission::Code { reply, confirmed } => {
-            replies.push((row.wamid.clone(), "answer", reply));
-            if let Some((caller, held)) = confirmed {
-                for id in held {
-                    if let Some(h) = load(&mut tx, id).await? {
-                        let lang = h.body.as_deref().map(Lang::detect).unwrap_or(caller.lang);
-                        if let Some(text) =
-                            brain::respond(&caller, &h.msg_type, h.body.as_deref(), lang)
-                        {
-                            replies.push((h.wamid.clone(), "answer", text));
-                        }
-                        finished.push(id);
-                    }
-                }
-            }
-        }
-        Admission::Admitted(caller) => {
-            let text = match stale(state, &row, lang, Utc::now()) {
-                Some(policy) => policy,
-                None => brain::respond(&caller, &row.msg_type, row.body.as_deref(), lang),
-            };
-            replies.extend(text.map(|t| (row.wamid.clone(), "answer", t)));
-        }
-    }
-
     let to = Recipient {
         wa_id: row.wa_id.clone(),
         bsuid: row.bsuid.clone(),
     };
-    let mut parts_written = 0;
-    for (wamid, purpose, text) in &replies {
-        for (n, part) in split_text(text).iter().enumerate() {
-            sqlx::query(
-                "insert into wa_outbox (inbound_wamid, purpose, part_no, wa_id, bsuid, kind, payload)
-                 values ($1, $2, $3, $4, $5, 'text', $6)
-                 on conflict (inbound_wamid, purpose, part_no) do nothing",
-            )
-            .bind(wamid)
-            .bind(purpose)
-            .bind(n as i32 + 1)
-            .bind(&to.wa_id)
-            .bind(&to.bsuid)
-            .bind(content::text(part))
-            .execute(&mut *tx)
-            .await
-            .context("writing a reply to the outbox")?;
-            parts_written += 1;
+    let caller = match gate::admit(&mut tx, state, &inbound).await? {
+        Admission::Admitted(caller) => caller,
+        Admission::Refused(reply) => {
+            let parts = write_reply(&mut tx, &row.wamid, "answer", &to, reply.as_deref()).await?;
+            mark_done(tx, row.id).await?;
+            return Ok(Outcome::Answered(parts));
+        }
+        Admission::Noted => {
+            mark_done(tx, row.id).await?;
+            return Ok(Outcome::Answered(0));
+        }
+        Admission::Held(reply) => {
+            // The row stays 'held' until the code comes.
+            let parts = write_reply(&mut tx, &row.wamid, "gate", &to, Some(&reply)).await?;
+            tx.commit().await.context("committing a held message")?;
+            return Ok(Outcome::Answered(parts));
+        }
+        Admission::Code { reply, released } => {
+            let parts = write_reply(&mut tx, &row.wamid, "answer", &to, Some(&reply)).await?;
+            mark_done(tx, row.id).await?;
+            if released > 0 {
+                state.wake.relay.notify_one();
+            }
+            return Ok(Outcome::Answered(parts));
+        }
+    };
+    // A released message was held on purpose: only a true backlog gets the stale policy.
+    if row.relay_gen == 0 {
+        if let Some(notice) = stale(state, &row, lang, Utc::now()) {
+            let parts = write_reply(&mut tx, &row.wamid, "answer", &to, notice.as_deref()).await?;
+            mark_done(tx, row.id).await?;
+            return Ok(Outcome::Answered(parts));
         }
     }
+    tx.commit().await.context("committing the gate")?;
+
+    let question = brain::Question {
+        wamid: &row.wamid,
+        msg_type: &row.msg_type,
+        text: row.body.as_deref(),
+        lang,
+        phone: row.wa_id.as_deref(),
+    };
+    let answer = brain::answer(state, &caller, &question).await;
+
+    let mut tx = state
+        .db
+        .begin()
+        .await
+        .context("starting the answer transaction")?;
+    let Some(again) = load(&mut tx, job.id).await? else {
+        return Ok(Outcome::Missing);
+    };
+    if again.status == "done" || again.status == "dead" {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let parts = write_reply(&mut tx, &row.wamid, "answer", &to, answer.text.as_deref()).await?;
+    brain::record(&mut tx, &caller, &question, &answer).await?;
+    mark_done(tx, row.id).await?;
+    Ok(Outcome::Answered(parts))
+}
+
+/// Writes `text` (split at WhatsApp's limit) as the reply of `purpose` to `wamid`; returns the
+/// parts written. A reply that exists already is left as it is.
+async fn write_reply(
+    tx: &mut sqlx::PgConnection,
+    wamid: &str,
+    purpose: &str,
+    to: &Recipient,
+    text: Option<&str>,
+) -> anyhow::Result<usize> {
+    let Some(text) = text else { return Ok(0) };
+    let parts = split_text(text);
+    for (n, part) in parts.iter().enumerate() {
+        sqlx::query(
+            "insert into wa_outbox (inbound_wamid, purpose, part_no, wa_id, bsuid, kind, payload)
+             values ($1, $2, $3, $4, $5, 'text', $6)
+             on conflict (inbound_wamid, purpose, part_no) do nothing",
+        )
+        .bind(wamid)
+        .bind(purpose)
+        .bind(n as i32 + 1)
+        .bind(&to.wa_id)
+        .bind(&to.bsuid)
+        .bind(content::text(part))
+        .execute(&mut *tx)
+        .await
+        .context("writing a reply to the outbox")?;
+    }
+    Ok(parts.len())
+}
+
+/// Marks the row done and commits.
+async fn mark_done(mut tx: sqlx::Transaction<'_, sqlx::Postgres>, id: i64) -> anyhow::Result<()> {
     sqlx::query(
         "update wa_inbox set status = 'done', done_at = now(), attempts = attempts + 1,
              last_error = null
-         where id = any($1)",
+         where id = $1",
     )
-    .bind(&finished)
+    .bind(id)
     .execute(&mut *tx)
     .await
-    .context("marking rows done")?;
-    tx.commit().await.context("committing processing")?;
-    Ok(Outcome::Answered(parts_written))
+    .context("marking the row done")?;
+    tx.commit().await.context("committing processing")
 }
 
 /// The stale policy for a message processed long after it was sent (a backlog replayed after

@@ -88,8 +88,9 @@ pub async fn relay_once(
     if !locked {
         return Ok(0); // another instance is relaying
     }
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(
-        "select id, wamid, sender_key from wa_inbox where relayed_at is null order by id limit $1",
+    let rows: Vec<(i64, String, String, i32)> = sqlx::query_as(
+        "select id, wamid, sender_key, relay_gen from wa_inbox
+         where relayed_at is null order by id limit $1",
     )
     .bind(settings.relay_batch)
     .fetch_all(&mut *tx)
@@ -99,10 +100,16 @@ pub async fn relay_once(
         return Ok(0);
     }
     let mut acks = Vec::with_capacity(rows.len());
-    for (id, wamid, sender) in &rows {
+    for (id, wamid, sender, gen) in &rows {
         let partition = partition_of(sender, settings.partitions);
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, wamid.as_str());
+        // A released message goes out again under a new id (see `wa_inbox.relay_gen`).
+        let msg_id = if *gen == 0 {
+            wamid.clone()
+        } else {
+            format!("{wamid}#{gen}")
+        };
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
         let body = serde_json::to_vec(&Job {
             id: *id,
             wamid: wamid.clone(),
@@ -121,7 +128,7 @@ pub async fn relay_once(
         ack.await
             .map_err(|e| anyhow::anyhow!("JetStream did not acknowledge: {e}"))?;
     }
-    let ids: Vec<i64> = rows.iter().map(|(id, _, _)| *id).collect();
+    let ids: Vec<i64> = rows.iter().map(|(id, _, _, _)| *id).collect();
     sqlx::query(
         "update wa_inbox set relayed_at = now(),
              status = case when status = 'pending' then 'relayed' else status end

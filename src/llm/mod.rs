@@ -7,6 +7,7 @@
 //! - [`client`]: send one request and read its reply (tests, benchmark, `llm-ask`); the hub's
 //!   client with its circuit breaker is not here yet.
 
+pub mod breaker;
 pub mod client;
 pub mod openai;
 pub mod worker;

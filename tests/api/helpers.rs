@@ -63,6 +63,7 @@ pub async fn fresh_database() -> TestDb {
     let tag = Uuid::new_v4().simple().to_string();
     settings.inbox.stream = format!("WA_INBOX_TEST_{tag}");
     settings.inbox.subject_prefix = format!("test.{tag}.inbox");
+    settings.llm.subject = format!("test.{tag}.llm");
     TestDb {
         settings,
         name,

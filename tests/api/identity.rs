@@ -385,5 +385,5 @@ async fn a_bsuid_is_recorded_and_then_identifies_the_user_without_a_phone() {
     assert!(to_bsuid.body["text"]["body"]
         .as_str()
         .unwrap()
-        .contains("sudah kami terima"));
+        .contains("Saya bisa menjawab"));
 }

@@ -7,6 +7,7 @@ mod cli;
 mod demo;
 mod health;
 mod helpers;
+mod identity;
 mod llm_worker;
 mod migrations;
 mod pipeline;

@@ -51,7 +51,7 @@ async fn a_text_message_gets_exactly_one_reply_in_its_language() {
     assert!(send.body["text"]["body"]
         .as_str()
         .unwrap()
-        .contains("received your message"));
+        .contains("Revenue this month"));
 
     assert!(eventually(WAIT, || async {
         app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.one' and status = 'sent' and wamid is not null").await == 1
@@ -91,7 +91,7 @@ async fn duplicate_deliveries_cause_one_reply() {
     .fetch_one(&app.db)
     .await
     .unwrap();
-    assert!(reply.contains("sudah kami terima"), "{reply}");
+    assert!(reply.contains("Omzet bulan ini"), "{reply}");
 }
 
 #[tokio::test]
@@ -233,7 +233,7 @@ async fn a_closed_window_switches_to_the_configured_template() {
     let param = sends[1].body["template"]["components"][0]["parameters"][0]["text"]
         .as_str()
         .unwrap();
-    assert!(param.contains("sudah kami terima"), "{param}");
+    assert!(param.contains("Saya bisa menjawab"), "{param}");
     assert!(
         eventually(WAIT, || async {
             app.count("select count(*) from wa_outbox where kind = 'template' and status = 'sent'")
