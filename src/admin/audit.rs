@@ -139,7 +139,7 @@ const FILTER: &str = "
     responses((status = 200, body = Page<AuditOut>)),
     security(("bearer" = ["ADMIN.AUDIT.VIEW"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn list(
     caller: Authorized<perm::AuditView>,
     State(state): State<AppState>,

@@ -296,7 +296,7 @@ impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let caller = Caller::from_request_parts(parts, state).await?;
         if !caller.has(P::CODE) {
-            tracing::info!(user = %caller.username, permission = P::CODE, "permission refused");
+            tracing::info!(user = %caller.user_uuid, permission = P::CODE, "permission refused");
             return Err(Error::Forbidden(P::CODE));
         }
         Ok(Authorized(caller, PhantomData))
@@ -681,7 +681,7 @@ pub(crate) async fn revoke_user_sessions(
     responses((status = 204, description = "Signed out")),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(user = %caller.username))]
+#[tracing::instrument(skip_all, fields(user = %caller.user_uuid))]
 async fn logout(caller: Caller, State(state): State<AppState>) -> Result<StatusCode> {
     let mut tx = state.db.begin().await?;
     revoke_family(&mut tx, caller.family_id, "logout").await?;
@@ -720,6 +720,7 @@ pub struct Me {
     responses((status = 200, body = Me)),
     security(("bearer" = []))
 )]
+#[tracing::instrument(skip_all, fields(user = %caller.user_uuid))]
 async fn me(caller: Caller) -> Json<Me> {
     Json(Me {
         uuid: caller.user_uuid,

@@ -81,7 +81,7 @@ const CHAT_FILTER: &str = "
     responses((status = 200, body = Page<ChatOut>)),
     security(("bearer" = ["ADMIN.AUDIT.VIEW"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn chats(
     caller: Authorized<perm::AuditView>,
     State(state): State<AppState>,
@@ -181,7 +181,7 @@ const ALERT_FILTER: &str = "
     responses((status = 200, body = Page<AlertOut>)),
     security(("bearer" = ["ALERT.READ"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn alerts(
     caller: Authorized<perm::AlertRead>,
     State(state): State<AppState>,
@@ -221,7 +221,7 @@ async fn alerts(
     responses((status = 200, body = AlertOut), (status = 404, description = "No such alert")),
     security(("bearer" = ["ALERT.ACK"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, alert = %uuid))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, alert = %uuid))]
 async fn ack(
     caller: Authorized<perm::AlertAck>,
     State(state): State<AppState>,
@@ -296,7 +296,7 @@ const RULE_SELECT: &str = "
     responses((status = 200, body = Page<RuleOut>)),
     security(("bearer" = ["ALERT.MANAGE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn rules(
     caller: Authorized<perm::AlertManage>,
     State(state): State<AppState>,
@@ -337,7 +337,7 @@ pub struct CreateRule {
     ),
     security(("bearer" = ["ALERT.MANAGE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn create_rule(
     caller: Authorized<perm::AlertManage>,
     State(state): State<AppState>,
@@ -411,7 +411,7 @@ async fn create_rule(
     responses((status = 204, description = "Removed"), (status = 404, description = "No such rule")),
     security(("bearer" = ["ALERT.MANAGE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, rule = %uuid))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, rule = %uuid))]
 async fn delete_rule(
     caller: Authorized<perm::AlertManage>,
     State(state): State<AppState>,

@@ -77,7 +77,7 @@ pub struct RoleFilter {
     responses((status = 200, body = Page<RoleOut>)),
     security(("bearer" = ["ADMIN.ROLE.MANAGE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn list(
     caller: Authorized<perm::RoleManage>,
     State(state): State<AppState>,
@@ -110,7 +110,7 @@ async fn list(
     responses((status = 200, body = RoleOut), (status = 404, description = "No such role")),
     security(("bearer" = ["ADMIN.ROLE.MANAGE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, role = %code))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, role = %code))]
 async fn get_one(
     caller: Authorized<perm::RoleManage>,
     State(state): State<AppState>,
@@ -153,7 +153,7 @@ pub struct CreateRole {
     ),
     security(("bearer" = ["ADMIN.ROLE.MANAGE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, role = %req.code))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, role = %req.code))]
 async fn create(
     caller: Authorized<perm::RoleManage>,
     State(state): State<AppState>,
@@ -230,7 +230,7 @@ pub struct UpdateRole {
     responses((status = 200, body = RoleOut), (status = 404, description = "No such role")),
     security(("bearer" = ["ADMIN.ROLE.MANAGE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, role = %code))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, role = %code))]
 async fn update(
     caller: Authorized<perm::RoleManage>,
     State(state): State<AppState>,
@@ -294,7 +294,7 @@ async fn update(
     ),
     security(("bearer" = ["ADMIN.ROLE.MANAGE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, role = %code))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, role = %code))]
 async fn delete(
     caller: Authorized<perm::RoleManage>,
     State(state): State<AppState>,
@@ -356,7 +356,7 @@ pub struct SetPermissions {
     responses((status = 200, body = RoleOut), (status = 404, description = "No such role")),
     security(("bearer" = ["ADMIN.ROLE.MANAGE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, role = %code))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, role = %code))]
 async fn set_permissions(
     caller: Authorized<perm::RoleManage>,
     State(state): State<AppState>,
@@ -529,7 +529,7 @@ pub struct PermissionFilter {
     responses((status = 200, body = Page<PermissionOut>)),
     security(("bearer" = ["ADMIN.ROLE.MANAGE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn permissions(
     caller: Authorized<perm::RoleManage>,
     State(state): State<AppState>,
@@ -584,7 +584,7 @@ struct MenuRow {
     responses((status = 200, body = Vec<MenuNode>)),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn menus(caller: Caller, State(state): State<AppState>) -> Result<Json<Vec<MenuNode>>> {
     let rows: Vec<MenuRow> = sqlx::query_as(
         "select m.id, m.parent_id, m.code, m.name, m.icon, m.path

@@ -59,7 +59,7 @@ const FILTER: &str = "
     responses((status = 200, body = Page<SessionOut>)),
     security(("bearer" = ["ADMIN.SESSION.MANAGE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn list(
     caller: Authorized<perm::SessionManage>,
     State(state): State<AppState>,
@@ -94,7 +94,7 @@ async fn list(
     responses((status = 204, description = "Ended"), (status = 404, description = "No such active session")),
     security(("bearer" = ["ADMIN.SESSION.MANAGE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, session = %id))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, session = %id))]
 async fn force_logout(
     caller: Authorized<perm::SessionManage>,
     State(state): State<AppState>,

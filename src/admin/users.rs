@@ -103,7 +103,7 @@ const LIST_FILTER: &str = "
     responses((status = 200, body = Page<UserOut>)),
     security(("bearer" = ["ADMIN.USER.READ"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn list(
     caller: Authorized<perm::UserRead>,
     State(state): State<AppState>,
@@ -158,7 +158,7 @@ fn like_pattern(q: &str) -> Option<String> {
     responses((status = 200, body = UserOut), (status = 404, description = "No such user")),
     security(("bearer" = ["ADMIN.USER.READ"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, user = %uuid))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn get_one(
     caller: Authorized<perm::UserRead>,
     State(state): State<AppState>,
@@ -207,7 +207,7 @@ pub struct CreateUser {
     ),
     security(("bearer" = ["ADMIN.USER.CREATE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn create(
     caller: Authorized<perm::UserCreate>,
     State(state): State<AppState>,
@@ -306,7 +306,7 @@ pub struct UpdateUser {
     responses((status = 200, body = UserOut), (status = 404, description = "No such user")),
     security(("bearer" = ["ADMIN.USER.UPDATE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, user = %uuid))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn update(
     caller: Authorized<perm::UserUpdate>,
     State(state): State<AppState>,
@@ -374,7 +374,7 @@ async fn update(
     responses((status = 200, body = UserOut), (status = 404, description = "No such user")),
     security(("bearer" = ["ADMIN.USER.UPDATE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, user = %uuid))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn activate(
     caller: Authorized<perm::UserUpdate>,
     State(state): State<AppState>,
@@ -391,7 +391,7 @@ async fn activate(
     responses((status = 200, body = UserOut), (status = 404, description = "No such user")),
     security(("bearer" = ["ADMIN.USER.UPDATE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, user = %uuid))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn deactivate(
     caller: Authorized<perm::UserUpdate>,
     State(state): State<AppState>,
@@ -438,7 +438,7 @@ async fn set_active(
     responses((status = 204, description = "Deleted"), (status = 404, description = "No such user")),
     security(("bearer" = ["ADMIN.USER.DELETE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, user = %uuid))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn delete(
     caller: Authorized<perm::UserDelete>,
     State(state): State<AppState>,
@@ -493,7 +493,7 @@ pub struct ResetPasswordOut {
     responses((status = 200, body = ResetPasswordOut), (status = 404, description = "No such user")),
     security(("bearer" = ["ADMIN.USER.RESET_PWD"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, user = %uuid))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn reset_password(
     caller: Authorized<perm::UserResetPwd>,
     State(state): State<AppState>,
@@ -547,7 +547,7 @@ async fn reset_password(
     responses((status = 200, body = UserOut), (status = 404, description = "No such user")),
     security(("bearer" = ["ADMIN.USER.UPDATE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, user = %uuid))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn unlock(
     caller: Authorized<perm::UserUpdate>,
     State(state): State<AppState>,
@@ -592,7 +592,7 @@ pub struct SetPhone {
     ),
     security(("bearer" = ["ADMIN.USER.UPDATE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, user = %uuid))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn set_phone(
     caller: Authorized<perm::UserUpdate>,
     State(state): State<AppState>,
@@ -645,7 +645,7 @@ pub struct SetEmail {
     ),
     security(("bearer" = ["ADMIN.USER.UPDATE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, user = %uuid))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn set_email(
     caller: Authorized<perm::UserUpdate>,
     State(state): State<AppState>,
@@ -680,7 +680,7 @@ async fn set_email(
     responses((status = 200, body = UserOut), (status = 404, description = "No such user")),
     security(("bearer" = ["ADMIN.USER.UPDATE"]))
 )]
-#[tracing::instrument(skip_all, fields(caller = %caller.username, user = %uuid))]
+#[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn revoke_device(
     caller: Authorized<perm::UserUpdate>,
     State(state): State<AppState>,
