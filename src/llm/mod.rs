@@ -4,8 +4,8 @@
 //! - [`worker`]: `sentient-hub llm-worker`: queue subscription, concurrency limit, one reply per
 //!   request, metrics listener, graceful shutdown.
 //! - [`openai`]: one `POST {base_url}/v1/chat/completions` call, its errors sorted into codes.
-//! - [`client`]: send one request and read its reply (tests, benchmark, `llm-ask`); the hub's
-//!   client with its circuit breaker is not here yet.
+//! - [`client`]: send one request and read its reply (the brain, tests, benchmark, `llm-ask`).
+//! - [`breaker`]: the hub's circuit breaker around those requests.
 
 pub mod breaker;
 pub mod client;
@@ -109,6 +109,18 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, so the metrics can show each at zero before it first happens.
+    pub const ALL: [ErrorCode; 8] = [
+        Self::BadRequest,
+        Self::Overloaded,
+        Self::Timeout,
+        Self::UpstreamUnavailable,
+        Self::UpstreamHttp,
+        Self::UpstreamBody,
+        Self::ShuttingDown,
+        Self::Internal,
+    ];
+
     /// The wire name, also the `code` label of `llm_errors_total`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -150,31 +150,26 @@ impl OpenAiClient {
             temperature,
             stream: false,
         };
-        let mut request = self.http.post(&self.url).json(&body);
+        // reqwest's timeout runs from connecting until the last byte of the body: a server that
+        // trickles its answer is cut off too.
+        let mut request = self.http.post(&self.url).json(&body).timeout(timeout);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose_secret());
         }
-        let call = async {
-            let mut response = request.send().await.map_err(|e| transport(e, timeout))?;
-            let status = response.status();
-            let bytes = read_capped(&mut response)
-                .await
-                .map_err(|e| transport(e, timeout))?;
-            if !status.is_success() {
-                return Err(UpstreamError::Http {
-                    status: status.as_u16(),
-                    excerpt: error_excerpt(bytes.as_deref().unwrap_or(b"")),
-                });
-            }
-            let bytes = bytes.ok_or_else(|| {
-                UpstreamError::Body(format!("larger than {MAX_BODY_BYTES} bytes"))
-            })?;
-            parse_completion(&bytes, &self.model)
-        };
-        // reqwest's own timeout covers the call too; this one also bounds a body that trickles.
-        tokio::time::timeout(timeout, call)
+        let mut response = request.send().await.map_err(|e| transport(e, timeout))?;
+        let status = response.status();
+        let bytes = read_capped(&mut response)
             .await
-            .unwrap_or(Err(UpstreamError::Timeout(timeout)))
+            .map_err(|e| transport(e, timeout))?;
+        if !status.is_success() {
+            return Err(UpstreamError::Http {
+                status: status.as_u16(),
+                excerpt: error_excerpt(bytes.as_deref().unwrap_or(b"")),
+            });
+        }
+        let bytes = bytes
+            .ok_or_else(|| UpstreamError::Body(format!("larger than {MAX_BODY_BYTES} bytes")))?;
+        parse_completion(&bytes, &self.model)
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Worker {
     handler: Handler,
     /// Calls in flight get this long at shutdown.
     grace: Duration,
+    /// Renders `/metrics`.
+    metrics: PrometheusHandle,
 }
 
 /// Everything a request needs, cheap to clone into its task.
@@ -74,6 +76,70 @@ struct Handler {
     timeout: Duration,
     /// Cancelled when the shutdown grace is over: calls still running answer `shutting_down`.
     abort: CancellationToken,
+    /// Metric handles, looked up once rather than on every request.
+    metrics: Arc<Metrics>,
+}
+
+/// The worker's metrics (the Grafana panels: requests, errors by kind, latency, tokens, tokens
+/// per second). Errors are counted by code through the registry, on the error path only.
+struct Metrics {
+    /// `llm_requests_total`: load, and the denominator of the error rate.
+    requests: metrics::Counter,
+    /// `llm_in_flight`: how close the worker is to answering `overloaded`.
+    in_flight: metrics::Gauge,
+    /// `llm_request_duration_seconds{outcome="answer"}`: what the hub waits for an answer.
+    answered: metrics::Histogram,
+    /// `llm_request_duration_seconds{outcome="error"}`: how fast failures come back.
+    failed: metrics::Histogram,
+    /// `llm_prompt_tokens_total`: prompt size over time (cost, context growth).
+    prompt_tokens: metrics::Counter,
+    /// `llm_completion_tokens_total`: its rate is the worker's total tokens per second.
+    completion_tokens: metrics::Counter,
+    /// `llm_tokens_per_second`: generation speed of each call, the blueprint's panel.
+    tokens_per_second: metrics::Histogram,
+}
+
+impl Metrics {
+    /// Describes and registers every metric, so `/metrics` lists them from the start.
+    fn register() -> Self {
+        use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+        describe_counter!("llm_requests_total", "Requests taken off NATS.");
+        describe_counter!(
+            "llm_errors_total",
+            "Requests answered with an error, by code."
+        );
+        describe_histogram!(
+            "llm_request_duration_seconds",
+            Unit::Seconds,
+            "From receipt to reply, by outcome (answer or error)."
+        );
+        describe_counter!(
+            "llm_prompt_tokens_total",
+            "Prompt tokens reported by the LLM server."
+        );
+        describe_counter!(
+            "llm_completion_tokens_total",
+            "Completion tokens reported by the LLM server."
+        );
+        describe_histogram!(
+            "llm_tokens_per_second",
+            "Completion tokens per second of each answered call (generation speed)."
+        );
+        describe_gauge!("llm_in_flight", "Upstream calls in flight.");
+        // A series that exists at zero lets dashboards and alerts compute rates from the start.
+        for code in ErrorCode::ALL {
+            metrics::counter!("llm_errors_total", "code" => code.as_str()).increment(0);
+        }
+        Self {
+            requests: metrics::counter!("llm_requests_total"),
+            in_flight: metrics::gauge!("llm_in_flight"),
+            answered: metrics::histogram!("llm_request_duration_seconds", "outcome" => "answer"),
+            failed: metrics::histogram!("llm_request_duration_seconds", "outcome" => "error"),
+            prompt_tokens: metrics::counter!("llm_prompt_tokens_total"),
+            completion_tokens: metrics::counter!("llm_completion_tokens_total"),
+            tokens_per_second: metrics::histogram!("llm_tokens_per_second"),
+        }
+    }
 }
 
 /// State of the metrics listener.
@@ -90,7 +156,8 @@ impl Worker {
     /// listener. Fails with the cause when any of them cannot be had.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let llm = &settings.llm;
-        describe_metrics();
+        // The recorder must exist before the metric handles are taken, or they record nothing.
+        let metrics = telemetry::metrics_handle();
         let upstream = OpenAiClient::from_settings(llm)?;
         let nats = startup::connect_nats(&settings.nats).await?;
         let requests = nats
@@ -117,6 +184,7 @@ impl Worker {
         );
         Ok(Self {
             handler: Handler::new(nats.clone(), upstream, llm),
+            metrics,
             nats,
             requests,
             listener,
@@ -143,13 +211,14 @@ impl Worker {
             port,
             handler,
             grace,
+            metrics,
         } = self;
         let stop_http = CancellationToken::new();
         let http = tokio::spawn(
             axum::serve(
                 listener,
                 router(HttpState {
-                    metrics: telemetry::metrics_handle(),
+                    metrics,
                     nats: nats.clone(),
                 }),
             )
@@ -224,6 +293,7 @@ impl Handler {
             default_max_tokens: llm.default_max_tokens,
             timeout: Duration::from_secs(llm.request_timeout_secs),
             abort: CancellationToken::new(),
+            metrics: Arc::new(Metrics::register()),
         }
     }
 
@@ -232,7 +302,7 @@ impl Handler {
     /// read as fast as requests arrive.
     async fn accept(&self, message: Message) {
         let received = Instant::now();
-        metrics::counter!("llm_requests_total").increment(1);
+        self.metrics.requests.increment(1);
         let Some(reply_to) = message.reply else {
             // A plain publish: there is nobody to answer, so there is nothing to compute.
             tracing::warn!(subject = %message.subject, "request without a reply subject dropped");
@@ -241,7 +311,7 @@ impl Handler {
         };
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => {
-                metrics::gauge!("llm_in_flight").set(self.in_flight() as f64);
+                self.metrics.in_flight.set(self.in_flight() as f64);
                 tokio::spawn(
                     self.clone()
                         .serve(message.payload, reply_to, received, permit),
@@ -296,7 +366,7 @@ impl Handler {
         };
         self.answer(reply_to, &reply, received).await;
         drop(permit);
-        metrics::gauge!("llm_in_flight").set(self.in_flight() as f64);
+        self.metrics.in_flight.set(self.in_flight() as f64);
     }
 
     /// The upstream call, cut short by the end of the shutdown grace.
@@ -321,11 +391,11 @@ impl Handler {
         match result {
             Ok(completion) => {
                 let seconds = started.elapsed().as_secs_f64();
-                metrics::counter!("llm_prompt_tokens_total").increment(completion.prompt_tokens);
-                metrics::counter!("llm_completion_tokens_total")
-                    .increment(completion.completion_tokens);
+                let m = &self.metrics;
+                m.prompt_tokens.increment(completion.prompt_tokens);
+                m.completion_tokens.increment(completion.completion_tokens);
                 if completion.completion_tokens > 0 && seconds > 0.0 {
-                    metrics::histogram!("llm_tokens_per_second")
+                    m.tokens_per_second
                         .record(completion.completion_tokens as f64 / seconds);
                 }
                 ChatReply::Answer(ChatAnswer {
@@ -345,15 +415,14 @@ impl Handler {
 
     /// Publishes the reply and records its outcome.
     async fn answer(&self, reply_to: Subject, reply: &ChatReply, received: Instant) {
-        let outcome = match reply.error_code() {
-            None => "answer",
+        let latency = match reply.error_code() {
+            None => &self.metrics.answered,
             Some(code) => {
                 count_error(code);
-                "error"
+                &self.metrics.failed
             }
         };
-        metrics::histogram!("llm_request_duration_seconds", "outcome" => outcome)
-            .record(received.elapsed().as_secs_f64());
+        latency.record(received.elapsed().as_secs_f64());
         let payload = match serde_json::to_vec(reply) {
             Ok(p) => Bytes::from(p),
             Err(e) => {
@@ -394,33 +463,6 @@ fn peek_request_id(payload: &[u8]) -> Option<String> {
 
 fn count_error(code: ErrorCode) {
     metrics::counter!("llm_errors_total", "code" => code.as_str()).increment(1);
-}
-
-fn describe_metrics() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!("llm_requests_total", "Requests taken off NATS.");
-    describe_counter!(
-        "llm_errors_total",
-        "Requests answered with an error, by code."
-    );
-    describe_histogram!(
-        "llm_request_duration_seconds",
-        Unit::Seconds,
-        "From receipt to reply, by outcome (answer or error)."
-    );
-    describe_counter!(
-        "llm_prompt_tokens_total",
-        "Prompt tokens reported by the LLM server."
-    );
-    describe_counter!(
-        "llm_completion_tokens_total",
-        "Completion tokens reported by the LLM server."
-    );
-    describe_histogram!(
-        "llm_tokens_per_second",
-        "Completion tokens per second of each answered call (generation speed)."
-    );
-    describe_gauge!("llm_in_flight", "Upstream calls in flight.");
 }
 
 fn router(state: HttpState) -> Router {

@@ -313,6 +313,44 @@ async fn a_slow_upstream_is_answered_timeout_after_the_configured_limit() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_sends_its_headers_then_trickles_the_body_is_answered_timeout() {
+    // Headers at once, then one byte every 300 ms: only a limit on the whole call catches it.
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            let bytes = futures::stream::unfold(0u32, |i| async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                (i < 100).then(|| {
+                    (
+                        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b" ")),
+                        i + 1,
+                    )
+                })
+            });
+            (
+                [("content-type", "application/json")],
+                axum::body::Body::from_stream(bytes),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut settings = settings_for(&address);
+    settings.llm.request_timeout_secs = 1;
+    let worker = spawn_worker(settings).await;
+
+    let started = Instant::now();
+    let (code, _) = error_of(&worker.ask(&user_prompt("hello?")).await);
+    assert_eq!(code, ErrorCode::Timeout);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn garbage_from_the_upstream_is_answered_upstream_body() {
     let fake = FakeLlm::start(|body| {
         Box::pin(async move {
