@@ -12,6 +12,8 @@ pub enum Lang {
 
 /// Common English words in short business questions; anything else is taken as Indonesian,
 /// the factory's working language.
+/// Words used by both languages' speakers (status, order, stock, sales) are left out: they
+/// tell nothing.
 const ENGLISH_MARKERS: &[&str] = &[
     "the",
     "what",
@@ -21,7 +23,6 @@ const ENGLISH_MARKERS: &[&str] = &[
     "my",
     "show",
     "please",
-    "status",
     "of",
     "this",
     "last",
@@ -35,11 +36,7 @@ const ENGLISH_MARKERS: &[&str] = &[
     "why",
     "can",
     "you",
-    "stock",
-    "order",
-    "orders",
     "revenue",
-    "sales",
     "much",
     "many",
     "hello",
@@ -110,6 +107,18 @@ const INDONESIAN_MARKERS: &[&str] = &[
     "bisa",
     "pak",
     "bu",
+    "dong",
+    "deh",
+    "nih",
+    "aja",
+    "saja",
+    "kah",
+    "ya",
+    "sampai",
+    "sampe",
+    "lagi",
+    "kalau",
+    "kalo",
 ];
 
 impl Lang {

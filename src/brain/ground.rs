@@ -22,7 +22,7 @@ fn figure_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         Regex::new(
-            r"(?i)(?P<rp>\b(?:rp|idr)\.?\s?)?(?P<num>[0-9](?:[0-9.,]*[0-9])?)\s?(?P<unit>%|triliun|miliar|milyar|juta|ribu|jt|rb|bn|m|t|k)?(?:\b|$)",
+            r"(?i)(?P<rp>\b(?:rp|idr)\.?\s?)?(?P<num>[0-9](?:[0-9.,]*[0-9])?)\s?(?P<unit>%|(?:triliun|miliar|milyar|juta|ribu|jt|rb|bn|m|t|k)\b)?",
         )
         .unwrap()
     })
@@ -124,7 +124,7 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 /// The figures of `answer` that the context does not support. Small whole numbers (≤ 31: days,
-/// counts, list positions) are not checked.
+/// counts, list positions) are not checked, unless they are money or percentages.
 pub fn unsupported(answer: &str, context: &[f64]) -> Vec<Figure> {
     let supported = |v: f64| {
         if context.iter().any(|c| close(*c, v)) {
@@ -148,7 +148,9 @@ pub fn unsupported(answer: &str, context: &[f64]) -> Vec<Figure> {
     };
     figures(answer)
         .into_iter()
-        .filter(|f| !(f.value.fract() == 0.0 && f.value.abs() <= 31.0 && !f.money))
+        .filter(|f| {
+            f.value.fract() != 0.0 || f.value.abs() > 31.0 || f.money || f.text.ends_with('%')
+        })
         .filter(|f| !supported(f.value))
         .collect()
 }

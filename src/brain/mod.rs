@@ -122,7 +122,12 @@ fn extract(text: &str, today: NaiveDate) -> Params {
         regex::Regex::new(r"(?i)\b(CUST|ITM|VND|MCH)[- ]?(\d{3})\b|\b(WH)[- ]?([A-C]\d)\b").unwrap()
     });
     let lower = text.to_lowercase();
-    let period = if lower.contains("bulan lalu") || lower.contains("last month") {
+    // "this month vs last month" is this month: the summary compares with the previous one.
+    let this_month =
+        lower.contains("bulan ini") || lower.contains("this month") || lower.contains("mtd");
+    let period = if this_month {
+        Some(context::this_month(today))
+    } else if lower.contains("bulan lalu") || lower.contains("last month") {
         use chrono::Datelike;
         let this = today.with_day(1).expect("day 1");
         Some(context::Window {
@@ -131,8 +136,6 @@ fn extract(text: &str, today: NaiveDate) -> Params {
             label_id: "bulan lalu".into(),
             label_en: "last month".into(),
         })
-    } else if lower.contains("bulan ini") || lower.contains("this month") || lower.contains("mtd") {
-        Some(context::this_month(today))
     } else if lower.contains("minggu ini")
         || lower.contains("this week")
         || lower.contains("7 hari")

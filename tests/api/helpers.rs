@@ -477,3 +477,82 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// What the fake LLM worker does with a request.
+#[derive(Clone)]
+pub enum LlmBehaviour {
+    /// Answers with this content.
+    Answer(String),
+    /// Answers after this long.
+    Slow(Duration, String),
+    /// Answers the contract's error object.
+    Error,
+}
+
+/// A fake llm-worker on the real NATS: speaks the `ai.llm.chat` contract, records requests.
+#[derive(Clone)]
+pub struct FakeLlm {
+    pub requests: Arc<Mutex<Vec<sentient_hub::llm::ChatRequest>>>,
+    behaviour: Arc<Mutex<LlmBehaviour>>,
+}
+
+impl FakeLlm {
+    pub async fn start(app: &TestApp, behaviour: LlmBehaviour) -> Self {
+        let fake = FakeLlm {
+            requests: Arc::default(),
+            behaviour: Arc::new(Mutex::new(behaviour)),
+        };
+        let client = sentient_hub::startup::connect_nats(&app.test_db.settings.nats)
+            .await
+            .expect("nats");
+        let mut sub = client
+            .subscribe(app.test_db.settings.llm.subject.clone())
+            .await
+            .expect("subscribe");
+        client.flush().await.expect("flush");
+        let me = fake.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(msg) = sub.next().await {
+                let Some(reply_to) = msg.reply.clone() else {
+                    continue;
+                };
+                let request: sentient_hub::llm::ChatRequest =
+                    serde_json::from_slice(&msg.payload).expect("contract request");
+                me.requests.lock().unwrap().push(request.clone());
+                let behaviour = me.behaviour.lock().unwrap().clone();
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let body = match behaviour {
+                        LlmBehaviour::Answer(content) => answer(&request, &content),
+                        LlmBehaviour::Slow(delay, content) => {
+                            tokio::time::sleep(delay).await;
+                            answer(&request, &content)
+                        }
+                        LlmBehaviour::Error => json!({
+                            "request_id": request.request_id,
+                            "error": { "code": "upstream_http", "message": "HTTP 500" }
+                        }),
+                    };
+                    let _ = client.publish(reply_to, body.to_string().into()).await;
+                });
+            }
+        });
+        fake
+    }
+
+    pub fn set(&self, behaviour: LlmBehaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+fn answer(request: &sentient_hub::llm::ChatRequest, content: &str) -> Value {
+    json!({
+        "request_id": request.request_id, "content": content, "model": "fake",
+        "prompt_tokens": 120, "completion_tokens": 30
+    })
+}
