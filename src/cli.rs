@@ -36,6 +36,14 @@ pub enum Command {
     Migrate,
     /// Load the demo data (blueprint samples plus twelve months of history) and exit.
     Demo,
+    /// Print the exact messages the LLM would get for a question from this phone's user.
+    Prompt {
+        /// The asker's phone (E.164 or Indonesian local form).
+        #[arg(long)]
+        phone: String,
+        /// The question.
+        text: String,
+    },
     /// Talk to a running hub from the terminal, as a WhatsApp user would (local mode: the hub
     /// must run without a Graph API token).
     Chat {
@@ -86,6 +94,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Migrate => prepare_database(&settings, false).await,
+        Command::Prompt { phone, text } => {
+            println!("{}", crate::brain::preview(&settings, &phone, &text).await?);
+            Ok(())
+        }
         Command::Demo => prepare_database(&settings, true).await,
         Command::Chat {
             phone,

@@ -281,6 +281,38 @@ pub async fn prepare(
     })
 }
 
+/// What `sentient-hub prompt --phone … "<text>"` prints: the exact messages the LLM would get,
+/// or the direct answer when none would be sent.
+pub async fn preview(settings: &Settings, phone: &str, text: &str) -> anyhow::Result<String> {
+    let phone = crate::domain::phone::PhoneE164::parse(phone)
+        .map_err(|e| anyhow::anyhow!("--phone: {e}"))?;
+    let db = crate::db::connect(&settings.database).await?;
+    let caller = crate::identity::gate::caller_by_phone(&db, &phone)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no active user holds {}", phone.masked()))?;
+    let lang = Lang::detect(text);
+    let out = match prepare(&db, settings, &caller, text, lang).await? {
+        Prepared::Direct {
+            text,
+            intent,
+            outcome,
+        } => serde_json::to_string_pretty(&serde_json::json!({
+            "intent": intent, "outcome": outcome.as_str(), "answer": text, "llm": false
+        }))?,
+        Prepared::Ask {
+            intent,
+            messages,
+            data_only,
+            snapshot,
+        } => serde_json::to_string_pretty(&serde_json::json!({
+            "intent": intent, "tone": settings.brain.tone_of(&caller.role), "as_of": snapshot.as_of,
+            "llm": !data_only, "messages": messages
+        }))?,
+    };
+    db.close().await;
+    Ok(out)
+}
+
 /// Answers an admitted message: always an answer or a clear reason.
 #[tracing::instrument(skip_all, fields(wamid = q.wamid))]
 pub async fn answer(state: &AppState, caller: &Caller, q: &Question<'_>) -> Answer {

@@ -90,24 +90,7 @@ pub async fn admit(
     msg: &Inbound<'_>,
 ) -> anyhow::Result<Admission> {
     let phone = msg.wa_id.and_then(|w| PhoneE164::from_wa_id(w).ok());
-    let user: Option<UserRow> = sqlx::query_as(
-        "select u.id, u.full_name, u.email, u.phone, u.bsuid, u.lang, u.is_active, u.wa_revoked_at,
-                r.code as role,
-                coalesce(array_agg(p.code) filter (where p.code is not null), '{}') as permissions
-         from adm_user u
-         join adm_role r on r.id = u.role_id
-         left join adm_role_permission rp on rp.role_id = r.id
-         left join adm_permission p on p.id = rp.permission_id
-         where u.deleted_at is null and (u.phone = $1 or u.bsuid = $2)
-         group by u.id, r.code
-         order by (u.phone is not distinct from $1) desc
-         limit 1",
-    )
-    .bind(phone.as_ref().map(PhoneE164::as_str))
-    .bind(msg.bsuid)
-    .fetch_optional(&mut *tx)
-    .await
-    .context("looking up the sender")?;
+    let user = find_user(&mut *tx, phone.as_ref(), msg.bsuid).await?;
 
     let user = match user {
         Some(u) if u.is_active && u.permissions.iter().any(|p| p == "AI.CHAT") => u,
@@ -197,6 +180,60 @@ pub async fn admit(
             .context("creating device trust")?;
     }
     challenge(tx, state, msg, &user).await
+}
+
+/// The live user holding `phone` (preferred) or `bsuid`, with role and permissions.
+async fn find_user(
+    conn: &mut PgConnection,
+    phone: Option<&PhoneE164>,
+    bsuid: Option<&str>,
+) -> anyhow::Result<Option<UserRow>> {
+    sqlx::query_as(
+        "select u.id, u.full_name, u.email, u.phone, u.bsuid, u.lang, u.is_active, u.wa_revoked_at,
+                r.code as role,
+                coalesce(array_agg(p.code) filter (where p.code is not null), '{}') as permissions
+         from adm_user u
+         join adm_role r on r.id = u.role_id
+         left join adm_role_permission rp on rp.role_id = r.id
+         left join adm_permission p on p.id = rp.permission_id
+         where u.deleted_at is null and (u.phone = $1 or u.bsuid = $2)
+         group by u.id, r.code
+         order by (u.phone is not distinct from $1) desc
+         limit 1",
+    )
+    .bind(phone.map(PhoneE164::as_str))
+    .bind(bsuid)
+    .fetch_optional(conn)
+    .await
+    .context("looking up the sender")
+}
+
+/// The caller behind a phone, for `sentient-hub prompt` (no device check: an admin's tool).
+pub async fn caller_by_phone(
+    db: &sqlx::PgPool,
+    phone: &PhoneE164,
+) -> anyhow::Result<Option<Caller>> {
+    let mut conn = db.acquire().await.context("connecting to the database")?;
+    Ok(find_user(&mut conn, Some(phone), None)
+        .await?
+        .filter(|u| u.is_active)
+        .map(|u| u.caller()))
+}
+
+impl UserRow {
+    fn caller(&self) -> Caller {
+        Caller {
+            user_id: self.id,
+            full_name: self.full_name.clone(),
+            role: self.role.clone(),
+            permissions: self.permissions.iter().cloned().collect::<HashSet<_>>(),
+            lang: if self.lang == "en" {
+                Lang::En
+            } else {
+                Lang::Id
+            },
+        }
+    }
 }
 
 /// `None` when the stored trust holds for this message; else the reason it does not.

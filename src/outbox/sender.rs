@@ -151,12 +151,19 @@ async fn send_one(state: &AppState, limiter: &RateLimiter, row: Claimed) -> anyh
     match result {
         Ok(wamid) => {
             metrics::counter!("outbox_sends_total", "outcome" => "sent").increment(1);
+            // The chat log learns the wamid of the answer's first part in the same statement.
             sqlx::query(
-                "update wa_outbox set
-                     status = case when status = 'sending' then 'sent' else status end,
-                     wamid = $2, sent_at = coalesce(sent_at, now()), lease_until = null,
-                     error_code = null, error_text = null
-                 where id = $1",
+                "with sent as (
+                     update wa_outbox set
+                         status = case when status = 'sending' then 'sent' else status end,
+                         wamid = $2, sent_at = coalesce(sent_at, now()), lease_until = null,
+                         error_code = null, error_text = null
+                     where id = $1
+                     returning inbound_wamid, purpose, part_no)
+                 update ai_chat set wamid_out = $2
+                 from sent
+                 where ai_chat.wamid_in = sent.inbound_wamid and sent.purpose = 'answer'
+                   and sent.part_no = 1 and ai_chat.wamid_out is null",
             )
             .bind(row.id)
             .bind(&wamid)

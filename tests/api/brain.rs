@@ -157,6 +157,13 @@ async fn the_llm_answers_in_the_askers_tone_with_the_data_in_the_prompt() {
             .await
             .unwrap();
     assert_eq!(tokens, 150);
+    assert!(
+        eventually(WAIT, || async {
+            app.count("select count(*) from ai_chat c join wa_outbox o on o.wamid = c.wamid_out where c.wamid_in = 'wamid.llm'").await == 1
+        })
+        .await,
+        "ai_chat knows the wamid of the reply"
+    );
 
     let request = llm.requests.lock().unwrap()[0].clone();
     assert!(

@@ -39,3 +39,40 @@ fn invalid_configuration_names_the_key() {
     assert!(stderr.contains("server.port"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[tokio::test]
+async fn prompt_prints_the_exact_messages_for_a_users_question() {
+    let app = crate::helpers::spawn_app().await;
+    sentient_hub::db::demo::load(&app.db).await.unwrap();
+    let url = secrecy::ExposeSecret::expose_secret(&app.test_db.settings.database.url).to_owned();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SENTIENT_ENV", "test")
+        .env("DATABASE_URL", url)
+        .args([
+            "prompt",
+            "--phone",
+            "0811-000-0004",
+            "reject rate MCH-003 this week?",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(printed["tone"], "operator", "operator1 is an operator");
+    assert_eq!(printed["messages"][0]["role"], "system");
+    let last = printed["messages"].as_array().unwrap().last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        last.contains("MCH-003") && last.contains("<question>"),
+        "{last}"
+    );
+}
