@@ -5,7 +5,9 @@
 //! `answer` takes no database transaction and holds no lock while the model thinks; the worker
 //! records the result afterwards (`record`).
 
+pub mod catalog;
 pub mod context;
+pub mod entities;
 pub mod format;
 pub mod ground;
 pub mod intent;
@@ -89,7 +91,7 @@ pub struct Understanding {
 /// Classifies `text` and extracts what it names; a bare follow-up ("kalau bulan lalu?") takes
 /// the intent (and the document or code, unless it names its own) of the previous turn.
 pub fn understand(text: &str, today: NaiveDate, previous: Option<&str>) -> Understanding {
-    let intent = classify(text);
+    let intent = classify(text, &catalog::Catalog::default()).intent;
     let params = extract(text, today);
     let names_something = params.doc.is_some() || params.code.is_some() || params.period.is_some();
     if intent == Intent::GeneralQuestion && names_something {
