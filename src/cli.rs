@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `demo`, `chat`, `llm-worker`, `llm-ask`.
+//! The command line: `serve`, `migrate`, `demo`, `chat`, `llm-worker`, `llm-ask`, `intent`.
 
 use std::time::Duration;
 
@@ -78,6 +78,13 @@ pub enum Command {
         #[arg(long)]
         wait: Option<u64>,
     },
+    /// Show how the brain understands a question: intent, entities (documents, masters,
+    /// period …) and confidence, as JSON. Reads the masters' names from the database.
+    Intent {
+        /// The question, e.g. "stok motor dc brp?" (several words are joined with spaces).
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
 }
 
 /// Runs the parsed command. Errors bubble up to `main`, which prints them on one line.
@@ -118,7 +125,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             max_tokens,
             wait,
         } => llm_ask(&settings, &prompt, system, max_tokens, wait).await,
+        Command::Intent { text } => intent(&settings, &text.join(" ")).await,
     }
+}
+
+/// `intent`: the classification of one question, as pretty JSON on stdout. Never creates
+/// the database: an unreachable or empty one is an error on one line.
+async fn intent(settings: &Settings, text: &str) -> anyhow::Result<()> {
+    let mut database = settings.database.clone();
+    database.create_if_missing = false;
+    let pool = db::connect(&database).await?;
+    let catalog = crate::brain::catalog::Catalog::load(&pool).await;
+    pool.close().await;
+    let classification = crate::brain::intent::classify(text, &catalog?);
+    println!("{}", serde_json::to_string_pretty(&classification)?);
+    Ok(())
 }
 
 /// Migrates, and loads the demo data when asked.

@@ -9,6 +9,7 @@ mod demo;
 mod health;
 mod helpers;
 mod identity;
+mod intents;
 mod llm_worker;
 mod migrations;
 mod pipeline;
