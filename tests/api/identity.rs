@@ -197,6 +197,15 @@ async fn an_expired_code_is_refused_and_a_new_one_is_sent() {
     let me = app.user_with_role("MANAGER_SALES", false).await;
     say(&app, &me, "wamid.e1", "status SO-202412-0002?").await;
     let code = sink.code(1).await;
+    // The mail leaves before the worker commits the code's row: wait for the row, then age it.
+    assert!(
+        eventually(WAIT, || async {
+            app.count("select count(*) from wa_otp where sent_at is not null")
+                .await
+                == 1
+        })
+        .await
+    );
     sqlx::query("update wa_otp set expires_at = now() - interval '1 second'")
         .execute(&app.db)
         .await
