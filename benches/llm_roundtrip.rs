@@ -1,11 +1,15 @@
 //! LLM round-trip benchmark (not a test): `cargo bench --bench llm_roundtrip`.
 //!
-//! 1. NATS overhead of the llm-worker: requests/s and p50/p99 through the real worker (release
-//!    build, real local NATS) whose upstream is a fake OpenAI-compatible server on loopback that
-//!    answers at once, against a bare async-nats request-reply echo measured in the same run on
-//!    the same connection, at 1, 16 and 64 requests in flight. The ratio worker ÷ echo is printed;
-//!    the target is ≥ 0.8. The worker's path includes the HTTP call to the fake: a loopback
-//!    HTTP/1.1 request and response, and the JSON on both sides, all on the same two cores.
+//! 1. NATS overhead of the llm-worker, at 1, 16 and 64 requests in flight, one after the other
+//!    in the same run, each requester sending its next request when the last is answered:
+//!    - echo: a bare async-nats request-reply responder that sends the payload back;
+//!    - bridge: the floor of any NATS-to-HTTP bridge: the payload POSTed as is to the fake
+//!      upstream, its body published as is (no JSON, no checks, no limit, no metrics);
+//!    - worker: the real llm-worker (release build) against a fake OpenAI-compatible server on
+//!      loopback that answers every completion at once.
+//!    Printed: requests/s, worker ÷ echo (the issue's target: ≥ 0.8), worker ÷ bridge (what the
+//!    worker's own code costs), CPU time of the bench process per request, p50/p99 latency.
+//!    Everything but nats-server runs in this process, on the same two cores.
 //! 2. When `SENTIENT_LLM_E2E_URL` points at a llama-server (`scripts/tiny-llm.sh serve`): the
 //!    real model's generation speed through the worker, tokens/s, one request at a time.
 //!
@@ -33,6 +37,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// One measurement: what came back in the time given.
 struct Run {
     per_second: f64,
+    /// CPU time of this whole process (requesters, echo, bridge, worker, fake upstream; not
+    /// nats-server) per answered request: steadier than req/s when other work shares the cores.
+    cpu_us: f64,
     p50_ms: f64,
     p99_ms: f64,
     failures: u64,
@@ -137,10 +144,10 @@ async fn main() -> anyhow::Result<()> {
     .await;
 
     println!(
-        "| in flight | echo req/s | bridge req/s | worker req/s | worker ÷ echo \
-         | worker ÷ bridge | p50 / p99 ms: echo · bridge · worker |"
+        "| in flight | req/s echo · bridge · worker | worker ÷ echo | worker ÷ bridge \
+         | CPU µs/req echo · bridge · worker | p50 / p99 ms echo · bridge · worker |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     for &in_flight in &levels {
         let duration = Duration::from_secs(secs);
         let llm = settings.llm.subject.as_str();
@@ -149,12 +156,15 @@ async fn main() -> anyhow::Result<()> {
         let w = measure(&nats, llm, &payload, in_flight, duration, true).await;
         let failures = e.failures + b.failures + w.failures;
         println!(
-            "| {in_flight} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {} · {} · {} |{}",
+            "| {in_flight} | {:.0} · {:.0} · {:.0} | {:.2} | {:.2} | {:.0} · {:.0} · {:.0} | {} · {} · {} |{}",
             e.per_second,
             b.per_second,
             w.per_second,
             w.per_second / e.per_second,
             w.per_second / b.per_second,
+            e.cpu_us,
+            b.cpu_us,
+            w.cpu_us,
             e.latency(),
             b.latency(),
             w.latency(),
@@ -208,6 +218,7 @@ async fn measure(
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let cpu_before = process_cpu_seconds();
     let tasks: Vec<_> = (0..in_flight)
         .map(|_| {
             let (nats, subject, payload) = (nats.clone(), subject.to_owned(), payload.clone());
@@ -234,6 +245,7 @@ async fn measure(
         latencies.extend(t.await.expect("requester task"));
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu_before;
     latencies.sort_unstable();
     let pct = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -244,6 +256,7 @@ async fn measure(
     };
     Run {
         per_second: latencies.len() as f64 / elapsed,
+        cpu_us: cpu * 1e6 / latencies.len().max(1) as f64,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         failures: failures.load(Ordering::Relaxed),
@@ -253,6 +266,24 @@ async fn measure(
 impl Run {
     fn latency(&self) -> String {
         format!("{:.2} / {:.2}", self.p50_ms, self.p99_ms)
+    }
+}
+
+/// User plus system CPU time of this process so far, from /proc/self/stat (Linux; clock ticks
+/// of 1/100 s, the value of CLK_TCK on every Linux x86_64). NaN elsewhere.
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => f64::NAN,
     }
 }
 

@@ -22,8 +22,8 @@ const MAX_ERROR_EXCERPT: usize = 200;
 pub struct OpenAiClient {
     /// Keeps connections to the upstream open between calls.
     http: reqwest::Client,
-    /// The full `/v1/chat/completions` URL.
-    url: String,
+    /// The full `/v1/chat/completions` URL, parsed once rather than on every call.
+    url: reqwest::Url,
     /// Sent as `model`.
     model: String,
     /// Sent as a bearer token when present.
@@ -124,7 +124,8 @@ impl OpenAiClient {
         let api_key = Some(settings.api_key.clone()).filter(|k| !k.expose_secret().is_empty());
         Ok(Self {
             http,
-            url: settings.chat_completions_url(),
+            url: reqwest::Url::parse(&settings.chat_completions_url())
+                .context("llm.base_url does not make a valid URL")?,
             model: settings.model.clone(),
             api_key,
         })
@@ -132,7 +133,7 @@ impl OpenAiClient {
 
     /// The endpoint called, for logs (carries no secret: the key travels in a header).
     pub fn url(&self) -> &str {
-        &self.url
+        self.url.as_str()
     }
 
     /// One non-streamed chat completion. `timeout` bounds the whole call, body included.
@@ -152,7 +153,11 @@ impl OpenAiClient {
         };
         // reqwest's timeout runs from connecting until the last byte of the body: a server that
         // trickles its answer is cut off too.
-        let mut request = self.http.post(&self.url).json(&body).timeout(timeout);
+        let mut request = self
+            .http
+            .post(self.url.clone())
+            .json(&body)
+            .timeout(timeout);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose_secret());
         }

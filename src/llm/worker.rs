@@ -40,6 +40,8 @@ use crate::{startup, telemetry};
 
 /// After the grace period, how long the aborted calls get to publish their `shutting_down`.
 const ABORT_GRACE: Duration = Duration::from_secs(2);
+/// How often histogram samples are folded into their summaries (the exporter's own default).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// A built worker: connected, subscribed, listening, not yet serving.
 pub struct Worker {
@@ -218,7 +220,7 @@ impl Worker {
             axum::serve(
                 listener,
                 router(HttpState {
-                    metrics,
+                    metrics: metrics.clone(),
                     nats: nats.clone(),
                 }),
             )
@@ -226,6 +228,19 @@ impl Worker {
             .into_future(),
         );
         tracing::info!(port, "llm-worker metrics listening");
+        // The recorder keeps every histogram sample until upkeep folds it in; without a scrape
+        // nothing else would, and memory would grow with every request.
+        let upkeep = tokio::spawn({
+            let (metrics, stop) = (metrics.clone(), stop_http.clone());
+            async move {
+                while tokio::time::timeout(UPKEEP_EVERY, stop.cancelled())
+                    .await
+                    .is_err()
+                {
+                    metrics.run_upkeep();
+                }
+            }
+        });
 
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -275,6 +290,7 @@ impl Worker {
             tracing::warn!(error = %e, "cannot drain the NATS connection");
         }
         stop_http.cancel();
+        upkeep.abort();
         http.await
             .context("metrics listener task failed")?
             .context("metrics listener failed")?;
