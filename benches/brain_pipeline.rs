@@ -80,13 +80,21 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?
     .expect("demo director");
+    let catalog = sentient_hub::brain::catalog::Catalog::load(&db).await?;
     let n = env_or("BENCH_PREPARE", 2000);
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
         let text = QUESTIONS[i % QUESTIONS.len()];
         let started = Instant::now();
-        let prepared =
-            sentient_hub::brain::prepare(&db, &settings, &caller, text, Lang::detect(text)).await?;
+        let prepared = sentient_hub::brain::prepare(
+            &db,
+            &settings,
+            &catalog,
+            &caller,
+            text,
+            Lang::detect(text),
+        )
+        .await?;
         let answer_text = match prepared {
             sentient_hub::brain::Prepared::Direct { text, .. } => text,
             sentient_hub::brain::Prepared::Ask { snapshot, .. } => snapshot.answer.id,

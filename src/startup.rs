@@ -49,6 +49,8 @@ pub struct AppState {
     pub mailer: Mailer,
     /// Keeps the brain from waiting on an LLM that keeps failing.
     pub breaker: Arc<Breaker>,
+    /// Masters' names for understanding questions ("motor dc" → ITM-005).
+    pub catalog: crate::brain::SharedCatalog,
     /// Wake-ups between pipeline stages, so work moves without waiting for a poll.
     pub wake: Arc<Wake>,
     /// Admin API sign-in: token keys, the bounded password hasher, the login throttle.
@@ -112,6 +114,8 @@ impl Application {
         let port = listener.local_addr()?.port();
         let shutdown_timeout = Duration::from_secs(settings.server.shutdown_timeout_secs);
         let ingestor = Ingestor::start(db.clone(), INGEST_COMMITTERS, INGEST_BATCH);
+        let catalog =
+            crate::brain::SharedCatalog::new(crate::brain::catalog::Catalog::load(&db).await?);
         let state = AppState {
             db,
             nats,
@@ -119,6 +123,7 @@ impl Application {
             transport,
             ingestor,
             mailer: Mailer::new(&settings.smtp)?,
+            catalog,
             breaker: Arc::new(Breaker::new(
                 settings.brain.circuit_failures,
                 Duration::from_secs(settings.brain.circuit_open_secs),
@@ -159,6 +164,10 @@ impl Application {
         }
         workers.spawn(sender::run(state.clone(), stop_workers.clone()));
         workers.spawn(mail_retries(state.clone(), stop_workers.clone()));
+        workers.spawn(crate::brain::refresh_catalog(
+            state.clone(),
+            stop_workers.clone(),
+        ));
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(

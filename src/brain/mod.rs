@@ -14,6 +14,7 @@ pub mod intent;
 pub mod mask;
 pub mod prompt;
 
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -26,9 +27,46 @@ use crate::identity::Caller;
 use crate::llm::{ChatMessage, ChatReply, ChatRequest};
 use crate::startup::AppState;
 use crate::texts::{self, Lang};
+use catalog::Catalog;
 use context::{Bilingual, Built, Params};
+use entities::{Entities, Period};
 use intent::{classify, Intent};
 use prompt::Turn;
+
+/// The masters' codes and names the classifier matches against: loaded at start, refreshed by
+/// a worker (`refresh_catalog`), read without waiting.
+#[derive(Clone)]
+pub struct SharedCatalog(Arc<RwLock<Arc<Catalog>>>);
+
+impl SharedCatalog {
+    pub fn new(catalog: Catalog) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(catalog))))
+    }
+
+    pub fn current(&self) -> Arc<Catalog> {
+        self.0.read().expect("catalog lock").clone()
+    }
+
+    fn replace(&self, catalog: Catalog) {
+        *self.0.write().expect("catalog lock") = Arc::new(catalog);
+    }
+}
+
+/// Reloads the catalogue every five minutes, so new customers and items are recognised.
+pub async fn refresh_catalog(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(Duration::from_secs(300)) => {}
+        }
+        match Catalog::load(&state.db).await {
+            Ok(catalog) => state.catalog.replace(catalog),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot refresh the catalogue; keeping the old one")
+            }
+        }
+    }
+}
 
 /// An inbound message as the brain sees it.
 pub struct Question<'a> {
@@ -88,15 +126,20 @@ pub struct Understanding {
     pub params: Params,
 }
 
-/// Classifies `text` and extracts what it names; a bare follow-up ("kalau bulan lalu?") takes
-/// the intent (and the document or code, unless it names its own) of the previous turn.
-pub fn understand(text: &str, today: NaiveDate, previous: Option<&str>) -> Understanding {
-    let intent = classify(text, &catalog::Catalog::default()).intent;
-    let params = extract(text, today);
-    let names_something = params.doc.is_some() || params.code.is_some() || params.period.is_some();
-    if intent == Intent::GeneralQuestion && names_something {
+/// Classifies `text` and reads what it names; a follow-up that only names things or a period
+/// ("kalau bulan lalu?", "how about MCH-002?") takes the intent — and the document, code or
+/// period it does not name itself — of the previous question.
+pub fn understand(
+    text: &str,
+    catalog: &Catalog,
+    today: NaiveDate,
+    previous: Option<&str>,
+) -> Understanding {
+    let c = classify(text, catalog);
+    let params = params_of(&c.entities, today);
+    if c.follow_up {
         if let Some(prev) = previous {
-            let before = understand(prev, today, None);
+            let before = understand(prev, catalog, today, None);
             if before.intent != Intent::GeneralQuestion {
                 return Understanding {
                     intent: before.intent,
@@ -109,61 +152,59 @@ pub fn understand(text: &str, today: NaiveDate, previous: Option<&str>) -> Under
             }
         }
     }
-    Understanding { intent, params }
+    Understanding {
+        intent: c.intent,
+        params,
+    }
 }
 
-/// Document numbers, master codes and the common periods.
-fn extract(text: &str, today: NaiveDate) -> Params {
-    use std::sync::OnceLock;
-    static DOC: OnceLock<regex::Regex> = OnceLock::new();
-    static CODE: OnceLock<regex::Regex> = OnceLock::new();
-    let doc = DOC.get_or_init(|| {
-        regex::Regex::new(r"(?i)\b(SO|PO|DO|WO)[- ]?(\d{6})[- ]?(\d{4})\b").unwrap()
-    });
-    let code = CODE.get_or_init(|| {
-        regex::Regex::new(r"(?i)\b(CUST|ITM|VND|MCH)[- ]?(\d{3})\b|\b(WH)[- ]?([A-C]\d)\b").unwrap()
-    });
-    let lower = text.to_lowercase();
-    // "this month vs last month" is this month: the summary compares with the previous one.
-    let this_month =
-        lower.contains("bulan ini") || lower.contains("this month") || lower.contains("mtd");
-    let period = if this_month {
-        Some(context::this_month(today))
-    } else if lower.contains("bulan lalu") || lower.contains("last month") {
-        use chrono::Datelike;
-        let this = today.with_day(1).expect("day 1");
-        Some(context::Window {
-            from: this - chrono::Months::new(1),
-            to: this,
-            label_id: "bulan lalu".into(),
-            label_en: "last month".into(),
-        })
-    } else if lower.contains("minggu ini")
-        || lower.contains("this week")
-        || lower.contains("7 hari")
-        || lower.contains("7 days")
-    {
-        Some(context::last_days(today, 7))
-    } else {
-        None
-    };
+/// The entities the context queries take: the first document, the first master, the period.
+fn params_of(e: &Entities, today: NaiveDate) -> Params {
     Params {
-        doc: doc
-            .captures(text)
-            .map(|c| format!("{}-{}-{}", c[1].to_uppercase(), &c[2], &c[3])),
-        code: code
-            .captures(text)
-            .map(|c| match (c.get(1), c.get(2), c.get(3), c.get(4)) {
-                (Some(k), Some(n), _, _) => format!("{}-{}", k.as_str().to_uppercase(), n.as_str()),
-                (_, _, Some(k), Some(n)) => format!(
-                    "{}-{}",
-                    k.as_str().to_uppercase(),
-                    n.as_str().to_uppercase()
-                ),
-                _ => String::new(),
-            })
-            .filter(|c| !c.is_empty()),
-        period,
+        doc: e.documents.first().map(|d| d.number.clone()),
+        code: e.masters.first().map(|m| m.code.clone()),
+        period: e.period.as_ref().map(|p| window(p, today)),
+    }
+}
+
+/// A period as a date range with its names in both languages.
+fn window(p: &Period, today: NaiveDate) -> context::Window {
+    use chrono::Datelike;
+    const BULAN: [&str; 12] = [
+        "Januari",
+        "Februari",
+        "Maret",
+        "April",
+        "Mei",
+        "Juni",
+        "Juli",
+        "Agustus",
+        "September",
+        "Oktober",
+        "November",
+        "Desember",
+    ];
+    let (from, to) = p.range(today);
+    let (id, en) = match p {
+        Period::Today => ("hari ini".into(), "today".into()),
+        Period::Yesterday => ("kemarin".into(), "yesterday".into()),
+        Period::ThisWeek => ("minggu ini".into(), "this week".into()),
+        Period::LastWeek => ("minggu lalu".into(), "last week".into()),
+        Period::ThisMonth => ("bulan ini".into(), "this month".into()),
+        Period::LastMonth => ("bulan lalu".into(), "last month".into()),
+        Period::ThisYear => ("tahun ini".into(), "this year".into()),
+        Period::LastYear => ("tahun lalu".into(), "last year".into()),
+        Period::LastDays(n) => (format!("{n} hari terakhir"), format!("the last {n} days")),
+        Period::Month { .. } => (
+            format!("{} {}", BULAN[from.month0() as usize], from.year()),
+            from.format("%B %Y").to_string(),
+        ),
+    };
+    context::Window {
+        from,
+        to,
+        label_id: id,
+        label_en: en,
     }
 }
 
@@ -189,6 +230,7 @@ pub enum Prepared {
 pub async fn prepare(
     db: &PgPool,
     settings: &Settings,
+    catalog: &Catalog,
     caller: &Caller,
     text: &str,
     lang: Lang,
@@ -196,7 +238,13 @@ pub async fn prepare(
     let now = Utc::now().with_timezone(&settings.app.timezone);
     let today = now.date_naive();
     let history = history(db, settings, caller.user_id).await?;
-    let u = understand(text, today, history.last().map(|t| t.question.as_str()));
+    let c = classify(text, catalog);
+    let u = understand(
+        text,
+        catalog,
+        today,
+        history.last().map(|t| t.question.as_str()),
+    );
     if let Some(permission) = u.intent.permission() {
         if !caller.may(permission) {
             metrics::counter!("brain_denied_total").increment(1);
@@ -216,14 +264,15 @@ pub async fn prepare(
             })
         }
         Intent::AlertMute => {
-            let hours = mute_hours(text);
+            // Asked length (default two hours), at most a day.
+            let minutes = c.entities.mute_minutes.unwrap_or(120).clamp(5, 24 * 60);
             let until = sqlx::query_scalar::<_, chrono::DateTime<Utc>>(
-                "insert into wa_alert_mute (user_id, until_at) values ($1, now() + make_interval(hours => $2))
+                "insert into wa_alert_mute (user_id, until_at) values ($1, now() + make_interval(mins => $2))
                  on conflict (user_id) do update set until_at = excluded.until_at
                  returning until_at",
             )
             .bind(caller.user_id)
-            .bind(hours)
+            .bind(minutes as i32)
             .fetch_one(db)
             .await
             .context("muting alerts")?;
@@ -293,7 +342,8 @@ pub async fn preview(settings: &Settings, phone: &str, text: &str) -> anyhow::Re
         .await?
         .ok_or_else(|| anyhow::anyhow!("no active user holds {}", phone.masked()))?;
     let lang = Lang::detect(text);
-    let out = match prepare(&db, settings, &caller, text, lang).await? {
+    let catalog = Catalog::load(&db).await?;
+    let out = match prepare(&db, settings, &catalog, &caller, text, lang).await? {
         Prepared::Direct {
             text,
             intent,
@@ -333,7 +383,8 @@ pub async fn answer(state: &AppState, caller: &Caller, q: &Question<'_>) -> Answ
             latency_ms: 0,
         };
     };
-    let prepared = match prepare(&state.db, &state.settings, caller, text, q.lang).await {
+    let catalog = state.catalog.current();
+    let prepared = match prepare(&state.db, &state.settings, &catalog, caller, text, q.lang).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "cannot prepare an answer");
@@ -509,20 +560,6 @@ async fn history(db: &PgPool, settings: &Settings, user_id: i64) -> anyhow::Resu
         .collect())
 }
 
-/// "mute 2 jam", "snooze alerts 30 menit": hours (fractions for minutes), default 2, at most 24.
-fn mute_hours(text: &str) -> f64 {
-    let re = regex::Regex::new(r"(?i)(\d+)\s*(jam|hours?|hrs?|h|menit|minutes?|mins?|m)\b")
-        .expect("valid regex");
-    re.captures(text)
-        .and_then(|c| {
-            let n: f64 = c[1].parse().ok()?;
-            let unit = c[2].to_lowercase();
-            Some(if unit.starts_with('m') { n / 60.0 } else { n })
-        })
-        .unwrap_or(2.0)
-        .clamp(0.1, 24.0)
-}
-
 /// Writes the exchange to `ai_chat` (once per inbound wamid).
 pub async fn record(
     tx: &mut sqlx::PgConnection,
@@ -564,7 +601,13 @@ mod tests {
     #[test]
     fn a_bare_follow_up_takes_the_previous_intent() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
-        let u = understand("kalau bulan lalu?", today, Some("omzet bulan ini berapa?"));
+        let catalog = Catalog::blueprint_sample();
+        let u = understand(
+            "kalau bulan lalu?",
+            &catalog,
+            today,
+            Some("omzet bulan ini berapa?"),
+        );
         assert_eq!(u.intent, Intent::SalesSummary);
         assert_eq!(
             u.params.period.unwrap().from,
@@ -572,17 +615,10 @@ mod tests {
         );
         let u = understand(
             "how about MCH-002?",
+            &catalog,
             today,
             Some("reject rate MCH-003 this week"),
         );
         assert_eq!(u.params.code.as_deref(), Some("MCH-002"));
-    }
-
-    #[test]
-    fn mute_durations_are_read_and_bounded() {
-        assert_eq!(mute_hours("mute alert 3 jam"), 3.0);
-        assert_eq!(mute_hours("snooze 30 minutes"), 0.5);
-        assert_eq!(mute_hours("matikan alert"), 2.0);
-        assert_eq!(mute_hours("mute 99 hours"), 24.0);
     }
 }

@@ -76,6 +76,9 @@ async fn every_intent_is_answered_from_live_data_in_both_languages_without_an_ll
             &["Revenue this month: Rp", "Previous period"],
         ),
         ("stok ITM-005 berapa", &["Motor DC 12V", "oversold"]),
+        ("stok motor dc brp?", &["Motor DC 12V", "oversold"]),
+        ("kondisi mesin welding?", &["MCH-003", "Welding Robot C1"]),
+        ("profil customer maju jaya", &["PT Maju Jaya", "CUST-003"]),
         ("stock levels please", &["Widget Pro X1", "available"]),
         ("reject rate MCH-003 minggu ini", &["MCH-003", "⚠️"]),
         (
