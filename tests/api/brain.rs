@@ -101,6 +101,35 @@ async fn every_intent_is_answered_from_live_data_in_both_languages_without_an_ll
         ("alert aktif apa aja?", &["alert aktif", "MCH-003"]),
         ("skor vendor VND-001", &["PT Baja Makmur", "tepat waktu"]),
         ("help", &["Saya bisa menjawab"]),
+        (
+            "delivery status of DO-202412-0001?",
+            &["DO-202412-0001", "for SO-202412-0001"],
+        ),
+        (
+            "what is the stock of motor dc?",
+            &["Motor DC 12V", "available"],
+        ),
+        ("reject rate of MCH-003 this week?", &["MCH-003", "⚠️"]),
+        (
+            "machine health of the welding robot?",
+            &["Machine health", "MCH-003"],
+        ),
+        (
+            "which payables are due this week?",
+            &["Payables due in the next 7 days"],
+        ),
+        (
+            "what is the status of PO-202412-0002?",
+            &["CV Jaya Abadi", "Pending Director"],
+        ),
+        ("what is our cash position?", &["Cash flow, next 30 days"]),
+        ("any active alerts?", &["active alert", "MCH-003"]),
+        (
+            "vendor score of VND-001 please",
+            &["PT Baja Makmur", "on time"],
+        ),
+        ("customer profile of maju jaya", &["PT Maju Jaya", "orders"]),
+        ("what can you do?", &["I can answer"]),
     ];
     for (i, (question, expected)) in cases.iter().enumerate() {
         let wamid = format!("wamid.intent.{i}");
