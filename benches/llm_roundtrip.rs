@@ -7,6 +7,7 @@
 //!      upstream, its body published as is (no JSON, no checks, no limit, no metrics);
 //!    - worker: the real llm-worker (release build) against a fake OpenAI-compatible server on
 //!      loopback that answers every completion at once.
+//!
 //!    Printed: requests/s, worker ÷ echo (the target: ≥ 0.8), worker ÷ bridge (what the
 //!    worker's own code costs), CPU time of the bench process per request, p50/p99 latency.
 //!    Everything but nats-server runs in this process, on the same two cores.
