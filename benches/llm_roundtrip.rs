@@ -1,16 +1,15 @@
 //! LLM round-trip benchmark (not a test): `cargo bench --bench llm_roundtrip`.
 //!
 //! 1. NATS overhead of the llm-worker, at 1, 16 and 64 requests in flight, one after the other
-//!    in the same run, each requester sending its next request when the last is answered:
+//!    in the same run, each requester sending its next request when the last is answered.
+//!    Printed: requests/s, worker ÷ echo (the target: ≥ 0.8), worker ÷ bridge (what the
+//!    worker's own code costs), CPU time of the bench process per request, p50/p99 latency.
+//!    Everything but nats-server runs in this process, on the same two cores. Compared:
 //!    - echo: a bare async-nats request-reply responder that sends the payload back;
 //!    - bridge: the floor of any NATS-to-HTTP bridge: the payload POSTed as is to the fake
 //!      upstream, its body published as is (no JSON, no checks, no limit, no metrics);
 //!    - worker: the real llm-worker (release build) against a fake OpenAI-compatible server on
 //!      loopback that answers every completion at once.
-//!
-//!    Printed: requests/s, worker ÷ echo (the target: ≥ 0.8), worker ÷ bridge (what the
-//!    worker's own code costs), CPU time of the bench process per request, p50/p99 latency.
-//!    Everything but nats-server runs in this process, on the same two cores.
 //! 2. When `SENTIENT_LLM_E2E_URL` points at a llama-server (`scripts/tiny-llm.sh serve`): the
 //!    real model's generation speed through the worker, tokens/s, one request at a time.
 //!
