@@ -164,6 +164,10 @@ impl Application {
         }
         workers.spawn(sender::run(state.clone(), stop_workers.clone()));
         workers.spawn(mail_retries(state.clone(), stop_workers.clone()));
+        workers.spawn(telemetry::upkeep(
+            state.metrics.clone(),
+            stop_workers.clone(),
+        ));
         workers.spawn(crate::brain::refresh_catalog(
             state.clone(),
             stop_workers.clone(),

@@ -57,6 +57,17 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Drains histogram samples into their buckets every five seconds, so memory stays flat even when
+/// nobody scrapes `/metrics`.
+pub async fn upkeep(handle: PrometheusHandle, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => handle.run_upkeep(),
+        }
+    }
+}
+
 /// Axum middleware: counts requests and records their latency by method, route and status.
 /// The route is the matched pattern (`/api/v1/users/{id}`), never the raw path, so label
 /// cardinality stays bounded.

@@ -140,11 +140,11 @@ pub async fn admit(
     .await
     .context("reading device trust")?;
 
-    let distrust = match &trust {
+    let untrusted = match &trust {
         None => Some("first_contact"),
         Some(t) => why_not_trusted(t, &user, msg, state.settings.identity.trust_days),
     };
-    let Some(reason) = distrust else {
+    let Some(reason) = untrusted else {
         if msg.identity_hash.is_some() && trust.as_ref().is_some_and(|t| t.identity_hash.is_none())
         {
             sqlx::query("update wa_trust set identity_hash = $2 where user_id = $1")
@@ -157,27 +157,10 @@ pub async fn admit(
         return Ok(Admission::Admitted(caller));
     };
 
-    if trust.as_ref().is_some_and(|t| t.confirmed_at.is_some()) {
-        sqlx::query("update wa_trust set confirmed_at = null, reason = $2 where user_id = $1")
-            .bind(user.id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await
-            .context("voiding device trust")?;
-        audit(
-            tx,
-            Some(user.id),
-            "WA.DEVICE_CHANGED",
-            json!({ "reason": reason }),
-        )
-        .await?;
-    } else if trust.is_none() {
-        sqlx::query("insert into wa_trust (user_id, reason) values ($1, $2)")
-            .bind(user.id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await
-            .context("creating device trust")?;
+    match &trust {
+        None => distrust(tx, user.id, reason, false).await?,
+        Some(t) if t.confirmed_at.is_some() => distrust(tx, user.id, reason, true).await?,
+        Some(_) => {} // already waiting for a code
     }
     challenge(tx, state, msg, &user).await
 }
@@ -265,6 +248,35 @@ fn why_not_trusted(
     None
 }
 
+/// Marks the user's device as not (or no longer) trusted, for `reason`; a device that loses its
+/// trust (`audited`) leaves a `WA.DEVICE_CHANGED` row.
+async fn distrust(
+    tx: &mut PgConnection,
+    user_id: i64,
+    reason: &str,
+    audited: bool,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into wa_trust (user_id, reason) values ($1, $2)
+         on conflict (user_id) do update set confirmed_at = null, reason = $2",
+    )
+    .bind(user_id)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await
+    .context("voiding device trust")?;
+    if audited {
+        audit(
+            tx,
+            Some(user_id),
+            "WA.DEVICE_CHANGED",
+            json!({ "reason": reason }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Refuses a sender that is not whitelisted: audited every time, answered once a day.
 async fn refuse(
     tx: &mut PgConnection,
@@ -319,22 +331,7 @@ async fn system_notice(
             .await
             .context("recording the new BSUID")?;
     }
-    sqlx::query(
-        "insert into wa_trust (user_id, reason) values ($1, $2)
-         on conflict (user_id) do update set confirmed_at = null, reason = $2",
-    )
-    .bind(user.id)
-    .bind(reason)
-    .execute(&mut *tx)
-    .await
-    .context("voiding device trust")?;
-    audit(
-        tx,
-        Some(user.id),
-        "WA.DEVICE_CHANGED",
-        json!({ "reason": reason }),
-    )
-    .await?;
+    distrust(tx, user.id, reason, true).await?;
     Ok(Admission::Noted)
 }
 
