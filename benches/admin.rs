@@ -16,22 +16,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
-use sentient_hub::config::Settings;
 use sentient_hub::startup::Application;
 use sentient_hub::whatsapp::{local::text_delivery, signature::sign};
 use serde_json::{json, Value};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
+use support::{env_or, pct};
 
 const PASSWORD: &str = "Bench-Password-2024";
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -41,8 +36,9 @@ async fn main() -> anyhow::Result<()> {
     let connections = env_or("BENCH_CONNECTIONS", 32);
     let probe_secs = env_or("BENCH_PROBE_SECS", 8) as u64;
 
+    let env = support::BenchEnv::new().await?;
+    let mut settings = env.settings.clone();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let mut settings = Settings::load_from(&dir, "test", &std::env::vars().collect())?;
     // Production cost and concurrency of password hashing from config/default.toml (the test
     // profile makes hashing cheap).
     let defaults = config::Config::builder()
@@ -55,19 +51,6 @@ async fn main() -> anyhow::Result<()> {
     settings.auth.hash_wait_ms = defaults.get("auth.hash_wait_ms")?;
     settings.auth.login_burst = 1_000_000;
     settings.auth.login_per_minute = 1_000_000;
-    let name = format!("sentient_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = settings.database.connect_options().database("postgres");
-    PgConnection::connect_with(&admin)
-        .await?
-        .execute(format!(r#"create database "{name}""#).as_str())
-        .await?;
-    let mut url = url::Url::parse(settings.database.url.expose_secret())?;
-    url.set_path(&format!("/{name}"));
-    settings.database.url = SecretString::from(url.to_string());
-    settings.server.port = 0;
-    settings.inbox.stream = format!("WA_INBOX_BENCH_{}", uuid::Uuid::new_v4().simple());
-    settings.inbox.subject_prefix = format!("bench.{}.inbox", uuid::Uuid::new_v4().simple());
-    settings.whatsapp.access_token = SecretString::from(""); // local sink
     println!(
         "argon2id m={} KiB t={} p={}, {} hash(es) at a time; {} cores",
         settings.auth.argon2_memory_kib,
@@ -279,23 +262,6 @@ async fn main() -> anyhow::Result<()> {
     }
 
     drop(db);
-    let _ = PgConnection::connect_with(&admin)
-        .await?
-        .execute(format!(r#"drop database "{name}" with (force)"#).as_str())
-        .await;
-    if let Ok(client) = sentient_hub::startup::connect_nats(&settings.nats).await {
-        let _ = async_nats::jetstream::new(client)
-            .delete_stream(&settings.inbox.stream)
-            .await;
-    }
+    env.cleanup().await?;
     Ok(())
-}
-
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i].as_secs_f64() * 1000.0
 }

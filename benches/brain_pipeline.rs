@@ -8,17 +8,19 @@
 //!
 //! Knobs: BENCH_PREPARE (default 2000), BENCH_RATE (100), BENCH_SECS (10).
 
+mod support;
+
+use support::{env_or, pct};
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use secrecy::{ExposeSecret, SecretString};
-use sentient_hub::config::Settings;
+use secrecy::ExposeSecret;
 use sentient_hub::startup::{connect_nats, Application};
 use sentient_hub::texts::Lang;
 use sentient_hub::whatsapp::{local::text_delivery, signature::sign};
-use sqlx::{Connection, Executor, PgConnection};
 
 const QUESTIONS: &[&str] = &[
     "omzet bulan ini vs bulan lalu?",
@@ -35,37 +37,10 @@ const QUESTIONS: &[&str] = &[
     "DO-202412-0001 sdh sampai?",
 ];
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let mut settings = Settings::load_from(&dir, "test", &std::env::vars().collect())?;
-    let name = format!("sentient_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = settings.database.connect_options().database("postgres");
-    PgConnection::connect_with(&admin)
-        .await?
-        .execute(format!(r#"create database "{name}""#).as_str())
-        .await?;
-    let mut url = url::Url::parse(settings.database.url.expose_secret())?;
-    url.set_path(&format!("/{name}"));
-    settings.database.url = SecretString::from(url.to_string());
-    settings.server.port = 0;
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    settings.inbox.stream = format!("WA_INBOX_BENCH_{tag}");
-    settings.inbox.subject_prefix = format!("bench.{tag}.inbox");
-    settings.llm.subject = format!("bench.{tag}.llm");
-    settings.whatsapp.access_token = SecretString::from("");
+    let env = support::BenchEnv::new().await?;
+    let mut settings = env.settings.clone();
     settings.whatsapp.messages_per_second = 1000;
     let app = Application::build(settings.clone()).await?;
     let port = app.port();
@@ -227,12 +202,6 @@ async fn main() -> anyhow::Result<()> {
     );
 
     db.close().await;
-    let _ = PgConnection::connect_with(&admin)
-        .await?
-        .execute(format!(r#"drop database "{name}" with (force)"#).as_str())
-        .await;
-    let _ = async_nats::jetstream::new(nats)
-        .delete_stream(&settings.inbox.stream)
-        .await;
+    env.cleanup().await?;
     Ok(())
 }

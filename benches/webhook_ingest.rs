@@ -13,23 +13,19 @@
 //! Knobs (environment): BENCH_DELIVERIES (default 20000), BENCH_CONNECTIONS (64),
 //! BENCH_RATE (1000), BENCH_RATE_SECS (10).
 
+mod support;
+
+use support::{env_or, pct};
+
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use secrecy::{ExposeSecret, SecretString};
-use sentient_hub::config::Settings;
+use secrecy::ExposeSecret;
 use sentient_hub::startup::Application;
 use sentient_hub::whatsapp::{local::text_delivery, signature::sign};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -38,21 +34,8 @@ async fn main() -> anyhow::Result<()> {
     let rate = env_or("BENCH_RATE", 1000);
     let rate_secs = env_or("BENCH_RATE_SECS", 10);
 
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let mut settings = Settings::load_from(&dir, "test", &std::env::vars().collect())?;
-    let name = format!("sentient_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = settings.database.connect_options().database("postgres");
-    PgConnection::connect_with(&admin)
-        .await?
-        .execute(format!(r#"create database "{name}""#).as_str())
-        .await?;
-    let mut url = url::Url::parse(settings.database.url.expose_secret())?;
-    url.set_path(&format!("/{name}"));
-    settings.database.url = SecretString::from(url.to_string());
-    settings.server.port = 0;
-    settings.inbox.stream = format!("WA_INBOX_BENCH_{}", uuid::Uuid::new_v4().simple());
-    settings.inbox.subject_prefix = format!("bench.{}.inbox", uuid::Uuid::new_v4().simple());
-    settings.whatsapp.access_token = SecretString::from(""); // local sink: nothing leaves the machine
+    let env = support::BenchEnv::new().await?;
+    let settings = env.settings.clone();
     let pool_size = settings.database.max_connections;
     let app = Application::build(settings.clone()).await?;
     let endpoint = format!("http://127.0.0.1:{}/webhook", app.port());
@@ -176,15 +159,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     drop(setup);
-    let _ = PgConnection::connect_with(&admin)
-        .await?
-        .execute(format!(r#"drop database "{name}" with (force)"#).as_str())
-        .await;
-    if let Ok(client) = sentient_hub::startup::connect_nats(&settings.nats).await {
-        let _ = async_nats::jetstream::new(client)
-            .delete_stream(&settings.inbox.stream)
-            .await;
-    }
+    env.cleanup().await?;
     Ok(())
 }
 
@@ -219,10 +194,4 @@ async fn commit_rate(
         t.await??;
     }
     Ok((per_conn * connections) as f64 / started.elapsed().as_secs_f64())
-}
-
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i].as_secs_f64() * 1000.0
 }
