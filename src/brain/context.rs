@@ -166,6 +166,15 @@ fn f64_of(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(0.0)
 }
 
+/// Rejects as a percentage of output (shift logs count rejects inside the output); 0 without output.
+fn reject_rate(reject: Decimal, output: Decimal) -> f64 {
+    if output.is_zero() {
+        0.0
+    } else {
+        f64_of(reject) / f64_of(output) * 100.0
+    }
+}
+
 fn date(d: Option<NaiveDate>) -> String {
     d.map(|d| d.format("%d-%m-%Y").to_string())
         .unwrap_or_else(|| "-".to_owned())
@@ -485,11 +494,7 @@ async fn production_status(
     let mut en = vec![format!("🏭 Production {}:", w.label_en)];
     let mut machines = Vec::new();
     for (code, name, output, reject, downtime) in &rows {
-        let rate = if output.is_zero() {
-            0.0
-        } else {
-            f64_of(*reject) / f64_of(*output) * 100.0
-        };
+        let rate = reject_rate(*reject, *output);
         let warn = if rate > 5.0 { " ⚠️" } else { "" };
         id.push(format!(
             "• {code} {name}: output {}, reject {} ({}){warn}, downtime {downtime} menit",
@@ -562,11 +567,7 @@ async fn machine_health(
     let mut en = vec![format!("🔧 Machine health, {}:", w.label_en)];
     let mut machines = Vec::new();
     for (code, name, last_maint, hours, output, reject, downtime, errors) in &rows {
-        let rate = if output.is_zero() {
-            0.0
-        } else {
-            f64_of(*reject) / f64_of(*output) * 100.0
-        };
+        let rate = reject_rate(*reject, *output);
         let errors = errors.clone().unwrap_or_else(|| "-".to_owned());
         let warn = if rate > 5.0 {
             " ⚠️ di atas ambang 5%"
