@@ -2,29 +2,41 @@
 //!
 //! 1. NATS overhead of the llm-worker, at 1, 16 and 64 requests in flight, one after the other
 //!    in the same run, each requester sending its next request when the last is answered.
-//!    Printed: requests/s, worker ÷ echo (the issue's target: ≥ 0.8), worker ÷ bridge (what the
-//!    worker's own code costs), CPU time of the bench process per request, p50/p99 latency.
-//!    Everything but nats-server runs in this process, on the same two cores. Compared:
+//!    Compared, all against the local nats-server:
 //!    - echo: a bare async-nats request-reply responder that sends the payload back;
+//!    - http: the HTTP hop alone: requesters POST the payload straight to the fake upstream;
 //!    - bridge: the floor of any NATS-to-HTTP bridge: the payload POSTed as is to the fake
 //!      upstream, its body published as is (no JSON, no checks, no limit, no metrics);
-//!    - worker: the real llm-worker (release build) against a fake OpenAI-compatible server on
-//!      loopback that answers every completion at once.
+//!    - worker: the real `sentient-hub llm-worker` (the release binary, its own process) against
+//!      a fake OpenAI-compatible server on loopback that answers every completion at once.
+//!
+//!    The requesters run on this process's runtime; echo, bridge and the fake upstream each on
+//!    a thread and runtime of their own, as separate servers would. Printed: requests/s, worker ÷
+//!    echo (the issue's target: ≥ 0.8), the ceiling of that ratio for any bridge on this machine,
+//!    worker ÷ bridge (what the worker's own code costs), CPU time of the whole machine per
+//!    request (every process, nats-server included), p50/p99 latency.
+//!
+//!    The ceiling: a request through any bridge takes a NATS round trip and an HTTP round trip,
+//!    one after the other, so its rate is at most 1 / (1/echo + 1/http) per requester; and it
+//!    costs at least the CPU of both, so the machine carries at most cores / (CPU echo + CPU
+//!    http) of them a second. The lower of the two, divided by the echo's rate.
 //! 2. When `SENTIENT_LLM_E2E_URL` points at a llama-server (`scripts/tiny-llm.sh serve`): the
 //!    real model's generation speed through the worker, tokens/s, one request at a time.
 //!
 //! Knobs (environment): BENCH_SECS per measurement (default 3), BENCH_LEVELS (default
 //! "1,16,64"), BENCH_E2E_REQUESTS (default 5), BENCH_E2E_MAX_TOKENS (default 64).
 
+use std::future::Future;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use bytes::Bytes;
 use futures::StreamExt;
 use sentient_hub::config::Settings;
 use sentient_hub::llm::client::{ask, user_prompt};
-use sentient_hub::llm::worker::Worker;
 use sentient_hub::llm::{ChatMessage, ChatReply, ChatRequest};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -37,12 +49,20 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// One measurement: what came back in the time given.
 struct Run {
     per_second: f64,
-    /// CPU time of this whole process (requesters, echo, bridge, worker, fake upstream; not
-    /// nats-server) per answered request: steadier than req/s when other work shares the cores.
+    /// CPU time of the whole machine (every process, nats-server included) per answered request.
     cpu_us: f64,
     p50_ms: f64,
     p99_ms: f64,
     failures: u64,
+}
+
+/// Where a measurement sends its requests.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    /// A NATS request to this subject; with `check`, a reply that is not an answer fails.
+    Nats { subject: &'a str, check: bool },
+    /// An HTTP POST of the payload to this URL.
+    Http(&'a str),
 }
 
 #[tokio::main]
@@ -57,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
     let base = Settings::load_from(&dir, "test", &std::env::vars().collect())?;
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let nats = sentient_hub::startup::connect_nats(&base.nats).await?;
+    let http = reqwest::Client::new();
 
     // The bare echo: a queue subscriber on its own connection (as the worker has) that sends
     // each payload straight back.
@@ -66,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         .queue_subscribe(echo_subject.clone(), format!("bench-{tag}-echo"))
         .await?;
     echo_nats.flush().await?;
-    tokio::spawn(async move {
+    on_own_thread("echo", async move {
         while let Some(m) = echo.next().await {
             if let Some(reply) = m.reply {
                 let _ = echo_nats.publish(reply, m.payload).await;
@@ -74,8 +95,8 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    // The worker, on its own connection as in production, against an instant fake upstream.
-    let upstream = instant_upstream().await?;
+    let upstream = instant_upstream()?;
+    let upstream_url = format!("{upstream}/v1/chat/completions");
 
     // The floor of any NATS-to-HTTP bridge: the payload forwarded as the HTTP body, the HTTP
     // body published as the reply; no JSON, no checks, no limit, no metrics. What the worker
@@ -86,9 +107,8 @@ async fn main() -> anyhow::Result<()> {
         .queue_subscribe(bridge_subject.clone(), format!("bench-{tag}-bridge"))
         .await?;
     bridge_nats.flush().await?;
-    let bridge_http = reqwest::Client::new();
-    let bridge_url = format!("{upstream}/v1/chat/completions");
-    tokio::spawn(async move {
+    let (bridge_http, bridge_url) = (http.clone(), upstream_url.clone());
+    on_own_thread("bridge", async move {
         while let Some(m) = bridge.next().await {
             let (nats, http, url) = (bridge_nats.clone(), bridge_http.clone(), bridge_url.clone());
             tokio::spawn(async move {
@@ -101,93 +121,159 @@ async fn main() -> anyhow::Result<()> {
             });
         }
     });
-    let mut settings = base.clone();
-    settings.llm.base_url = upstream;
-    settings.llm.subject = format!("bench.{tag}.llm.chat");
-    settings.llm.queue_group = format!("bench-{tag}-llm");
-    settings.llm.metrics_port = 0;
-    settings.llm.max_concurrency = levels.iter().copied().max().unwrap_or(64);
-    let worker = Worker::build(&settings).await?;
-    tokio::spawn(worker.run_until_stopped(std::future::pending()));
-    nats.flush().await?;
+
+    let max_in_flight = levels.iter().copied().max().unwrap_or(64);
+    let llm_subject = format!("bench.{tag}.llm.chat");
+    let worker = WorkerProcess::start(&nats, &upstream, &llm_subject, &tag, max_in_flight).await?;
 
     let payload = Bytes::from(serde_json::to_vec(&typical_request())?);
     println!("payload: {} bytes; {secs} s per measurement", payload.len());
-    // Warm both paths (connections, pools, allocator) before measuring.
-    warm_up_check(&nats, &settings.llm.subject, &payload).await;
-    measure(
-        &nats,
-        &echo_subject,
-        &payload,
-        16,
-        Duration::from_millis(500),
-        false,
-    )
-    .await;
-    measure(
-        &nats,
-        &settings.llm.subject,
-        &payload,
-        16,
-        Duration::from_millis(500),
-        true,
-    )
-    .await;
+    let echo = Path::Nats {
+        subject: &echo_subject,
+        check: false,
+    };
+    let hop = Path::Http(&upstream_url);
+    let bridge = Path::Nats {
+        subject: &bridge_subject,
+        check: false,
+    };
+    let work = Path::Nats {
+        subject: &llm_subject,
+        check: true,
+    };
+    // Warm every path (connections, pools, allocator) before measuring.
+    warm_up_check(&nats, &llm_subject, &payload).await;
+    for path in [echo, hop, bridge, work] {
+        measure(&nats, &http, path, &payload, 16, Duration::from_millis(500)).await;
+    }
 
-    measure(
-        &nats,
-        &bridge_subject,
-        &payload,
-        16,
-        Duration::from_millis(500),
-        false,
-    )
-    .await;
-
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!("{cores} cores");
     println!(
-        "| in flight | req/s echo · bridge · worker | worker ÷ echo | worker ÷ bridge \
-         | CPU µs/req echo · bridge · worker | p50 / p99 ms echo · bridge · worker |"
+        "| in flight | req/s echo · http · bridge · worker | worker ÷ echo | ceiling | worker ÷ bridge \
+         | machine CPU µs/req echo · http · bridge · worker | p50 / p99 ms echo · http · bridge · worker |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for &in_flight in &levels {
         let duration = Duration::from_secs(secs);
-        let llm = settings.llm.subject.as_str();
-        let e = measure(&nats, &echo_subject, &payload, in_flight, duration, false).await;
-        let b = measure(&nats, &bridge_subject, &payload, in_flight, duration, false).await;
-        let w = measure(&nats, llm, &payload, in_flight, duration, true).await;
-        let failures = e.failures + b.failures + w.failures;
+        let e = measure(&nats, &http, echo, &payload, in_flight, duration).await;
+        let h = measure(&nats, &http, hop, &payload, in_flight, duration).await;
+        let b = measure(&nats, &http, bridge, &payload, in_flight, duration).await;
+        let w = measure(&nats, &http, work, &payload, in_flight, duration).await;
+        let by_latency = 1.0 / (1.0 / e.per_second + 1.0 / h.per_second);
+        let by_cpu = cores * 1e6 / (e.cpu_us + h.cpu_us);
+        let ceiling = (by_latency.min(by_cpu) / e.per_second).min(1.0);
+        let failures = e.failures + h.failures + b.failures + w.failures;
         println!(
-            "| {in_flight} | {:.0} · {:.0} · {:.0} | {:.2} | {:.2} | {:.0} · {:.0} · {:.0} | {} · {} · {} |{}",
+            "| {in_flight} | {:.0} · {:.0} · {:.0} · {:.0} | {:.2} | {:.2} | {:.2} \
+             | {:.1} · {:.1} · {:.1} · {:.1} | {} · {} · {} · {} |{}",
             e.per_second,
+            h.per_second,
             b.per_second,
             w.per_second,
             w.per_second / e.per_second,
+            ceiling,
             w.per_second / b.per_second,
             e.cpu_us,
+            h.cpu_us,
             b.cpu_us,
             w.cpu_us,
             e.latency(),
+            h.latency(),
             b.latency(),
             w.latency(),
             if failures > 0 {
                 format!(
-                    " failures: echo {} bridge {} worker {}",
-                    e.failures, b.failures, w.failures
+                    " failures: echo {} http {} bridge {} worker {}",
+                    e.failures, h.failures, b.failures, w.failures
                 )
             } else {
                 String::new()
             }
         );
     }
+    worker.stop().await?;
 
     match std::env::var("SENTIENT_LLM_E2E_URL") {
-        Ok(url) => real_model(&base, &nats, &url, &tag).await?,
+        Ok(url) => real_model(&nats, &url, &tag).await?,
         Err(_) => println!(
             "real model: skipped (set SENTIENT_LLM_E2E_URL to a llama-server, e.g. \
              scripts/tiny-llm.sh serve 8081 and SENTIENT_LLM_E2E_URL=http://127.0.0.1:8081)"
         ),
     }
     Ok(())
+}
+
+/// Runs `server` on a thread with a single-threaded runtime of its own, as a separate server
+/// process would have its own scheduler; it lives as long as the benchmark.
+fn on_own_thread(name: &str, server: impl Future<Output = ()> + Send + 'static) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for a benchmark server");
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || runtime.block_on(server))
+        .expect("a thread for a benchmark server");
+}
+
+/// The real `sentient-hub llm-worker`, a child process with the test configuration.
+struct WorkerProcess {
+    child: tokio::process::Child,
+}
+
+impl WorkerProcess {
+    /// Starts the release binary on `subject` against `base_url` and waits until it answers.
+    async fn start(
+        nats: &async_nats::Client,
+        base_url: &str,
+        subject: &str,
+        tag: &str,
+        max_concurrency: usize,
+    ) -> anyhow::Result<Self> {
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"))
+            .arg("llm-worker")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("SENTIENT_ENV", "test")
+            .env("SENTIENT__LLM__BASE_URL", base_url)
+            .env("SENTIENT__LLM__SUBJECT", subject)
+            .env("SENTIENT__LLM__QUEUE_GROUP", format!("bench-{tag}-llm"))
+            .env("SENTIENT__LLM__METRICS_PORT", "0")
+            .env(
+                "SENTIENT__LLM__MAX_CONCURRENCY",
+                max_concurrency.to_string(),
+            )
+            .env("SENTIENT__LLM__REQUEST_TIMEOUT_SECS", "150")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting sentient-hub llm-worker")?;
+        let mut probe = user_prompt("probe");
+        probe.max_tokens = Some(1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // "No responders" until it has subscribed.
+        while ask(nats, subject, &probe, Duration::from_secs(150))
+            .await
+            .is_err()
+        {
+            anyhow::ensure!(Instant::now() < deadline, "the llm-worker never answered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Self { child })
+    }
+
+    /// SIGTERM, as a service manager would stop it, and its exit.
+    async fn stop(mut self) -> anyhow::Result<()> {
+        let pid = self.child.id().context("the llm-worker already exited")?;
+        tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        let status = self.child.wait().await?;
+        anyhow::ensure!(status.success(), "the llm-worker exited with {status}");
+        Ok(())
+    }
 }
 
 /// A request of the size the hub sends: a system prompt and a question.
@@ -206,33 +292,48 @@ fn typical_request() -> ChatRequest {
     request
 }
 
-/// `in_flight` requesters, each sending its next request when the last is answered, for
-/// `duration`. With `check`, a reply that is not an answer counts as a failure.
+/// `in_flight` requesters on `path`, each sending its next request when the last is answered,
+/// for `duration`.
 async fn measure(
     nats: &async_nats::Client,
-    subject: &str,
+    http: &reqwest::Client,
+    path: Path<'_>,
     payload: &Bytes,
     in_flight: usize,
     duration: Duration,
-    check: bool,
 ) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let cpu_before = process_cpu_seconds();
+    let cpu_before = machine_cpu_seconds();
     let tasks: Vec<_> = (0..in_flight)
         .map(|_| {
-            let (nats, subject, payload) = (nats.clone(), subject.to_owned(), payload.clone());
+            let (nats, http, payload) = (nats.clone(), http.clone(), payload.clone());
             let (stop, failures) = (stop.clone(), failures.clone());
+            let target = match path {
+                Path::Nats { subject, check } => (subject.to_owned(), Some(check)),
+                Path::Http(url) => (url.to_owned(), None),
+            };
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(4096);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    match nats.request(subject.clone(), payload.clone()).await {
-                        Ok(m) if !check || is_answer(&m.payload) => latencies.push(t.elapsed()),
-                        _ => {
-                            failures.fetch_add(1, Ordering::Relaxed);
+                    let ok = match &target {
+                        (subject, Some(check)) => {
+                            match nats.request(subject.clone(), payload.clone()).await {
+                                Ok(m) => !check || is_answer(&m.payload),
+                                Err(_) => false,
+                            }
                         }
+                        (url, None) => match http.post(url).body(payload.clone()).send().await {
+                            Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                            _ => false,
+                        },
+                    };
+                    if ok {
+                        latencies.push(t.elapsed());
+                    } else {
+                        failures.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 latencies
@@ -246,7 +347,7 @@ async fn measure(
         latencies.extend(t.await.expect("requester task"));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = process_cpu_seconds() - cpu_before;
+    let cpu = machine_cpu_seconds() - cpu_before;
     latencies.sort_unstable();
     let pct = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -270,20 +371,25 @@ impl Run {
     }
 }
 
-/// User plus system CPU time of this process so far, from /proc/self/stat (Linux; clock ticks
-/// of 1/100 s, the value of CLK_TCK on every Linux x86_64). NaN elsewhere.
-fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+/// Busy CPU time of the whole machine so far (all cores, every process), from the first line
+/// of /proc/stat (Linux; clock ticks of 1/100 s, the value of CLK_TCK on every Linux x86_64):
+/// user, nice, system, irq, softirq and steal. NaN elsewhere.
+fn machine_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
         return f64::NAN;
     };
-    // Fields after the command name (which may contain spaces) start at field 3.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+    let Some(line) = stat.lines().next().filter(|l| l.starts_with("cpu ")) else {
         return f64::NAN;
     };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-    match (ticks(11), ticks(12)) {
-        (Some(user), Some(system)) => (user + system) / 100.0,
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    match ticks.as_slice() {
+        [user, nice, system, _idle, _iowait, irq, softirq, steal, ..] => {
+            (user + nice + system + irq + softirq + steal) / 100.0
+        }
         _ => f64::NAN,
     }
 }
@@ -308,9 +414,9 @@ async fn warm_up_check(nats: &async_nats::Client, subject: &str, payload: &Bytes
     }
 }
 
-/// An OpenAI-compatible server on loopback that answers every completion at once with the same
-/// pre-serialised body; returns its base URL.
-async fn instant_upstream() -> anyhow::Result<String> {
+/// An OpenAI-compatible server on loopback, on a thread of its own, that answers every
+/// completion at once with the same pre-serialised body; returns its base URL.
+fn instant_upstream() -> anyhow::Result<String> {
     let body = Bytes::from(
         serde_json::json!({
             "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "instant",
@@ -328,29 +434,24 @@ async fn instant_upstream() -> anyhow::Result<String> {
             async move { ([("content-type", "application/json")], body) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let address = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    on_own_thread("upstream", async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+        axum::serve(listener, app)
+            .await
+            .expect("the fake upstream runs");
+    });
     Ok(address)
 }
 
 /// Tokens/s of the real model through a worker, one request at a time.
-async fn real_model(
-    base: &Settings,
-    nats: &async_nats::Client,
-    url: &str,
-    tag: &str,
-) -> anyhow::Result<()> {
+async fn real_model(nats: &async_nats::Client, url: &str, tag: &str) -> anyhow::Result<()> {
     let requests: usize = env_or("BENCH_E2E_REQUESTS", 5);
     let max_tokens: u32 = env_or("BENCH_E2E_MAX_TOKENS", 64);
-    let mut settings = base.clone();
-    settings.llm.base_url = url.to_owned();
-    settings.llm.subject = format!("bench.{tag}.llm.real");
-    settings.llm.queue_group = format!("bench-{tag}-llm-real");
-    settings.llm.metrics_port = 0;
-    settings.llm.request_timeout_secs = 120;
-    let worker = Worker::build(&settings).await?;
-    tokio::spawn(worker.run_until_stopped(std::future::pending()));
+    let subject = format!("bench.{tag}.llm.real");
+    let worker = WorkerProcess::start(nats, url, &subject, &format!("{tag}-real"), 1).await?;
     let prompts = [
         "Write three sentences about a factory that makes electric motors.",
         "Explain what a sales order is, in a short paragraph.",
@@ -362,13 +463,7 @@ async fn real_model(
         request.max_tokens = Some(max_tokens);
         request.temperature = Some(0.0);
         let t = Instant::now();
-        let reply = ask(
-            nats,
-            &settings.llm.subject,
-            &request,
-            Duration::from_secs(150),
-        )
-        .await?;
+        let reply = ask(nats, &subject, &request, Duration::from_secs(150)).await?;
         let took = t.elapsed().as_secs_f64();
         match reply {
             ChatReply::Answer(a) => {
@@ -391,5 +486,5 @@ async fn real_model(
          over NATS = {:.1} tokens/s end to end, one request at a time",
         tokens as f64 / seconds
     );
-    Ok(())
+    worker.stop().await
 }
