@@ -32,6 +32,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::openai::OpenAiClient;
 use super::{strip_reasoning, ChatAnswer, ChatReply, ChatRequest, ErrorCode};
@@ -68,8 +69,12 @@ struct Handler {
     nats: async_nats::Client,
     /// The upstream.
     upstream: Arc<OpenAiClient>,
-    /// One permit per call in flight; an empty semaphore means `overloaded`.
+    /// One permit per upstream call in flight; an empty semaphore means `overloaded`. A permit
+    /// is returned as soon as its call ends, before the reply goes out: a requester that sends
+    /// its next request the moment it has its answer must find the slot free.
     slots: Arc<Semaphore>,
+    /// Every request task, until its reply is handed to the NATS client: shutdown waits on it.
+    tasks: TaskTracker,
     /// `max_concurrency`, to read the in-flight count off `slots`.
     max_concurrency: usize,
     /// Applied when a request has no `max_tokens`.
@@ -305,6 +310,7 @@ impl Handler {
             nats,
             upstream: Arc::new(upstream),
             slots: Arc::new(Semaphore::new(llm.max_concurrency)),
+            tasks: TaskTracker::new(),
             max_concurrency: llm.max_concurrency,
             default_max_tokens: llm.default_max_tokens,
             timeout: Duration::from_secs(llm.request_timeout_secs),
@@ -328,7 +334,7 @@ impl Handler {
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 self.metrics.in_flight.set(self.in_flight() as f64);
-                tokio::spawn(
+                self.tasks.spawn(
                     self.clone()
                         .serve(message.payload, reply_to, received, permit),
                 );
@@ -380,9 +386,9 @@ impl Handler {
                     })
             }
         };
-        self.answer(reply_to, &reply, received).await;
         drop(permit);
         self.metrics.in_flight.set(self.in_flight() as f64);
+        self.answer(reply_to, &reply, received).await;
     }
 
     /// The upstream call, cut short by the end of the shutdown grace.
@@ -457,11 +463,11 @@ impl Handler {
         self.max_concurrency - self.slots.available_permits()
     }
 
-    /// Resolves when no call is in flight: every permit is back.
+    /// Resolves when every request taken has had its reply handed to the NATS client. Only
+    /// for shutdown: no request is accepted after it is called.
     async fn idle(&self) {
-        if let Ok(all) = self.slots.acquire_many(self.max_concurrency as u32).await {
-            drop(all);
-        }
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }
 
