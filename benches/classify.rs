@@ -7,13 +7,9 @@ use std::time::{Duration, Instant};
 
 use sentient_hub::brain::catalog::Catalog;
 use sentient_hub::brain::intent::classify;
+use support::env_or;
 
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod support;
 
 fn main() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/intents.tsv");

@@ -20,7 +20,6 @@
 //! - [`admin`]: the admin REST API (`/api/v1`): login, users, roles, sessions, audit, chats,
 //!   alerts; OpenAPI at `/api/v1/openapi.json`, Swagger UI at `/docs`.
 //! - [`error`]: the one error type at the HTTP edge (RFC 9457 problem+json).
-//! - [`whatsapp`]: Meta's webhook payloads, parsed into typed messages, statuses and events.
 //!
 //! Data flows one way: whatsapp → inbox → identity → brain → llm → outbox → whatsapp; alerts
 //! and admin sit beside that road.

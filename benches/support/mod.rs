@@ -1,5 +1,6 @@
-//! What the benchmarks share: the test settings pointed at a fresh database, their own JetStream
-//! stream and subjects and the local sink; clean-up; knobs; percentiles.
+//! What the benchmarks share: the binary's allocator; the test settings pointed at a fresh
+//! database, their own JetStream stream and subjects and the local sink; clean-up; knobs;
+//! percentiles.
 
 // Each benchmark uses a different part of this module.
 #![allow(dead_code)]
@@ -10,6 +11,11 @@ use secrecy::{ExposeSecret, SecretString};
 use sentient_hub::config::Settings;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
+
+/// The allocator of the `sentient-hub` binary (see `src/main.rs`), so that what a benchmark
+/// measures in its own process is what the service does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A benchmark's own database and stream, removed by `cleanup`.
 pub struct BenchEnv {
@@ -62,8 +68,8 @@ impl BenchEnv {
     }
 }
 
-/// A numeric knob from the environment.
-pub fn env_or(name: &str, default: usize) -> usize {
+/// A knob from the environment: its value when it parses, else `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())

@@ -1,6 +1,6 @@
-//! A minimal requester of `ai.llm.chat`: one request, one reply, one deadline. Used by the tests,
-//! the benchmark and `sentient-hub llm-ask`. The hub's own client (retries, circuit breaker,
-//! deterministic fallback) is built on the same wire types in a later stage.
+//! A minimal requester of `ai.llm.chat`: one request, one reply, one deadline. The brain calls it
+//! inside its circuit breaker, with the deterministic answer as fallback; the tests, the
+//! benchmark and `sentient-hub llm-ask` call it as is.
 
 use std::time::Duration;
 
