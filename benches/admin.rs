@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
     let login_connections = env_or("BENCH_LOGIN_CONNECTIONS", 16);
     let reads = env_or("BENCH_READS", 20_000);
     let connections = env_or("BENCH_CONNECTIONS", 32);
-    let probe_secs = env_or("BENCH_PROBE_SECS", 8) as u64;
+    let probe_secs: u64 = env_or("BENCH_PROBE_SECS", 8);
 
     let env = support::BenchEnv::new().await?;
     let mut settings = env.settings.clone();

@@ -12,7 +12,7 @@
 //!
 //!    The requesters run on this process's runtime; echo, bridge and the fake upstream each on
 //!    a thread and runtime of their own, as separate servers would. Printed: requests/s, worker ÷
-//!    echo (the target: ≥ 0.8), the ceiling of that ratio for any bridge on this machine,
+//!    echo (the target: ≥ 0.8), the ceiling of that ratio (below),
 //!    worker ÷ bridge (what the worker's own code costs), CPU time of the whole machine per
 //!    request (every process, nats-server included), p50/p99 latency.
 //!
@@ -39,7 +39,7 @@ use futures::StreamExt;
 use sentient_hub::config::Settings;
 use sentient_hub::llm::client::{ask, user_prompt};
 use sentient_hub::llm::{ChatMessage, ChatReply, ChatRequest};
-use support::env_or;
+use support::{env_or, pct};
 
 mod support;
 
@@ -104,7 +104,9 @@ async fn main() -> anyhow::Result<()> {
         .queue_subscribe(bridge_subject.clone(), format!("bench-{tag}-bridge"))
         .await?;
     bridge_nats.flush().await?;
-    let (bridge_http, bridge_url) = (http.clone(), upstream_url.clone());
+    // Its own client: a connection is driven by the runtime that opened it, and the bridge's
+    // must stay on the bridge's thread.
+    let (bridge_http, bridge_url) = (reqwest::Client::new(), upstream_url.clone());
     on_own_thread("bridge", async move {
         while let Some(m) = bridge.next().await {
             let (nats, http, url) = (bridge_nats.clone(), bridge_http.clone(), bridge_url.clone());
@@ -140,8 +142,17 @@ async fn main() -> anyhow::Result<()> {
     };
     // Warm every path (connections, pools, allocator) before measuring.
     warm_up_check(&nats, &llm_subject, &payload).await;
+    let warm = 16.min(max_in_flight);
     for path in [echo, hop, bridge, work] {
-        measure(&nats, &http, path, &payload, 16, Duration::from_millis(500)).await;
+        measure(
+            &nats,
+            &http,
+            path,
+            &payload,
+            warm,
+            Duration::from_millis(500),
+        )
+        .await;
     }
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
@@ -232,7 +243,7 @@ impl WorkerProcess {
         tag: &str,
         max_concurrency: usize,
     ) -> anyhow::Result<Self> {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"))
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"))
             .arg("llm-worker")
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("SENTIENT_ENV", "test")
@@ -254,10 +265,13 @@ impl WorkerProcess {
         probe.max_tokens = Some(1);
         let deadline = Instant::now() + Duration::from_secs(30);
         // "No responders" until it has subscribed.
-        while ask(nats, subject, &probe, Duration::from_secs(150))
+        while ask(nats, subject, &probe, Duration::from_secs(5))
             .await
             .is_err()
         {
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("the llm-worker exited at start with {status}");
+            }
             anyhow::ensure!(Instant::now() < deadline, "the llm-worker never answered");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -349,19 +363,11 @@ async fn measure(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = machine_cpu_seconds() - cpu_before;
-    latencies.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[i].as_secs_f64() * 1000.0
-    };
     Run {
         per_second: latencies.len() as f64 / elapsed,
         cpu_us: cpu * 1e6 / latencies.len().max(1) as f64,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms: pct(&mut latencies, 0.50),
+        p99_ms: pct(&mut latencies, 0.99),
         failures: failures.load(Ordering::Relaxed),
     }
 }

@@ -39,7 +39,8 @@ use super::{strip_reasoning, ChatAnswer, ChatReply, ChatRequest, ErrorCode};
 use crate::config::{LlmSettings, Settings};
 use crate::{startup, telemetry};
 
-/// After the grace period, how long the aborted calls get to publish their `shutting_down`.
+/// After the grace period, how long the aborted calls, and requests still arriving, get to
+/// publish their `shutting_down`.
 const ABORT_GRACE: Duration = Duration::from_secs(2);
 /// How often histogram samples are folded into their summaries (the exporter's own default).
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -268,23 +269,26 @@ impl Worker {
         if let Err(e) = requests.drain().await {
             tracing::warn!(error = %e, "cannot unsubscribe from NATS");
         }
-        let finish = async {
-            while let Some(message) = requests.next().await {
-                handler.accept(message).await;
-            }
-            handler.idle().await;
-        };
-        if tokio::time::timeout(grace, finish).await.is_err() {
+        if tokio::time::timeout(grace, handler.finish(&mut requests))
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 in_flight = handler.in_flight(),
+                replies_pending = handler.tasks.len(),
                 "shutdown grace is over: answering the calls still running shutting_down"
             );
+            // From here on every call and every request still coming off the subscription is
+            // answered `shutting_down`.
             handler.abort.cancel();
-            if tokio::time::timeout(ABORT_GRACE, handler.idle())
+            if tokio::time::timeout(ABORT_GRACE, handler.finish(&mut requests))
                 .await
                 .is_err()
             {
-                tracing::error!("some requests could not be answered before exit");
+                tracing::error!(
+                    replies_pending = handler.tasks.len(),
+                    "some requests could not be answered before exit"
+                );
             }
         }
         // Replies are buffered in the client: push them out, then close.
@@ -331,6 +335,15 @@ impl Handler {
             count_error(ErrorCode::BadRequest);
             return;
         };
+        if self.abort.is_cancelled() {
+            let reply = ChatReply::failure(
+                peek_request_id(&message.payload),
+                ErrorCode::ShuttingDown,
+                "the worker is stopping; retry",
+            );
+            self.answer(reply_to, &reply, received).await;
+            return;
+        }
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 self.metrics.in_flight.set(self.in_flight() as f64);
@@ -353,7 +366,7 @@ impl Handler {
         }
     }
 
-    /// One request from payload to reply, holding a slot throughout.
+    /// One request from payload to reply, holding a slot until its upstream call ends.
     #[tracing::instrument(skip_all, fields(request_id))]
     async fn serve(
         self,
@@ -463,9 +476,12 @@ impl Handler {
         self.max_concurrency - self.slots.available_permits()
     }
 
-    /// Resolves when every request taken has had its reply handed to the NATS client. Only
-    /// for shutdown: no request is accepted after it is called.
-    async fn idle(&self) {
+    /// Serves what is left on the drained subscription, then waits until every request taken
+    /// has had its reply handed to the NATS client. Only for shutdown.
+    async fn finish(&self, requests: &mut async_nats::Subscriber) {
+        while let Some(message) = requests.next().await {
+            self.accept(message).await;
+        }
         self.tasks.close();
         self.tasks.wait().await;
     }
