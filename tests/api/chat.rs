@@ -1,10 +1,11 @@
 //! Local use without Meta: `sentient-hub chat` against a hub with no Graph API token.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{eventually, spawn_app_with};
 
 #[tokio::test]
 async fn chat_posts_signed_messages_and_prints_the_hubs_replies() {
@@ -33,7 +34,7 @@ async fn chat_posts_signed_messages_and_prints_the_hubs_replies() {
         .await
         .unwrap();
     drop(stdin);
-    let output = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("chat ends once its replies arrived")
         .unwrap();
@@ -50,17 +51,22 @@ async fn chat_posts_signed_messages_and_prints_the_hubs_replies() {
         replies.iter().any(|r| r.contains("Revenue this month")),
         "{stdout}"
     );
-    // Both went through the real inbox and outbox.
-    assert_eq!(
+    // Both went through the real inbox and outbox. The reply reaches the chat before the
+    // sender records it as sent, so the row may lag the printed line by a moment.
+    let recorded = eventually(Duration::from_secs(10), || async {
         app.count("select count(*) from wa_inbox where status = 'done'")
-            .await,
-        2
-    );
-    assert_eq!(
-        app.count(
-            "select count(*) from wa_outbox where status = 'sent' and wamid like 'wamid.local.%'"
-        )
-        .await,
-        2
+            .await
+            == 2
+            && app
+                .count(
+                    "select count(*) from wa_outbox where status = 'sent' and wamid like 'wamid.local.%'",
+                )
+                .await
+                == 2
+    })
+    .await;
+    assert!(
+        recorded,
+        "two inbound messages done and two replies recorded as sent"
     );
 }
