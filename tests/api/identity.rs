@@ -70,6 +70,8 @@ async fn an_unknown_sender_is_refused_once_a_day_and_every_attempt_is_audited() 
         })
         .await
     );
+    // The refusal goes out after its row is committed; then give a second one time to show up.
+    wait_texts(&app, &stranger, 1).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let texts = texts_to(&app, &stranger);
     assert_eq!(texts.len(), 1, "{texts:?}");

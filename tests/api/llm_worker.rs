@@ -598,7 +598,9 @@ async fn shutdown_finishes_requests_in_flight_then_stops_taking_new_ones() {
         !stopping.is_finished(),
         "the worker waits for its call in flight"
     );
-    gate.add_permits(1);
+    // Every call that reached the fake may finish ("late" ones delivered before the
+    // unsubscribe are served too); the worker then stops without waiting out its grace.
+    gate.add_permits(fake.request_count());
     let reply = in_flight
         .await
         .unwrap()
@@ -688,20 +690,29 @@ async fn the_llm_worker_command_answers_in_flight_requests_on_sigterm_and_exits_
     // Wait until it is subscribed: a probe that is not "no responders" reached it.
     let deadline = Instant::now() + Duration::from_secs(30);
     let in_flight = loop {
+        let before = fake.request_count();
         let probe = tokio::spawn({
             let nats = nats.clone();
             let subject = subject.clone();
             async move { ask(&nats, &subject, &user_prompt("probe"), REPLY_WAIT).await }
         });
-        if eventually(Duration::from_millis(500), || async {
-            fake.request_count() > 0
+        // Either the probe reaches the fake (the worker is up) or it ends with "no responders";
+        // a probe that reached the worker is never given up on, however slowly it arrives.
+        let (fake_ref, probe_ref) = (&fake, &probe);
+        let settled = eventually(REPLY_WAIT, || async move {
+            fake_ref.request_count() > before || probe_ref.is_finished()
         })
-        .await
-        {
+        .await;
+        if fake.request_count() > before {
             break probe;
         }
+        assert!(settled, "a probe neither reached the worker nor ended");
+        let outcome = probe.await.unwrap();
+        assert!(
+            matches!(outcome, Err(AskError::NoResponders(_))),
+            "{outcome:?}"
+        );
         assert!(Instant::now() < deadline, "the worker never subscribed");
-        let _ = probe.await;
     };
 
     let status = Command::new("kill")
@@ -714,7 +725,7 @@ async fn the_llm_worker_command_answers_in_flight_requests_on_sigterm_and_exits_
         child.try_wait().unwrap().is_none(),
         "it waits for the call in flight"
     );
-    gate.add_permits(1);
+    gate.add_permits(fake.request_count());
 
     let reply = in_flight.await.unwrap().expect("answered");
     assert!(matches!(reply, ChatReply::Answer(a) if a.content == "answered before exit"));

@@ -114,6 +114,15 @@ async fn a_senders_messages_are_answered_in_order() {
         .unwrap();
     let expected: Vec<String> = (0..6).map(|i| format!("wamid.order.{i}")).collect();
     assert_eq!(order, expected);
+    // The last send is recorded a moment after Meta's fake has it.
+    assert!(
+        eventually(WAIT, || async {
+            app.count("select count(*) from wa_outbox where status = 'sent'")
+                .await
+                == 6
+        })
+        .await
+    );
     let sent_order: Vec<String> =
         sqlx::query_scalar("select inbound_wamid from wa_outbox order by sent_at, id")
             .fetch_all(&app.db)
@@ -454,7 +463,7 @@ async fn a_worker_killed_mid_message_leaves_it_to_another_instance_and_one_reply
     assert_eq!(response.status(), 200);
     // Wait until A has the message in hand (relayed, and its worker is waiting on the lock).
     assert!(eventually(WAIT, || async {
-        sqlx::query_scalar::<_, i64>("select count(*) from pg_stat_activity where wait_event_type = 'Lock' and query like '%wa_inbox%for update%'")
+        sqlx::query_scalar::<_, i64>("select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%wa_inbox%for update%'")
             .fetch_one(&db).await.unwrap() >= 1
     }).await, "A's worker never picked the message up");
 
