@@ -130,11 +130,16 @@ pub mod content {
         })
     }
 
-    /// An approved template with positional body parameters.
+    /// Longest template body parameter sent, in characters (Meta's limit is 1,024).
+    pub const TEMPLATE_PARAM_LIMIT: usize = 1000;
+
+    /// An approved template with positional body parameters. Meta refuses a parameter holding a
+    /// line break, a tab or more than four spaces in a row (error 132018), so each is flattened
+    /// to one paragraph and cut to [`TEMPLATE_PARAM_LIMIT`] characters.
     pub fn template(name: &str, lang: &str, body_params: &[&str]) -> Value {
         let parameters: Vec<Value> = body_params
             .iter()
-            .map(|p| json!({ "type": "text", "text": p }))
+            .map(|p| json!({ "type": "text", "text": template_param(p) }))
             .collect();
         let components = if parameters.is_empty() {
             json!([])
@@ -145,6 +150,16 @@ pub mod content {
             "type": "template",
             "template": { "name": name, "language": { "code": lang }, "components": components }
         })
+    }
+
+    /// `text` as one paragraph (every run of whitespace a single space), at most
+    /// [`TEMPLATE_PARAM_LIMIT`] characters, a cut marked with an ellipsis.
+    fn template_param(text: &str) -> String {
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        match flat.char_indices().nth(TEMPLATE_PARAM_LIMIT - 1) {
+            Some((cut, _)) => format!("{}…", &flat[..cut]),
+            None => flat,
+        }
     }
 }
 
@@ -420,5 +435,21 @@ mod tests {
             t["template"]["components"][0]["parameters"][0]["text"],
             "Halo"
         );
+    }
+
+    #[test]
+    fn template_parameters_are_one_paragraph_within_metas_limit() {
+        let t = content::template("hub_reply", "id", &["Omzet:\n\n- Rp 1 M\t(naik)     5%"]);
+        assert_eq!(
+            t["template"]["components"][0]["parameters"][0]["text"],
+            "Omzet: - Rp 1 M (naik) 5%"
+        );
+        let long = "kata ".repeat(400);
+        let t = content::template("hub_reply", "id", &[&long]);
+        let param = t["template"]["components"][0]["parameters"][0]["text"]
+            .as_str()
+            .unwrap();
+        assert_eq!(param.chars().count(), content::TEMPLATE_PARAM_LIMIT);
+        assert!(param.ends_with('…'));
     }
 }
