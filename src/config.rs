@@ -40,6 +40,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The llm-worker: the OpenAI-compatible server it calls and the NATS subject it serves.
     pub llm: LlmSettings,
+    /// Proactive alerts: where they come in and how they go out to phones.
+    pub alerts: AlertSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +264,19 @@ pub struct InboxSettings {
     pub relay_idle_ms: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSettings {
+    /// NATS subject other services publish alerts on.
+    pub subject: String,
+    /// JetStream stream that keeps those alerts until the hub has stored them.
+    pub stream: String,
+    /// Poll interval for alert rows written straight into `ai_alert`.
+    pub poll_secs: u64,
+    /// Alerts older than this when first seen are kept but not pushed to phones.
+    pub max_age_mins: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -463,6 +478,8 @@ impl Settings {
             ("inbox.partitions", u64::from(self.inbox.partitions)),
             ("inbox.ack_wait_secs", self.inbox.ack_wait_secs),
             ("inbox.relay_idle_ms", self.inbox.relay_idle_ms),
+            ("alerts.poll_secs", self.alerts.poll_secs),
+            ("alerts.max_age_mins", self.alerts.max_age_mins),
         ] {
             if value == 0 {
                 bail!("invalid configuration: {key} must be at least 1");
@@ -495,6 +512,16 @@ impl Settings {
         }
         self.auth.validate()?;
         self.llm.validate()?;
+        for (key, value) in [
+            ("alerts.subject", &self.alerts.subject),
+            ("alerts.stream", &self.alerts.stream),
+        ] {
+            if value.is_empty()
+                || value.contains(|c: char| c.is_whitespace() || c == '*' || c == '>')
+            {
+                bail!("invalid configuration: {key} must be set, without spaces or wildcards");
+            }
+        }
         if self.inbox.max_deliver < 1 || self.inbox.relay_batch < 1 {
             bail!(
                 "invalid configuration: inbox.max_deliver and inbox.relay_batch must be at least 1"

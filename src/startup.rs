@@ -30,7 +30,7 @@ use crate::inbox::{consumer, relay};
 use crate::llm::breaker::Breaker;
 use crate::outbox::sender;
 use crate::whatsapp::graph::Transport;
-use crate::{db, http, telemetry, whatsapp};
+use crate::{alerts, db, http, telemetry, whatsapp};
 
 /// What every handler and worker may reach, cheap to clone.
 #[derive(Clone)]
@@ -74,6 +74,8 @@ pub struct Wake {
     pub relay: Notify,
     /// New outbox rows: the sender should run.
     pub sender: Notify,
+    /// New alerts stored: the dispatcher should run.
+    pub alerts: Notify,
 }
 
 /// A built application: connected, migrated, listening, not yet serving.
@@ -88,6 +90,8 @@ pub struct Application {
     state: AppState,
     /// The inbox consumers, one per partition.
     consumers: Vec<jetstream::consumer::Consumer<pull::Config>>,
+    /// The consumer of alerts published on NATS.
+    alert_consumer: jetstream::consumer::Consumer<pull::Config>,
     /// Upper bound on graceful shutdown.
     shutdown_timeout: Duration,
 }
@@ -103,6 +107,7 @@ impl Application {
         let js = jetstream::new(nats.clone());
         let stream = relay::ensure_stream(&js, &settings.inbox).await?;
         let consumers = consumer::ensure_consumers(&stream, &settings.inbox).await?;
+        let alert_consumer = alerts::intake::ensure_consumer(&js, &settings.alerts).await?;
         let transport = Transport::from_settings(&settings.whatsapp, nats.clone());
         if settings.whatsapp.is_local() {
             tracing::info!("no Graph API token: replies go to the local sink (sentient-hub chat)");
@@ -139,6 +144,7 @@ impl Application {
             router: build_router(state.clone()),
             state,
             consumers,
+            alert_consumer,
             shutdown_timeout,
         })
     }
@@ -163,6 +169,12 @@ impl Application {
             workers.spawn(consumer::run(state.clone(), c, stop_workers.clone()));
         }
         workers.spawn(sender::run(state.clone(), stop_workers.clone()));
+        workers.spawn(alerts::intake::run(
+            state.clone(),
+            self.alert_consumer,
+            stop_workers.clone(),
+        ));
+        workers.spawn(alerts::dispatch::run(state.clone(), stop_workers.clone()));
         workers.spawn(mail_retries(state.clone(), stop_workers.clone()));
         workers.spawn(telemetry::upkeep(
             state.metrics.clone(),

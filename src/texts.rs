@@ -341,6 +341,41 @@ pub fn alerts_muted(lang: Lang, until_local: &str) -> String {
     }
 }
 
+/// A proactive alert pushed to a phone. `severity` is one of Low, Medium, High, Critical.
+pub fn alert(
+    lang: Lang,
+    severity: &str,
+    origin: &str,
+    message: &str,
+    raised_local: &str,
+) -> String {
+    let icon = match severity {
+        "Critical" => "🔴",
+        "High" => "🟠",
+        "Medium" => "🟡",
+        _ => "🔵",
+    };
+    match lang {
+        Lang::Id => {
+            let level = match severity {
+                "Critical" => "KRITIS",
+                "High" => "TINGGI",
+                "Medium" => "SEDANG",
+                _ => "RENDAH",
+            };
+            format!(
+                "{icon} *Alert {level}* · {origin}\n{message}\n\n🕒 {raised_local} WIB · \
+                 Balas \"mute alert 2 jam\" untuk membisukan alert."
+            )
+        }
+        Lang::En => format!(
+            "{icon} *{} alert* · {origin}\n{message}\n\n🕒 {raised_local} WIB · \
+             Reply \"mute alerts 2 hours\" to silence alerts.",
+            severity.to_uppercase()
+        ),
+    }
+}
+
 /// The database could not be read even after retries.
 pub fn data_unavailable(lang: Lang) -> &'static str {
     match lang {

@@ -45,6 +45,8 @@ impl BenchEnv {
         settings.inbox.stream = format!("WA_INBOX_BENCH_{tag}");
         settings.inbox.subject_prefix = format!("bench.{tag}.inbox");
         settings.llm.subject = format!("bench.{tag}.llm");
+        settings.alerts.stream = format!("AI_ALERTS_BENCH_{tag}");
+        settings.alerts.subject = format!("bench.{tag}.alerts");
         settings.whatsapp.access_token = SecretString::from(""); // local sink: nothing leaves the machine
         Ok(Self {
             settings,
@@ -53,16 +55,17 @@ impl BenchEnv {
         })
     }
 
-    /// Drops the database (with force) and the stream.
+    /// Drops the database (with force) and the streams.
     pub async fn cleanup(self) -> anyhow::Result<()> {
         PgConnection::connect_with(&self.admin)
             .await?
             .execute(format!(r#"drop database "{}" with (force)"#, self.name).as_str())
             .await?;
         if let Ok(client) = sentient_hub::startup::connect_nats(&self.settings.nats).await {
-            let _ = async_nats::jetstream::new(client)
-                .delete_stream(&self.settings.inbox.stream)
-                .await;
+            let js = async_nats::jetstream::new(client);
+            for stream in [&self.settings.inbox.stream, &self.settings.alerts.stream] {
+                let _ = js.delete_stream(stream).await;
+            }
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::audit::{self, Entry};
 use super::auth::{perm, Authorized};
 use super::{field_error, parse_uuid, ApiJson, ApiQuery, ApiRouter, Page, PageParams};
+use crate::alerts::Severity;
 use crate::error::{Error, Result};
 use crate::startup::AppState;
 
@@ -27,9 +28,6 @@ pub(crate) fn router() -> ApiRouter {
         .routes(routes!(rules, create_rule))
         .routes(routes!(delete_rule))
 }
-
-/// Severities from lowest to highest.
-const SEVERITIES: [&str; 4] = ["Low", "Medium", "High", "Critical"];
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct ChatOut {
@@ -142,6 +140,13 @@ pub struct AlertOut {
     pub acked_by: Option<String>,
     pub payload: Value,
     pub created_at: DateTime<Utc>,
+    /// Users it was pushed to on WhatsApp (0 until dispatched, or when no routing rule named a
+    /// user with a confirmed device).
+    pub recipients: i64,
+    /// Of those messages, how many WhatsApp reported delivered or read.
+    pub delivered: i64,
+    /// Of those messages, how many could not be sent.
+    pub failed: i64,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -163,8 +168,15 @@ pub struct AlertFilter {
 
 const ALERT_SELECT: &str = "
     select a.uuid, a.module, a.alert_type, a.severity, a.message, a.channel, a.is_sent,
-           a.sent_at, a.is_read, a.acked_at, u.username as acked_by, a.payload, a.created_at
-    from ai_alert a left join adm_user u on u.id = a.acked_by";
+           a.sent_at, a.is_read, a.acked_at, u.username as acked_by, a.payload, a.created_at,
+           d.recipients, d.delivered, d.failed
+    from ai_alert a left join adm_user u on u.id = a.acked_by
+    cross join lateral (
+        select count(*) as recipients,
+               count(*) filter (where o.status in ('delivered', 'read')) as delivered,
+               count(*) filter (where o.status = 'failed') as failed
+        from ai_alert_recipient ar join wa_outbox o on o.id = ar.outbox_id
+        where ar.alert_id = a.id) d";
 
 const ALERT_FILTER: &str = "
     where ($1::text is null or a.module = upper($1))
@@ -352,10 +364,7 @@ async fn create_rule(
         errors.push(field_error("module", "2-10 letters, e.g. WO"));
     }
     let severity = req.min_severity.as_deref().unwrap_or("Low");
-    let severity = SEVERITIES
-        .iter()
-        .find(|s| s.eq_ignore_ascii_case(severity.trim()))
-        .copied();
+    let severity = Severity::parse(severity).map(Severity::as_str);
     if severity.is_none() {
         errors.push(field_error("min_severity", "Low, Medium, High or Critical"));
     }
@@ -454,30 +463,5 @@ async fn rule_snapshot(conn: &mut PgConnection, id: i64) -> Result<Value> {
     )
     .bind(id)
     .fetch_one(conn)
-    .await?)
-}
-
-/// Role codes that receive an alert of `module` and `severity` under the active rules: for the
-/// alert dispatcher.
-pub async fn recipient_roles(
-    db: &sqlx::PgPool,
-    module: &str,
-    severity: &str,
-) -> anyhow::Result<Vec<String>> {
-    let rank = |s: &str| SEVERITIES.iter().position(|x| x.eq_ignore_ascii_case(s));
-    let Some(level) = rank(severity) else {
-        anyhow::bail!("unknown severity {severity:?}");
-    };
-    let allowed: Vec<&str> = SEVERITIES[..=level].to_vec();
-    Ok(sqlx::query_scalar(
-        "select distinct r.code from ai_alert_rule a join adm_role r on r.id = a.role_id
-         where a.is_active and r.deleted_at is null
-           and (a.module is null or a.module = upper($1))
-           and a.min_severity = any($2)
-         order by r.code",
-    )
-    .bind(module)
-    .bind(&allowed)
-    .fetch_all(db)
     .await?)
 }

@@ -86,6 +86,8 @@ struct Claimed {
 
 /// Claims due rows (oldest first; none while an earlier row to the same recipient is still
 /// pending or sending, so parts arrive in order) and sends them. Returns how many were claimed.
+/// An alert waiting for a later time (the recipient muted alerts, or a retry) holds nothing
+/// back: answers to a muted user's questions still go out.
 async fn send_due(state: &AppState, limiter: &Arc<RateLimiter>) -> anyhow::Result<usize> {
     let lease = state.settings.whatsapp.graph_timeout_secs as f64 * 3.0 + 5.0;
     let claimed: Vec<Claimed> = sqlx::query_as(
@@ -95,7 +97,9 @@ async fn send_due(state: &AppState, limiter: &Arc<RateLimiter>) -> anyhow::Resul
                and not exists (
                    select 1 from wa_outbox e
                    where e.id < o.id and e.status in ('pending', 'sending')
-                     and coalesce(e.wa_id, e.bsuid) = coalesce(o.wa_id, o.bsuid))
+                     and coalesce(e.wa_id, e.bsuid) = coalesce(o.wa_id, o.bsuid)
+                     and not (e.purpose = 'alert' and e.status = 'pending'
+                              and e.next_try_at > now()))
              order by o.id
              limit $1
              for update skip locked)

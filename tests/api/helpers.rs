@@ -64,6 +64,8 @@ pub async fn fresh_database() -> TestDb {
     settings.inbox.stream = format!("WA_INBOX_TEST_{tag}");
     settings.inbox.subject_prefix = format!("test.{tag}.inbox");
     settings.llm.subject = format!("test.{tag}.llm");
+    settings.alerts.stream = format!("AI_ALERTS_TEST_{tag}");
+    settings.alerts.subject = format!("test.{tag}.alerts");
     TestDb {
         settings,
         name,
@@ -118,7 +120,10 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
         let nats = self.settings.nats.clone();
-        let stream = self.settings.inbox.stream.clone();
+        let streams = [
+            self.settings.inbox.stream.clone(),
+            self.settings.alerts.stream.clone(),
+        ];
         std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -127,9 +132,10 @@ impl Drop for TestDb {
                 .block_on(async {
                     drop_database(&admin, &name).await;
                     if let Ok(client) = sentient_hub::startup::connect_nats(&nats).await {
-                        let _ = async_nats::jetstream::new(client)
-                            .delete_stream(&stream)
-                            .await;
+                        let js = async_nats::jetstream::new(client);
+                        for stream in &streams {
+                            let _ = js.delete_stream(stream).await;
+                        }
                     }
                 });
         })

@@ -2,6 +2,7 @@ mod admin_auth;
 mod admin_rbac;
 mod admin_support;
 mod admin_users;
+mod alerts;
 mod brain;
 mod chat;
 mod cli;

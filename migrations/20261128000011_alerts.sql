@@ -1,0 +1,26 @@
+-- Proactive alerts to phones: who each alert went to, and the outbox rows that carry them.
+
+-- An alert travels as an outbox row of purpose 'alert', one per recipient.
+alter table wa_outbox drop constraint wa_outbox_purpose_chk;
+alter table wa_outbox add constraint wa_outbox_purpose_chk
+    check (purpose in ('answer', 'gate', 'alert'));
+
+-- Unreadable alerts from NATS are kept raw, like unreadable webhook deliveries.
+alter table wa_dead_letter drop constraint wa_dead_letter_source_chk;
+alter table wa_dead_letter add constraint wa_dead_letter_source_chk
+    check (source in ('webhook', 'consumer', 'alerts'));
+
+-- One row per (alert, user) the dispatcher routed it to: an alert reaches a user at most once,
+-- whatever is redelivered or retried. The delivery itself (sent, delivered, read, failed) is the
+-- status of the outbox row.
+create table ai_alert_recipient (
+    id         bigint generated always as identity primary key,
+    alert_id   bigint not null references ai_alert (id) on delete cascade,
+    user_id    bigint not null references adm_user (id),
+    outbox_id  bigint not null references wa_outbox (id),
+    created_at timestamptz not null default now(),
+    constraint ai_alert_recipient_uq unique (alert_id, user_id)
+);
+
+create index ai_alert_recipient_user_idx on ai_alert_recipient (user_id, created_at);
+create index ai_alert_recipient_outbox_idx on ai_alert_recipient (outbox_id);

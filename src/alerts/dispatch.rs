@@ -1,0 +1,217 @@
+//! The dispatcher: routes each new WhatsApp alert to its recipients and hands it to the outbox.
+//!
+//! Recipients are the active users whose role holds `ALERT.READ` and is named by an active
+//! routing rule for the alert's module (or every module) at or below its severity, and whose
+//! WhatsApp device is confirmed (the same trust the chat gate asks for: confirmed by email code,
+//! not expired, not revoked by an admin). The alert goes to the number or BSUID of that device, in
+//! the user's language. A user who muted alerts ("mute alert 2 jam") gets it when the mute ends.
+//!
+//! Alerts are taken oldest first under `for update skip locked`, so instances share the work and
+//! never route one alert twice. An alert older than `alerts.max_age_mins` when first seen (a
+//! backlog after an outage) is left unsent: it stays in the admin list and the "alerts" answer.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::Severity;
+use crate::startup::AppState;
+use crate::texts::{self, Lang};
+use crate::whatsapp::graph::content;
+
+/// Alerts routed per transaction.
+const BATCH: i64 = 32;
+/// Longest alert message quoted on a phone, in characters; the rest is in the admin list.
+const MAX_QUOTED_CHARS: usize = 1000;
+
+/// Runs until `shutdown`: on every wake-up (an alert stored from NATS) and every
+/// `alerts.poll_secs` (rows written straight into `ai_alert`).
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let poll = Duration::from_secs(state.settings.alerts.poll_secs);
+    loop {
+        loop {
+            match dispatch_due(&state).await {
+                Ok(n) if n as i64 >= BATCH => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    metrics::counter!("alerts_dispatch_errors_total").increment(1);
+                    tracing::warn!(error = %format!("{e:#}"), "alert dispatch failed; alerts wait for the next round");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = state.wake.alerts.notified() => {}
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+    tracing::debug!("alert dispatcher stopped");
+}
+
+#[derive(sqlx::FromRow)]
+struct Due {
+    id: i64,
+    module: String,
+    alert_type: String,
+    severity: String,
+    message: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Recipient {
+    user_id: i64,
+    lang: String,
+    wa_id: Option<String>,
+    bsuid: Option<String>,
+    muted_until: Option<DateTime<Utc>>,
+}
+
+/// Routes up to [`BATCH`] due alerts in one transaction; returns how many.
+pub async fn dispatch_due(state: &AppState) -> anyhow::Result<usize> {
+    let mut tx = state.db.begin().await.context("starting a dispatch")?;
+    let due: Vec<Due> = sqlx::query_as(
+        "select id, module, alert_type, severity, message, created_at from ai_alert
+         where not is_sent and channel = 'WA'
+           and created_at > now() - make_interval(mins => $1)
+         order by created_at, id
+         limit $2
+         for update skip locked",
+    )
+    .bind(state.settings.alerts.max_age_mins as i32)
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await
+    .context("claiming due alerts")?;
+    let mut messages = 0;
+    for alert in &due {
+        messages += route(&mut tx, state, alert).await?;
+    }
+    tx.commit().await.context("committing a dispatch")?;
+    if messages > 0 {
+        state.wake.sender.notify_one();
+    }
+    Ok(due.len())
+}
+
+/// Writes one outbox row per recipient of `alert` and marks it sent; returns the rows written.
+async fn route(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    alert: &Due,
+) -> anyhow::Result<usize> {
+    // The row's check constraint admits only these four.
+    let severity = Severity::parse(&alert.severity).unwrap_or(Severity::Low);
+    let recipients: Vec<Recipient> = sqlx::query_as(
+        "select u.id as user_id, u.lang, t.wa_id, t.bsuid, m.until_at as muted_until
+         from adm_user u
+         join adm_role r on r.id = u.role_id and r.deleted_at is null
+         join wa_trust t on t.user_id = u.id
+         left join wa_alert_mute m on m.user_id = u.id and m.until_at > now()
+         where u.deleted_at is null and u.is_active
+           and t.confirmed_at > now() - make_interval(days => $1)
+           and (u.wa_revoked_at is null or u.wa_revoked_at < t.confirmed_at)
+           and (t.wa_id is not null or t.bsuid is not null)
+           and exists (
+               select 1 from adm_role_permission rp
+               join adm_permission p on p.id = rp.permission_id
+               where rp.role_id = u.role_id and p.code = 'ALERT.READ')
+           and exists (
+               select 1 from ai_alert_rule a
+               where a.role_id = u.role_id and a.is_active
+                 and (a.module is null or a.module = $2)
+                 and a.min_severity = any($3))
+         order by u.id",
+    )
+    .bind(state.settings.identity.trust_days as i32)
+    .bind(&alert.module)
+    .bind(severity.at_or_below())
+    .fetch_all(&mut *tx)
+    .await
+    .context("finding the recipients of an alert")?;
+
+    let raised = alert
+        .created_at
+        .with_timezone(&state.settings.app.timezone)
+        .format("%d-%m-%Y %H:%M")
+        .to_string();
+    let origin = format!("{} · {}", alert.module, alert.alert_type);
+    let quoted = quote(&alert.message);
+    for to in &recipients {
+        let lang = if to.lang == "en" { Lang::En } else { Lang::Id };
+        let text = texts::alert(lang, severity.as_str(), &origin, &quoted, &raised);
+        sqlx::query(
+            "with o as (
+                 insert into wa_outbox (purpose, wa_id, bsuid, kind, payload, next_try_at)
+                 values ('alert', $3, $4, 'text', $5, greatest(now(), coalesce($6, now())))
+                 returning id)
+             insert into ai_alert_recipient (alert_id, user_id, outbox_id)
+             select $1, $2, o.id from o",
+        )
+        .bind(alert.id)
+        .bind(to.user_id)
+        .bind(&to.wa_id)
+        .bind(&to.bsuid)
+        .bind(content::text(&text))
+        .bind(to.muted_until)
+        .execute(&mut *tx)
+        .await
+        .context("writing an alert to the outbox")?;
+    }
+    sqlx::query("update ai_alert set is_sent = true, sent_at = now() where id = $1")
+        .bind(alert.id)
+        .execute(&mut *tx)
+        .await
+        .context("marking an alert dispatched")?;
+
+    let muted = recipients
+        .iter()
+        .filter(|r| r.muted_until.is_some())
+        .count();
+    metrics::counter!("alerts_dispatched_total").increment(1);
+    metrics::counter!("alert_messages_total").increment(recipients.len() as u64);
+    if recipients.is_empty() {
+        metrics::counter!("alerts_unrouted_total").increment(1);
+        tracing::warn!(
+            alert_id = alert.id,
+            module = alert.module,
+            severity = alert.severity,
+            "no confirmed recipient for this alert: check the routing rules (/api/v1/alert-rules)"
+        );
+    } else {
+        tracing::info!(
+            alert_id = alert.id,
+            module = alert.module,
+            severity = alert.severity,
+            recipients = recipients.len(),
+            muted,
+            "alert dispatched"
+        );
+    }
+    Ok(recipients.len())
+}
+
+/// The alert message as quoted on a phone: at most [`MAX_QUOTED_CHARS`] characters.
+fn quote(message: &str) -> String {
+    match message.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        assert_eq!(quote("Mesin berhenti"), "Mesin berhenti");
+        let long = "é".repeat(MAX_QUOTED_CHARS + 5);
+        let cut = quote(&long);
+        assert_eq!(cut.chars().count(), MAX_QUOTED_CHARS + 1);
+        assert!(cut.ends_with('…'));
+    }
+}

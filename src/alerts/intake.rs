@@ -1,0 +1,351 @@
+//! Alerts from other services over NATS. A JetStream stream captures `alerts.subject`, so an
+//! alert published with a plain `nats pub` while the hub is down waits there. One durable
+//! consumer, shared by every instance, stores each alert in `ai_alert` and then acknowledges it.
+//!
+//! The message is JSON: `{"module","alert_type","severity","message"}` (also `type` for
+//! `alert_type`, as in the blueprint), optional `channel` (WA, Email, Dashboard; default WA) and
+//! `dedup_key`; every other field is kept in `ai_alert.payload`. A redelivered alert is stored
+//! once: the key is `dedup_key`, else the `Nats-Msg-Id` header, else the stream position.
+//!
+//! Garbage (not JSON, a missing or malformed field, more than [`MAX_BODY`] bytes) is kept raw in
+//! `wa_dead_letter` (source `alerts`) with the reason, and terminated. While PostgreSQL is
+//! unreachable nothing is acknowledged: JetStream redelivers until the row is written.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::Severity;
+use crate::config::AlertSettings;
+use crate::startup::AppState;
+
+/// Largest alert message accepted, in bytes of JSON.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Longest `message`, in characters (a WhatsApp text holds 4,096).
+const MAX_MESSAGE_CHARS: usize = 3000;
+/// Longest `dedup_key` (the column's width).
+const MAX_DEDUP_KEY: usize = 100;
+/// How long a message waits before JetStream offers it again after the database failed.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// An alert as another service sent it, checked and normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAlert {
+    /// Upper case, 2-10 letters (SO, WO, MAINT, SYS …).
+    pub module: String,
+    /// Upper case, letters, digits and underscores (ANOMALY, STOCK, MACHINE_DOWN …).
+    pub alert_type: String,
+    pub severity: Severity,
+    pub message: String,
+    /// WA (pushed to phones), Email or Dashboard (stored only).
+    pub channel: &'static str,
+    pub dedup_key: Option<String>,
+    /// Every other field of the message.
+    pub payload: Value,
+}
+
+/// Reads one alert message; the error says what is wrong, for the dead letter.
+pub fn parse(body: &[u8]) -> Result<NewAlert, String> {
+    if body.len() > MAX_BODY {
+        return Err(format!(
+            "alert of {} bytes is over the limit of {MAX_BODY}",
+            body.len()
+        ));
+    }
+    let mut fields: Map<String, Value> = match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err("an alert must be a JSON object".into()),
+        Err(e) => return Err(format!("not JSON: {e}")),
+    };
+    let mut take = |names: &[&str]| -> Result<Option<String>, String> {
+        for name in names {
+            match fields.remove(*name) {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(s)) => return Ok(Some(s.trim().to_owned())),
+                Some(_) => return Err(format!("{name} must be a string")),
+            }
+        }
+        Ok(None)
+    };
+    let module = take(&["module"])?.unwrap_or_default().to_uppercase();
+    let alert_type = take(&["alert_type", "type"])?
+        .unwrap_or_default()
+        .to_uppercase()
+        .replace([' ', '-'], "_");
+    let severity = take(&["severity"])?.unwrap_or_default();
+    let message = take(&["message"])?.unwrap_or_default();
+    let channel = take(&["channel"])?;
+    let dedup_key = take(&["dedup_key"])?.filter(|k| !k.is_empty());
+
+    if !(2..=10).contains(&module.len()) || !module.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err("module must be 2-10 letters, e.g. WO".into());
+    }
+    let type_ok = alert_type.len() <= 30
+        && alert_type.starts_with(|c: char| c.is_ascii_uppercase())
+        && alert_type
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !type_ok {
+        return Err("alert_type must be up to 30 letters, digits or _, e.g. STOCK".into());
+    }
+    let severity = Severity::parse(&severity)
+        .ok_or_else(|| "severity must be Low, Medium, High or Critical".to_owned())?;
+    if message.is_empty() {
+        return Err("message is missing".into());
+    }
+    if message.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(format!(
+            "message is longer than {MAX_MESSAGE_CHARS} characters"
+        ));
+    }
+    let channel = match channel.as_deref().map(str::to_lowercase).as_deref() {
+        None | Some("wa") | Some("whatsapp") => "WA",
+        Some("email") => "Email",
+        Some("dashboard") => "Dashboard",
+        Some(_) => return Err("channel must be WA, Email or Dashboard".into()),
+    };
+    if dedup_key.as_ref().is_some_and(|k| k.len() > MAX_DEDUP_KEY) {
+        return Err(format!(
+            "dedup_key is longer than {MAX_DEDUP_KEY} characters"
+        ));
+    }
+    Ok(NewAlert {
+        module,
+        alert_type,
+        severity,
+        message,
+        channel,
+        dedup_key,
+        payload: Value::Object(fields),
+    })
+}
+
+/// Stores `alert` unless one with the same dedup key exists; true when a row was written.
+pub async fn store(db: &PgPool, alert: &NewAlert) -> anyhow::Result<bool> {
+    let written = sqlx::query(
+        "insert into ai_alert (module, alert_type, severity, message, channel, dedup_key, payload)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         on conflict (dedup_key) do nothing",
+    )
+    .bind(&alert.module)
+    .bind(&alert.alert_type)
+    .bind(alert.severity.as_str())
+    .bind(&alert.message)
+    .bind(alert.channel)
+    .bind(&alert.dedup_key)
+    .bind(&alert.payload)
+    .execute(db)
+    .await
+    .context("storing an alert")?;
+    Ok(written.rows_affected() == 1)
+}
+
+/// Creates the stream over the alert subject and its durable consumer when missing.
+pub async fn ensure_consumer(
+    js: &jetstream::Context,
+    settings: &AlertSettings,
+) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: settings.stream.clone(),
+            subjects: vec![settings.subject.clone()],
+            retention: jetstream::stream::RetentionPolicy::WorkQueue,
+            storage: jetstream::stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("creating JetStream stream {}", settings.stream))?;
+    let name = format!("{}-hub", settings.stream.to_lowercase());
+    stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                // No limit: an alert is only let go once it is stored or dead-lettered.
+                max_deliver: -1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("creating JetStream consumer {name}"))
+}
+
+/// Stores alerts from the stream until `shutdown`; the alert in hand is finished first.
+pub async fn run(
+    state: AppState,
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot pull alerts from JetStream; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return,
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => handle(&state, &message).await,
+                Some(Err(e)) => tracing::debug!(error = %e, "alert pull stream hiccup"),
+                None => break,
+            }
+        }
+    }
+}
+
+async fn handle(state: &AppState, message: &jetstream::Message) {
+    let ack = match parse(&message.payload) {
+        Ok(mut alert) => {
+            if alert.dedup_key.is_none() {
+                alert.dedup_key = fallback_key(message);
+            }
+            match store(&state.db, &alert).await {
+                Ok(new) => {
+                    let outcome = if new { "stored" } else { "duplicate" };
+                    metrics::counter!("alerts_received_total", "outcome" => outcome).increment(1);
+                    tracing::info!(
+                        module = alert.module,
+                        alert_type = alert.alert_type,
+                        severity = alert.severity.as_str(),
+                        outcome,
+                        "alert received"
+                    );
+                    state.wake.alerts.notify_one();
+                    AckKind::Ack
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot store an alert; JetStream will offer it again");
+                    AckKind::Nak(Some(RETRY_AFTER))
+                }
+            }
+        }
+        Err(reason) => {
+            let kept = sqlx::query(
+                "insert into wa_dead_letter (source, reason, body, ref) values ('alerts', $1, $2, $3)",
+            )
+            .bind(&reason)
+            .bind(message.payload.as_ref())
+            .bind(message_id(message))
+            .execute(&state.db)
+            .await;
+            match kept {
+                Ok(_) => {
+                    metrics::counter!("alerts_received_total", "outcome" => "invalid").increment(1);
+                    tracing::warn!(reason, "unreadable alert kept as a dead letter");
+                    AckKind::Term
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot keep an unreadable alert; JetStream will offer it again");
+                    AckKind::Nak(Some(RETRY_AFTER))
+                }
+            }
+        }
+    };
+    if let Err(e) = message.ack_with(ack).await {
+        // Not fatal: JetStream redelivers after ack_wait and storing is idempotent.
+        tracing::warn!(error = %e, "cannot acknowledge an alert to JetStream");
+    }
+}
+
+/// The publisher's `Nats-Msg-Id`, when it set one that fits the column.
+fn message_id(message: &jetstream::Message) -> Option<String> {
+    let id = message
+        .headers
+        .as_ref()?
+        .get(async_nats::header::NATS_MESSAGE_ID)?
+        .as_str();
+    (!id.is_empty() && id.len() <= MAX_DEDUP_KEY).then(|| id.to_owned())
+}
+
+/// The key under which a redelivery of this message is recognised: `Nats-Msg-Id`, else its
+/// position in the stream and the time it was stored (unique even if the stream is recreated).
+fn fallback_key(message: &jetstream::Message) -> Option<String> {
+    message_id(message).or_else(|| {
+        let info = message.info().ok()?;
+        Some(format!("js:{}:{}", info.stream_sequence, info.published))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_well_formed_alert_is_normalised_and_keeps_its_extra_fields() {
+        let alert = parse(
+            r#"{"module":"maint","type":"machine down","severity":"🔴 Critical",
+                 "message":" MCH-003 stopped ","machine":"MCH-003","dedup_key":"mch-003-down"}"#
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(alert.module, "MAINT");
+        assert_eq!(alert.alert_type, "MACHINE_DOWN");
+        assert_eq!(alert.severity, Severity::Critical);
+        assert_eq!(alert.message, "MCH-003 stopped");
+        assert_eq!(alert.channel, "WA");
+        assert_eq!(alert.dedup_key.as_deref(), Some("mch-003-down"));
+        assert_eq!(alert.payload, serde_json::json!({"machine": "MCH-003"}));
+    }
+
+    #[test]
+    fn garbage_is_refused_with_the_reason() {
+        let reason = |body: &[u8]| parse(body).unwrap_err();
+        assert!(reason(b"not json").starts_with("not JSON"));
+        assert_eq!(reason(b"[1,2]"), "an alert must be a JSON object");
+        let ok = r#""module":"WO","alert_type":"DELAY","severity":"High","message":"late""#;
+        assert!(parse(format!("{{{ok}}}").as_bytes()).is_ok());
+        assert!(
+            reason(br#"{"alert_type":"DELAY","severity":"High","message":"m"}"#)
+                .starts_with("module")
+        );
+        assert!(reason(
+            br#"{"module":"WORKORDERS1","alert_type":"X","severity":"High","message":"m"}"#
+        )
+        .starts_with("module"));
+        assert!(
+            reason(br#"{"module":"WO","alert_type":"1X","severity":"High","message":"m"}"#)
+                .starts_with("alert_type")
+        );
+        assert!(
+            reason(br#"{"module":"WO","alert_type":"X","severity":"meh","message":"m"}"#)
+                .starts_with("severity")
+        );
+        assert_eq!(
+            reason(br#"{"module":"WO","alert_type":"X","severity":"Low","message":"  "}"#),
+            "message is missing"
+        );
+        assert!(
+            reason(br#"{"module":"WO","alert_type":"X","severity":"Low","message":7}"#)
+                .starts_with("message must be a string")
+        );
+        assert!(reason(
+            br#"{"module":"WO","alert_type":"X","severity":"Low","message":"m","channel":"SMS"}"#
+        )
+        .starts_with("channel"));
+        let long = format!(
+            r#"{{"module":"WO","alert_type":"X","severity":"Low","message":"{}"}}"#,
+            "x".repeat(MAX_MESSAGE_CHARS + 1)
+        );
+        assert!(reason(long.as_bytes()).starts_with("message is longer"));
+        assert!(reason(&vec![b' '; MAX_BODY + 1]).contains("over the limit"));
+    }
+}

@@ -1,0 +1,300 @@
+//! Proactive alerts: from NATS or a row in ai_alert, routed by rule and role to confirmed
+//! devices, once per user, through the outbox (window, template, mutes, statuses).
+
+use std::time::Duration;
+
+use reqwest::Method;
+
+use crate::admin_support::{call, signed_in, status_json};
+use crate::helpers::{
+    eventually, now, spawn_app, spawn_app_with, status_delivery, text_delivery, GraphRequest,
+    TestApp,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn sends_to(app: &TestApp, to: &str) -> Vec<GraphRequest> {
+    app.graph()
+        .sends()
+        .into_iter()
+        .filter(|r| r.body["to"] == to)
+        .collect()
+}
+
+async fn wait_sends(app: &TestApp, to: &str, n: usize) -> Vec<GraphRequest> {
+    assert!(
+        eventually(WAIT, || async { sends_to(app, to).len() >= n }).await,
+        "expected {n} sends to {to}, got {:?}",
+        sends_to(app, to)
+    );
+    sends_to(app, to)
+}
+
+/// The user wrote to the hub a minute ago: free text may reach them.
+async fn open_window(app: &TestApp, wa_id: &str) {
+    sqlx::query(
+        "insert into wa_contact (sender_key, wa_id, last_in_at) values ($1, $1, now() - interval '1 minute')",
+    )
+    .bind(wa_id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+async fn publish(app: &TestApp, body: &str) {
+    let settings = &app.test_db.settings;
+    let nats = sentient_hub::startup::connect_nats(&settings.nats)
+        .await
+        .unwrap();
+    nats.publish(settings.alerts.subject.clone(), body.to_owned().into())
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+}
+
+async fn user_id(app: &TestApp, wa_id: &str) -> i64 {
+    sqlx::query_scalar("select id from adm_user where phone = '+' || $1")
+        .bind(wa_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_alert_on_nats_reaches_each_confirmed_user_its_rules_name_once() {
+    let app = spawn_app_with(|s| s.whatsapp.window_template = "hub_alert".into()).await;
+    // Default rules: every module from High for directors, WO from Medium for production.
+    let director = app.user_with_role("DIRECTOR", true).await;
+    let production = app.user_with_role("MANAGER_PROD", true).await;
+    let sales = app.user_with_role("MANAGER_SALES", true).await;
+    let unconfirmed = app.user_with_role("MANAGER_PROD", false).await;
+    let inactive = app.user_with_role("DIRECTOR", true).await;
+    sqlx::query("update adm_user set lang = 'en' where phone = '+' || $1")
+        .bind(&director)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("update adm_user set is_active = false where phone = '+' || $1")
+        .bind(&inactive)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    open_window(&app, &director).await;
+
+    let alert = r#"{"module":"WO","alert_type":"DELAY","severity":"High",
+        "message":"WO-202412-0001 terlambat 2 hari","wo":"WO-202412-0001","dedup_key":"wo-delay-1"}"#;
+    publish(&app, alert).await;
+    publish(&app, alert).await; // a duplicate: stored and sent once
+
+    let to_director = wait_sends(&app, &director, 1).await;
+    assert_eq!(to_director[0].body["type"], "text");
+    let text = to_director[0].body["text"]["body"].as_str().unwrap();
+    assert!(
+        text.contains("HIGH alert"),
+        "in the user's language: {text}"
+    );
+    assert!(text.contains("WO · DELAY"), "{text}");
+    assert!(text.contains("WO-202412-0001 terlambat 2 hari"), "{text}");
+
+    // The manager has not written in 24 hours: the alert goes as the approved template.
+    let to_production = wait_sends(&app, &production, 1).await;
+    assert_eq!(to_production[0].body["type"], "template");
+    assert_eq!(to_production[0].body["template"]["name"], "hub_alert");
+    let param = to_production[0].body["template"]["components"][0]["parameters"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(param.contains("Alert TINGGI"), "{param}");
+    assert!(!param.contains('\n'), "template parameters are one line");
+
+    assert_eq!(
+        app.count("select count(*) from ai_alert where is_sent and dedup_key = 'wo-delay-1'")
+            .await,
+        1
+    );
+    let routed: Vec<i64> =
+        sqlx::query_scalar("select user_id from ai_alert_recipient order by user_id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    let mut expected = vec![
+        user_id(&app, &director).await,
+        user_id(&app, &production).await,
+    ];
+    expected.sort();
+    assert_eq!(
+        routed, expected,
+        "sales has no WO rule; unconfirmed and inactive users get nothing"
+    );
+    for nobody in [&sales, &unconfirmed, &inactive] {
+        assert!(sends_to(&app, nobody).is_empty());
+    }
+
+    // The admin list shows where it went, and a delivery status moves the count.
+    let director_row =
+        "select o.wamid from wa_outbox o join ai_alert_recipient r on r.outbox_id = o.id
+         join adm_user u on u.id = r.user_id where u.phone = '+' || $1 and o.status = 'sent'";
+    assert!(
+        eventually(WAIT, || async {
+            sqlx::query_scalar::<_, String>(director_row)
+                .bind(&director)
+                .fetch_optional(&app.db)
+                .await
+                .unwrap()
+                .is_some()
+        })
+        .await,
+        "the send to the director is recorded"
+    );
+    let wamid: String = sqlx::query_scalar(director_row)
+        .bind(&director)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    app.post_webhook(&status_delivery(&wamid, "delivered", &director, None))
+        .await;
+    let admin = signed_in(&app, "admin", "SYSADMIN").await;
+    let (status, page) = status_json(
+        call(
+            &app,
+            Method::GET,
+            "/api/v1/alerts?module=WO",
+            Some(&admin.access),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["recipients"], 2);
+    assert_eq!(page["items"][0]["delivered"], 1);
+    assert_eq!(page["items"][0]["failed"], 0);
+    assert_eq!(page["items"][0]["payload"]["wo"], "WO-202412-0001");
+}
+
+#[tokio::test]
+async fn garbage_on_the_alert_subject_is_kept_as_a_dead_letter_and_the_next_alert_still_lands() {
+    let app = spawn_app().await;
+    publish(&app, "not json at all").await;
+    publish(
+        &app,
+        r#"{"module":"WO","alert_type":"DELAY","message":"no severity"}"#,
+    )
+    .await;
+    publish(
+        &app,
+        r#"{"module":"SYS","type":"DISK_FULL","severity":"🔴 Critical","message":"Disk 98%"}"#,
+    )
+    .await;
+    assert!(
+        eventually(WAIT, || async {
+            app.count("select count(*) from ai_alert where module = 'SYS'")
+                .await
+                == 1
+        })
+        .await,
+        "the valid alert after the garbage was stored"
+    );
+    let reasons: Vec<String> =
+        sqlx::query_scalar("select reason from wa_dead_letter where source = 'alerts' order by id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[0].starts_with("not JSON"), "{reasons:?}");
+    assert!(reasons[1].starts_with("severity"), "{reasons:?}");
+    let body: Vec<u8> = sqlx::query_scalar(
+        "select body from wa_dead_letter where source = 'alerts' order by id limit 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(body, b"not json at all", "kept raw");
+    assert_eq!(
+        app.count("select count(*) from ai_alert where severity = 'Critical' and alert_type = 'DISK_FULL'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_muted_user_gets_the_alert_when_the_mute_ends_and_answers_meanwhile() {
+    let app = spawn_app().await;
+    let briefly_muted = app.user_with_role("DIRECTOR", true).await;
+    let long_muted = app.user_with_role("DIRECTOR", true).await;
+    let listening = app.user_with_role("DIRECTOR", true).await;
+    for user in [&briefly_muted, &long_muted, &listening] {
+        open_window(&app, user).await;
+    }
+    sqlx::query(
+        "insert into wa_alert_mute (user_id, until_at)
+         select id, now() + case when phone = '+' || $1 then interval '3 seconds' else interval '1 hour' end
+         from adm_user where phone in ('+' || $1, '+' || $2)",
+    )
+    .bind(&briefly_muted)
+    .bind(&long_muted)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // A backlog alert from two days ago is kept but not pushed; a fresh one written straight
+    // into the table (as a detector does) is.
+    sqlx::raw_sql(
+        "insert into ai_alert (module, alert_type, severity, message, created_at)
+         values ('FIN', 'CASHFLOW', 'Critical', 'Kas negatif (lama)', now() - interval '2 days');
+         insert into ai_alert (module, alert_type, severity, message)
+         values ('FIN', 'CASHFLOW', 'Critical', 'Saldo kas negatif dalam 7 hari');",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    let to_listening = wait_sends(&app, &listening, 1).await;
+    let text = to_listening[0].body["text"]["body"].as_str().unwrap();
+    assert!(text.contains("Alert KRITIS"), "{text}");
+    assert!(text.contains("Saldo kas negatif dalam 7 hari"), "{text}");
+    assert_eq!(
+        app.count("select count(*) from ai_alert where not is_sent and message like '%(lama)'")
+            .await,
+        1,
+        "the two-day-old alert is not pushed"
+    );
+    assert_eq!(
+        app.count(
+            "select count(*) from wa_outbox o join ai_alert_recipient r on r.outbox_id = o.id
+             join wa_alert_mute m on m.user_id = r.user_id
+             where o.status = 'pending' and o.next_try_at >= m.until_at"
+        )
+        .await,
+        2,
+        "both muted users' alerts wait for the end of their mute"
+    );
+
+    // The long-muted director asks a question: the answer is not held behind the alert.
+    app.post_webhook(&text_delivery(
+        &long_muted,
+        "wamid.muted.q",
+        "What is the revenue this month?",
+        now(),
+    ))
+    .await;
+    let to_long_muted = wait_sends(&app, &long_muted, 1).await;
+    assert!(to_long_muted[0].body["text"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("Revenue this month"));
+
+    let to_briefly_muted = wait_sends(&app, &briefly_muted, 1).await;
+    assert!(to_briefly_muted[0].body["text"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("Saldo kas negatif"));
+    assert!(
+        sends_to(&app, &long_muted)
+            .iter()
+            .all(|r| !r.body["text"]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("KRITIS")),
+        "an hour's mute still holds the alert"
+    );
+}
