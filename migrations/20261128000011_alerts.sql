@@ -1,9 +1,18 @@
 -- Proactive alerts to phones: who each alert went to, and the outbox rows that carry them.
 
--- An alert travels as an outbox row of purpose 'alert', one per recipient.
+-- An alert travels as an outbox row of purpose 'alert', one per recipient. A row still waiting
+-- (a mute, a retry) is 'withdrawn' instead of sent when the alert was acknowledged meanwhile or
+-- the recipient lost the device trust or the permission.
 alter table wa_outbox drop constraint wa_outbox_purpose_chk;
 alter table wa_outbox add constraint wa_outbox_purpose_chk
     check (purpose in ('answer', 'gate', 'alert'));
+alter table wa_outbox drop constraint wa_outbox_status_chk;
+alter table wa_outbox add constraint wa_outbox_status_chk check (
+    status in ('pending', 'sending', 'sent', 'delivered', 'read', 'failed', 'unknown', 'withdrawn'));
+
+-- The dispatcher's work list holds only alerts it may push.
+drop index ai_alert_unsent_idx;
+create index ai_alert_unsent_idx on ai_alert (created_at) where not is_sent and channel = 'WA';
 
 -- Unreadable alerts from NATS are kept raw, like unreadable webhook deliveries.
 alter table wa_dead_letter drop constraint wa_dead_letter_source_chk;

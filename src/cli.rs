@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
@@ -78,6 +79,25 @@ pub enum Command {
         #[arg(long)]
         wait: Option<u64>,
     },
+    /// Raise an alert as another service would: publish it on `alerts.subject` and wait until
+    /// JetStream has kept it. A running hub stores it and pushes it to the phones its rules name.
+    Alert {
+        /// Module, 2-10 letters: SO, PO, WO, DO, INV, FIN, QC, MAINT, SYS …
+        #[arg(long)]
+        module: String,
+        /// Alert type, e.g. MACHINE_DOWN, STOCK, ANOMALY.
+        #[arg(long = "type")]
+        alert_type: String,
+        /// Low, Medium, High or Critical.
+        #[arg(long, default_value = "Medium")]
+        severity: String,
+        /// An alert with a key already seen is stored only once.
+        #[arg(long)]
+        dedup_key: Option<String>,
+        /// What people read (several words are joined with spaces).
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
+        message: Vec<String>,
+    },
     /// Show how the brain understands a question: intent, entities (documents, masters,
     /// period …) and confidence, as JSON. Reads the masters' names from the database.
     Intent {
@@ -126,7 +146,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             wait,
         } => llm_ask(&settings, &prompt, system, max_tokens, wait).await,
         Command::Intent { text } => intent(&settings, &text.join(" ")).await,
+        Command::Alert {
+            module,
+            alert_type,
+            severity,
+            dedup_key,
+            message,
+        } => {
+            let body = serde_json::json!({
+                "module": module,
+                "alert_type": alert_type,
+                "severity": severity,
+                "message": message.join(" "),
+                "dedup_key": dedup_key,
+            });
+            raise_alert(&settings, &body).await
+        }
     }
+}
+
+/// `alert`: checks the alert as the hub will, publishes it and waits for JetStream's ack.
+async fn raise_alert(settings: &Settings, body: &serde_json::Value) -> anyhow::Result<()> {
+    let bytes = serde_json::to_vec(body)?;
+    crate::alerts::intake::parse(&bytes).map_err(|reason| anyhow::anyhow!("{reason}"))?;
+    let nats = crate::startup::connect_nats(&settings.nats).await?;
+    let js = async_nats::jetstream::new(nats);
+    let subject = settings.alerts.subject.clone();
+    let pending = js
+        .publish(subject.clone(), bytes.into())
+        .await
+        .context("publishing the alert")?;
+    let ack = pending.await.map_err(|e| match e.kind() {
+        async_nats::jetstream::context::PublishErrorKind::StreamNotFound => anyhow::anyhow!(
+            "no JetStream stream keeps {subject}; start the hub once (sentient-hub serve) to create it"
+        ),
+        _ => anyhow::anyhow!("JetStream did not confirm the alert: {e}"),
+    })?;
+    println!(
+        "alert kept in stream {} (sequence {}); the hub pushes it to the phones its rules name",
+        ack.stream, ack.sequence
+    );
+    Ok(())
 }
 
 /// `intent`: the classification of one question, as pretty JSON on stdout. Never creates

@@ -522,6 +522,9 @@ impl Settings {
                 bail!("invalid configuration: {key} must be set, without spaces or wildcards");
             }
         }
+        if self.alerts.max_age_mins > 7 * 24 * 60 {
+            bail!("invalid configuration: alerts.max_age_mins must be at most 10080 (7 days, how long the stream keeps alerts)");
+        }
         if self.inbox.max_deliver < 1 || self.inbox.relay_batch < 1 {
             bail!(
                 "invalid configuration: inbox.max_deliver and inbox.relay_batch must be at least 1"

@@ -111,6 +111,10 @@ impl Application {
         let transport = Transport::from_settings(&settings.whatsapp, nats.clone());
         if settings.whatsapp.is_local() {
             tracing::info!("no Graph API token: replies go to the local sink (sentient-hub chat)");
+        } else if settings.whatsapp.window_template.is_empty() {
+            tracing::warn!(
+                "whatsapp.window_template is empty: alerts and late answers to users who have not                  written in 24 hours cannot be delivered"
+            );
         }
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address)

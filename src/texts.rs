@@ -341,7 +341,8 @@ pub fn alerts_muted(lang: Lang, until_local: &str) -> String {
     }
 }
 
-/// A proactive alert pushed to a phone. `severity` is one of Low, Medium, High, Critical.
+/// A proactive alert pushed to a phone. `severity` is one of Low, Medium, High, Critical;
+/// `raised_local` carries its time zone ("28-11-2026 14:05 WIB").
 pub fn alert(
     lang: Lang,
     severity: &str,
@@ -364,12 +365,12 @@ pub fn alert(
                 _ => "RENDAH",
             };
             format!(
-                "{icon} *Alert {level}* · {origin}\n{message}\n\n🕒 {raised_local} WIB · \
+                "{icon} *Alert {level}* · {origin}\n{message}\n\n🕒 {raised_local} · \
                  Balas \"mute alert 2 jam\" untuk membisukan alert."
             )
         }
         Lang::En => format!(
-            "{icon} *{} alert* · {origin}\n{message}\n\n🕒 {raised_local} WIB · \
+            "{icon} *{} alert* · {origin}\n{message}\n\n🕒 {raised_local} · \
              Reply \"mute alerts 2 hours\" to silence alerts.",
             severity.to_uppercase()
         ),

@@ -4,7 +4,9 @@
 //! routing rule for the alert's module (or every module) at or below its severity, and whose
 //! WhatsApp device is confirmed (the same trust the chat gate asks for: confirmed by email code,
 //! not expired, not revoked by an admin). The alert goes to the number or BSUID of that device, in
-//! the user's language. A user who muted alerts ("mute alert 2 jam") gets it when the mute ends.
+//! the user's language. A user who muted alerts ("mute alert 2 jam") gets it when the mute ends,
+//! unless by then it was acknowledged or the user lost the trust or the permission
+//! ([`still_wanted`], asked by the sender): such a row ends `withdrawn`.
 //!
 //! Alerts are taken oldest first under `for update skip locked`, so instances share the work and
 //! never route one alert twice. An alert older than `alerts.max_age_mins` when first seen (a
@@ -23,6 +25,19 @@ use crate::whatsapp::graph::content;
 
 /// Alerts routed per transaction.
 const BATCH: i64 = 32;
+/// Who may receive alerts on the device `t` (a `wa_trust` row of the `adm_user u`): an active
+/// user whose live role holds `ALERT.READ`, on a device confirmed within `$1` days and not
+/// revoked since — the trust the chat gate asks for. The one definition, for routing and for the
+/// check before a waiting alert goes out.
+const MAY_RECEIVE: &str = "
+    u.deleted_at is null and u.is_active
+    and t.confirmed_at > now() - make_interval(days => $1)
+    and (u.wa_revoked_at is null or u.wa_revoked_at < t.confirmed_at)
+    and exists (
+        select 1 from adm_role r
+        join adm_role_permission rp on rp.role_id = r.id
+        join adm_permission p on p.id = rp.permission_id
+        where r.id = u.role_id and r.deleted_at is null and p.code = 'ALERT.READ')";
 /// Longest alert message quoted on a phone, in characters; the rest is in the admin list.
 const MAX_QUOTED_CHARS: usize = 1000;
 
@@ -105,27 +120,20 @@ async fn route(
 ) -> anyhow::Result<usize> {
     // The row's check constraint admits only these four.
     let severity = Severity::parse(&alert.severity).unwrap_or(Severity::Low);
-    let recipients: Vec<Recipient> = sqlx::query_as(
+    let recipients: Vec<Recipient> = sqlx::query_as(&format!(
         "select u.id as user_id, u.lang, t.wa_id, t.bsuid, m.until_at as muted_until
          from adm_user u
-         join adm_role r on r.id = u.role_id and r.deleted_at is null
          join wa_trust t on t.user_id = u.id
          left join wa_alert_mute m on m.user_id = u.id and m.until_at > now()
-         where u.deleted_at is null and u.is_active
-           and t.confirmed_at > now() - make_interval(days => $1)
-           and (u.wa_revoked_at is null or u.wa_revoked_at < t.confirmed_at)
+         where {MAY_RECEIVE}
            and (t.wa_id is not null or t.bsuid is not null)
-           and exists (
-               select 1 from adm_role_permission rp
-               join adm_permission p on p.id = rp.permission_id
-               where rp.role_id = u.role_id and p.code = 'ALERT.READ')
            and exists (
                select 1 from ai_alert_rule a
                where a.role_id = u.role_id and a.is_active
                  and (a.module is null or a.module = $2)
                  and a.min_severity = any($3))
-         order by u.id",
-    )
+         order by u.id"
+    ))
     .bind(state.settings.identity.trust_days as i32)
     .bind(&alert.module)
     .bind(severity.at_or_below())
@@ -136,7 +144,7 @@ async fn route(
     let raised = alert
         .created_at
         .with_timezone(&state.settings.app.timezone)
-        .format("%d-%m-%Y %H:%M")
+        .format("%d-%m-%Y %H:%M %Z")
         .to_string();
     let origin = format!("{} · {}", alert.module, alert.alert_type);
     let quoted = quote(&alert.message);
@@ -194,6 +202,32 @@ async fn route(
     Ok(recipients.len())
 }
 
+/// Whether the alert in outbox row `outbox_id` should still go out: not acknowledged yet, and
+/// its recipient may still receive alerts on the device the row is addressed to. Asked just
+/// before the send, since a muted or retried alert can wait for hours.
+pub async fn still_wanted(
+    db: &sqlx::PgPool,
+    outbox_id: i64,
+    trust_days: i64,
+) -> anyhow::Result<bool> {
+    sqlx::query_scalar(&format!(
+        "select exists (
+             select 1 from ai_alert_recipient ar
+             join ai_alert a on a.id = ar.alert_id
+             join wa_outbox o on o.id = ar.outbox_id
+             join adm_user u on u.id = ar.user_id
+             join wa_trust t on t.user_id = u.id
+             where ar.outbox_id = $2 and a.acked_at is null
+               and coalesce(t.wa_id, t.bsuid) = coalesce(o.wa_id, o.bsuid)
+               and {MAY_RECEIVE})"
+    ))
+    .bind(trust_days as i32)
+    .bind(outbox_id)
+    .fetch_one(db)
+    .await
+    .context("checking that an alert is still wanted")
+}
+
 /// The alert message as quoted on a phone: at most [`MAX_QUOTED_CHARS`] characters.
 fn quote(message: &str) -> String {
     match message.char_indices().nth(MAX_QUOTED_CHARS) {
@@ -213,5 +247,16 @@ mod tests {
         let cut = quote(&long);
         assert_eq!(cut.chars().count(), MAX_QUOTED_CHARS + 1);
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn the_time_on_the_phone_names_its_zone() {
+        use chrono::TimeZone;
+        let at = Utc.with_ymd_and_hms(2026, 11, 28, 7, 5, 0).unwrap();
+        let shown = at
+            .with_timezone(&chrono_tz::Asia::Jakarta)
+            .format("%d-%m-%Y %H:%M %Z")
+            .to_string();
+        assert_eq!(shown, "28-11-2026 14:05 WIB");
     }
 }

@@ -5,16 +5,23 @@
 //! The message is JSON: `{"module","alert_type","severity","message"}` (also `type` for
 //! `alert_type`, as in the blueprint), optional `channel` (WA, Email, Dashboard; default WA) and
 //! `dedup_key`; every other field is kept in `ai_alert.payload`. A redelivered alert is stored
-//! once: the key is `dedup_key`, else the `Nats-Msg-Id` header, else the stream position.
+//! once: the key is `dedup_key`, else the message's position in the stream. The alert is dated
+//! when JetStream received it, so one that waited out an outage in the stream is seen as old.
 //!
-//! Garbage (not JSON, a missing or malformed field, more than [`MAX_BODY`] bytes) is kept raw in
-//! `wa_dead_letter` (source `alerts`) with the reason, and terminated. While PostgreSQL is
-//! unreachable nothing is acknowledged: JetStream redelivers until the row is written.
+//! Garbage (not JSON, a missing or malformed field, a NUL character, more than [`MAX_BODY`]
+//! bytes, anything PostgreSQL refuses as data) is kept raw in `wa_dead_letter` (source `alerts`)
+//! with the reason, and terminated. While PostgreSQL is unreachable nothing is acknowledged:
+//! JetStream offers the alert again until the row is written.
+//!
+//! Anyone who may publish on the subject can put text on the directors' phones: restrict it with
+//! the NATS server's permissions. Control and bidirectional-override characters are removed from
+//! the message so it reads on the phone as it reads in the list.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
@@ -62,6 +69,10 @@ pub fn parse(body: &[u8]) -> Result<NewAlert, String> {
         Ok(_) => return Err("an alert must be a JSON object".into()),
         Err(e) => return Err(format!("not JSON: {e}")),
     };
+    if fields.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)) {
+        // PostgreSQL stores neither text nor jsonb with a NUL in it.
+        return Err("the alert holds a NUL character (\\u0000)".into());
+    }
     let mut take = |names: &[&str]| -> Result<Option<String>, String> {
         for name in names {
             match fields.remove(*name) {
@@ -78,7 +89,7 @@ pub fn parse(body: &[u8]) -> Result<NewAlert, String> {
         .to_uppercase()
         .replace([' ', '-'], "_");
     let severity = take(&["severity"])?.unwrap_or_default();
-    let message = take(&["message"])?.unwrap_or_default();
+    let message = readable(&take(&["message"])?.unwrap_or_default());
     let channel = take(&["channel"])?;
     let dedup_key = take(&["dedup_key"])?.filter(|k| !k.is_empty());
 
@@ -125,11 +136,42 @@ pub fn parse(body: &[u8]) -> Result<NewAlert, String> {
     })
 }
 
-/// Stores `alert` unless one with the same dedup key exists; true when a row was written.
-pub async fn store(db: &PgPool, alert: &NewAlert) -> anyhow::Result<bool> {
+/// Whether a NUL character hides in `value`'s strings or keys.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
+/// `text` without control characters (line breaks and tabs stay) and without the bidirectional
+/// overrides that make a message read differently from what it holds.
+fn readable(text: &str) -> String {
+    text.chars()
+        .filter(|c| {
+            matches!(c, '\n' | '\t')
+                || !(c.is_control()
+                    || ('\u{202a}'..='\u{202e}').contains(c)
+                    || ('\u{2066}'..='\u{2069}').contains(c))
+        })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// Stores `alert`, dated `raised_at` (never later than now), unless one with the same dedup key
+/// exists; true when a row was written.
+pub async fn store(
+    db: &PgPool,
+    alert: &NewAlert,
+    raised_at: Option<DateTime<Utc>>,
+) -> anyhow::Result<bool> {
     let written = sqlx::query(
-        "insert into ai_alert (module, alert_type, severity, message, channel, dedup_key, payload)
-         values ($1, $2, $3, $4, $5, $6, $7)
+        "insert into ai_alert (module, alert_type, severity, message, channel, dedup_key, payload,
+                               created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, least(now(), coalesce($8, now())))
          on conflict (dedup_key) do nothing",
     )
     .bind(&alert.module)
@@ -139,6 +181,7 @@ pub async fn store(db: &PgPool, alert: &NewAlert) -> anyhow::Result<bool> {
     .bind(alert.channel)
     .bind(&alert.dedup_key)
     .bind(&alert.payload)
+    .bind(raised_at)
     .execute(db)
     .await
     .context("storing an alert")?;
@@ -213,12 +256,20 @@ pub async fn run(
 }
 
 async fn handle(state: &AppState, message: &jetstream::Message) {
+    let info = message.info().ok();
     let ack = match parse(&message.payload) {
         Ok(mut alert) => {
             if alert.dedup_key.is_none() {
-                alert.dedup_key = fallback_key(message);
+                // A redelivery has the same position; a new message never does.
+                alert.dedup_key = info
+                    .as_ref()
+                    .map(|i| format!("js:{}:{}", i.stream_sequence, i.published));
             }
-            match store(&state.db, &alert).await {
+            let raised_at = info
+                .as_ref()
+                .and_then(|i| i64::try_from(i.published.unix_timestamp_nanos()).ok())
+                .map(DateTime::from_timestamp_nanos);
+            match store(&state.db, &alert, raised_at).await {
                 Ok(new) => {
                     let outcome = if new { "stored" } else { "duplicate" };
                     metrics::counter!("alerts_received_total", "outcome" => outcome).increment(1);
@@ -232,33 +283,16 @@ async fn handle(state: &AppState, message: &jetstream::Message) {
                     state.wake.alerts.notify_one();
                     AckKind::Ack
                 }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "cannot store an alert; JetStream will offer it again");
-                    AckKind::Nak(Some(RETRY_AFTER))
-                }
+                Err(e) => match refused_as_data(&e) {
+                    Some(reason) => dead_letter(state, message, &reason).await,
+                    None => {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot store an alert; JetStream will offer it again");
+                        AckKind::Nak(Some(RETRY_AFTER))
+                    }
+                },
             }
         }
-        Err(reason) => {
-            let kept = sqlx::query(
-                "insert into wa_dead_letter (source, reason, body, ref) values ('alerts', $1, $2, $3)",
-            )
-            .bind(&reason)
-            .bind(message.payload.as_ref())
-            .bind(message_id(message))
-            .execute(&state.db)
-            .await;
-            match kept {
-                Ok(_) => {
-                    metrics::counter!("alerts_received_total", "outcome" => "invalid").increment(1);
-                    tracing::warn!(reason, "unreadable alert kept as a dead letter");
-                    AckKind::Term
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot keep an unreadable alert; JetStream will offer it again");
-                    AckKind::Nak(Some(RETRY_AFTER))
-                }
-            }
-        }
+        Err(reason) => dead_letter(state, message, &reason).await,
     };
     if let Err(e) = message.ack_with(ack).await {
         // Not fatal: JetStream redelivers after ack_wait and storing is idempotent.
@@ -266,23 +300,48 @@ async fn handle(state: &AppState, message: &jetstream::Message) {
     }
 }
 
-/// The publisher's `Nats-Msg-Id`, when it set one that fits the column.
+/// Keeps an alert that can never be stored; `Term` once it is kept, `Nak` when even that fails.
+async fn dead_letter(state: &AppState, message: &jetstream::Message, reason: &str) -> AckKind {
+    let kept = sqlx::query(
+        "insert into wa_dead_letter (source, reason, body, ref) values ('alerts', $1, $2, $3)",
+    )
+    .bind(reason)
+    .bind(message.payload.as_ref())
+    .bind(message_id(message))
+    .execute(&state.db)
+    .await;
+    match kept {
+        Ok(_) => {
+            metrics::counter!("alerts_received_total", "outcome" => "invalid").increment(1);
+            tracing::warn!(reason, "unreadable alert kept as a dead letter");
+            AckKind::Term
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot keep an unreadable alert; JetStream will offer it again");
+            AckKind::Nak(Some(RETRY_AFTER))
+        }
+    }
+}
+
+/// The reason when PostgreSQL refused the alert's data itself (SQLSTATE classes 22, data
+/// exceptions, and 23, constraint violations): trying again would fail again.
+fn refused_as_data(e: &anyhow::Error) -> Option<String> {
+    let sqlx::Error::Database(db) = e.downcast_ref::<sqlx::Error>()? else {
+        return None;
+    };
+    let code = db.code()?;
+    (code.starts_with("22") || code.starts_with("23"))
+        .then(|| format!("refused by the database ({code}): {}", db.message()))
+}
+
+/// The publisher's `Nats-Msg-Id`, for the dead letter's reference.
 fn message_id(message: &jetstream::Message) -> Option<String> {
     let id = message
         .headers
         .as_ref()?
         .get(async_nats::header::NATS_MESSAGE_ID)?
         .as_str();
-    (!id.is_empty() && id.len() <= MAX_DEDUP_KEY).then(|| id.to_owned())
-}
-
-/// The key under which a redelivery of this message is recognised: `Nats-Msg-Id`, else its
-/// position in the stream and the time it was stored (unique even if the stream is recreated).
-fn fallback_key(message: &jetstream::Message) -> Option<String> {
-    message_id(message).or_else(|| {
-        let info = message.info().ok()?;
-        Some(format!("js:{}:{}", info.stream_sequence, info.published))
-    })
+    (!id.is_empty() && id.len() <= 128).then(|| id.to_owned())
 }
 
 #[cfg(test)]
@@ -347,5 +406,20 @@ mod tests {
         );
         assert!(reason(long.as_bytes()).starts_with("message is longer"));
         assert!(reason(&vec![b' '; MAX_BODY + 1]).contains("over the limit"));
+        assert!(reason(
+            br#"{"module":"WO","alert_type":"X","severity":"Low","message":"m","extra":["a\u0000"]}"#
+        )
+        .contains("NUL"));
+    }
+
+    #[test]
+    fn control_and_override_characters_leave_the_message() {
+        let alert = parse(
+            "{\"module\":\"WO\",\"alert_type\":\"X\",\"severity\":\"Low\",\
+              \"message\":\"Mesin\\u0007 berhenti\\u202e lihat\\nbaris 2\"}"
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(alert.message, "Mesin berhenti lihat\nbaris 2");
     }
 }

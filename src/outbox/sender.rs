@@ -79,6 +79,7 @@ struct Claimed {
     wa_id: Option<String>,
     bsuid: Option<String>,
     kind: String,
+    purpose: String,
     payload: Value,
     attempts: i32,
     last_in_at: Option<DateTime<Utc>>,
@@ -86,8 +87,8 @@ struct Claimed {
 
 /// Claims due rows (oldest first; none while an earlier row to the same recipient is still
 /// pending or sending, so parts arrive in order) and sends them. Returns how many were claimed.
-/// An alert waiting for a later time (the recipient muted alerts, or a retry) holds nothing
-/// back: answers to a muted user's questions still go out.
+/// An alert never tried yet that waits for a later time (the recipient muted alerts) holds
+/// nothing back: answers to a muted user's questions still go out.
 async fn send_due(state: &AppState, limiter: &Arc<RateLimiter>) -> anyhow::Result<usize> {
     let lease = state.settings.whatsapp.graph_timeout_secs as f64 * 3.0 + 5.0;
     let claimed: Vec<Claimed> = sqlx::query_as(
@@ -98,7 +99,7 @@ async fn send_due(state: &AppState, limiter: &Arc<RateLimiter>) -> anyhow::Resul
                    select 1 from wa_outbox e
                    where e.id < o.id and e.status in ('pending', 'sending')
                      and coalesce(e.wa_id, e.bsuid) = coalesce(o.wa_id, o.bsuid)
-                     and not (e.purpose = 'alert' and e.status = 'pending'
+                     and not (e.purpose = 'alert' and e.status = 'pending' and e.attempts = 0
                               and e.next_try_at > now()))
              order by o.id
              limit $1
@@ -106,7 +107,7 @@ async fn send_due(state: &AppState, limiter: &Arc<RateLimiter>) -> anyhow::Resul
          update wa_outbox o set status = 'sending', attempts = o.attempts + 1,
              lease_until = now() + make_interval(secs => $2)
          from due where o.id = due.id
-         returning o.id, o.uuid, o.wa_id, o.bsuid, o.kind, o.payload, o.attempts,
+         returning o.id, o.uuid, o.wa_id, o.bsuid, o.kind, o.purpose, o.payload, o.attempts,
              (select c.last_in_at from wa_contact c
               where c.sender_key = coalesce(o.wa_id, o.bsuid)) as last_in_at",
     )
@@ -131,6 +132,47 @@ async fn send_due(state: &AppState, limiter: &Arc<RateLimiter>) -> anyhow::Resul
 
 #[tracing::instrument(skip_all, fields(outbox_id = row.id, attempt = row.attempts))]
 async fn send_one(state: &AppState, limiter: &RateLimiter, row: Claimed) -> anyhow::Result<()> {
+    let wanted = if row.purpose == "alert" {
+        let check = crate::alerts::dispatch::still_wanted(
+            &state.db,
+            row.id,
+            state.settings.identity.trust_days,
+        )
+        .await;
+        match check {
+            Ok(wanted) => wanted,
+            Err(e) => {
+                // Nothing went out: the row waits for the next round rather than its lease.
+                tracing::warn!(error = %format!("{e:#}"), "cannot check an alert before sending; will try again");
+                sqlx::query(
+                    "update wa_outbox set status = 'pending', lease_until = null,
+                         next_try_at = now() + interval '5 seconds'
+                     where id = $1 and status = 'sending'",
+                )
+                .bind(row.id)
+                .execute(&state.db)
+                .await
+                .context("putting an unchecked alert back")?;
+                return Ok(());
+            }
+        }
+    } else {
+        true
+    };
+    if !wanted {
+        metrics::counter!("outbox_sends_total", "outcome" => "withdrawn").increment(1);
+        tracing::info!("alert acknowledged meanwhile, or its recipient lost the device trust or access; not sent");
+        sqlx::query(
+            "update wa_outbox set status = 'withdrawn', lease_until = null,
+                 error_text = 'acknowledged meanwhile, or the recipient lost the device trust or access'
+             where id = $1",
+        )
+        .bind(row.id)
+        .execute(&state.db)
+        .await
+        .context("withdrawing an alert")?;
+        return Ok(());
+    }
     let to = Recipient {
         wa_id: row.wa_id.clone(),
         bsuid: row.bsuid.clone(),

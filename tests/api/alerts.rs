@@ -85,6 +85,26 @@ async fn an_alert_on_nats_reaches_each_confirmed_user_its_rules_name_once() {
         "message":"WO-202412-0001 terlambat 2 hari","wo":"WO-202412-0001","dedup_key":"wo-delay-1"}"#;
     publish(&app, alert).await;
     publish(&app, alert).await; // a duplicate: stored and sent once
+                                // Alerts are taken in order: once this one is stored, the duplicate has been handled.
+    publish(
+        &app,
+        r#"{"module":"SYS","alert_type":"MARKER","severity":"Low","message":"marker"}"#,
+    )
+    .await;
+    assert!(
+        eventually(WAIT, || async {
+            app.count("select count(*) from ai_alert where alert_type = 'MARKER'")
+                .await
+                == 1
+        })
+        .await
+    );
+    assert_eq!(
+        app.count("select count(*) from ai_alert").await,
+        2,
+        "the duplicate added no alert"
+    );
+    assert_eq!(app.count("select count(*) from wa_dead_letter").await, 0);
 
     let to_director = wait_sends(&app, &director, 1).await;
     assert_eq!(to_director[0].body["type"], "text");
@@ -106,11 +126,6 @@ async fn an_alert_on_nats_reaches_each_confirmed_user_its_rules_name_once() {
     assert!(param.contains("Alert TINGGI"), "{param}");
     assert!(!param.contains('\n'), "template parameters are one line");
 
-    assert_eq!(
-        app.count("select count(*) from ai_alert where is_sent and dedup_key = 'wo-delay-1'")
-            .await,
-        1
-    );
     let routed: Vec<i64> =
         sqlx::query_scalar("select user_id from ai_alert_recipient order by user_id")
             .fetch_all(&app.db)
@@ -221,17 +236,20 @@ async fn garbage_on_the_alert_subject_is_kept_as_a_dead_letter_and_the_next_aler
 async fn a_muted_user_gets_the_alert_when_the_mute_ends_and_answers_meanwhile() {
     let app = spawn_app().await;
     let briefly_muted = app.user_with_role("DIRECTOR", true).await;
+    let revoked = app.user_with_role("DIRECTOR", true).await;
     let long_muted = app.user_with_role("DIRECTOR", true).await;
     let listening = app.user_with_role("DIRECTOR", true).await;
-    for user in [&briefly_muted, &long_muted, &listening] {
+    for user in [&briefly_muted, &revoked, &long_muted, &listening] {
         open_window(&app, user).await;
     }
     sqlx::query(
         "insert into wa_alert_mute (user_id, until_at)
-         select id, now() + case when phone = '+' || $1 then interval '3 seconds' else interval '1 hour' end
-         from adm_user where phone in ('+' || $1, '+' || $2)",
+         select id, now() + case when phone = '+' || $3 then interval '1 hour'
+                                 else interval '12 seconds' end
+         from adm_user where phone in ('+' || $1, '+' || $2, '+' || $3)",
     )
     .bind(&briefly_muted)
+    .bind(&revoked)
     .bind(&long_muted)
     .execute(&app.db)
     .await
@@ -252,6 +270,7 @@ async fn a_muted_user_gets_the_alert_when_the_mute_ends_and_answers_meanwhile() 
     let text = to_listening[0].body["text"]["body"].as_str().unwrap();
     assert!(text.contains("Alert KRITIS"), "{text}");
     assert!(text.contains("Saldo kas negatif dalam 7 hari"), "{text}");
+    assert!(text.contains(" WIB"), "{text}");
     assert_eq!(
         app.count("select count(*) from ai_alert where not is_sent and message like '%(lama)'")
             .await,
@@ -265,9 +284,15 @@ async fn a_muted_user_gets_the_alert_when_the_mute_ends_and_answers_meanwhile() 
              where o.status = 'pending' and o.next_try_at >= m.until_at"
         )
         .await,
-        2,
-        "both muted users' alerts wait for the end of their mute"
+        3,
+        "the muted users' alerts wait for the end of their mute"
     );
+    // While it waits, an admin revokes one muted user's device: that alert must not go out.
+    sqlx::query("update adm_user set wa_revoked_at = now() where phone = '+' || $1")
+        .bind(&revoked)
+        .execute(&app.db)
+        .await
+        .unwrap();
 
     // The long-muted director asks a question: the answer is not held behind the alert.
     app.post_webhook(&text_delivery(
@@ -289,6 +314,20 @@ async fn a_muted_user_gets_the_alert_when_the_mute_ends_and_answers_meanwhile() 
         .unwrap()
         .contains("Saldo kas negatif"));
     assert!(
+        eventually(WAIT, || async {
+            app.count(
+                "select count(*) from wa_outbox o join ai_alert_recipient r on r.outbox_id = o.id
+                 join adm_user u on u.id = r.user_id
+                 where o.status = 'withdrawn' and u.wa_revoked_at is not null",
+            )
+            .await
+                == 1
+        })
+        .await,
+        "the revoked device's alert is withdrawn"
+    );
+    assert!(sends_to(&app, &revoked).is_empty());
+    assert!(
         sends_to(&app, &long_muted)
             .iter()
             .all(|r| !r.body["text"]["body"]
@@ -296,5 +335,70 @@ async fn a_muted_user_gets_the_alert_when_the_mute_ends_and_answers_meanwhile() 
                 .unwrap_or_default()
                 .contains("KRITIS")),
         "an hour's mute still holds the alert"
+    );
+}
+
+#[tokio::test]
+async fn the_alert_command_checks_and_publishes_what_the_hub_then_pushes() {
+    let app = spawn_app().await;
+    let director = app.user_with_role("DIRECTOR", true).await;
+    open_window(&app, &director).await;
+    let settings = &app.test_db.settings;
+    let run = |args: &'static [&'static str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("SENTIENT_ENV", "test")
+            .env("SENTIENT__ALERTS__SUBJECT", &settings.alerts.subject)
+            .env("SENTIENT__ALERTS__STREAM", &settings.alerts.stream)
+            .arg("alert")
+            .args(args)
+            .output()
+    };
+
+    let refused = run(&[
+        "--module",
+        "MAINT",
+        "--type",
+        "MACHINE_DOWN",
+        "--severity",
+        "urgent",
+        "x",
+    ])
+    .await
+    .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("severity must be"), "{stderr}");
+
+    let raised = run(&[
+        "--module",
+        "MAINT",
+        "--type",
+        "MACHINE_DOWN",
+        "--severity",
+        "Critical",
+        "MCH-003",
+        "berhenti",
+    ])
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&raised.stdout);
+    assert!(
+        raised.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&raised.stderr)
+    );
+    assert!(
+        stdout.contains("alert kept in stream") && stdout.contains("(sequence 1)"),
+        "only the valid alert was published: {stdout}"
+    );
+    let sends = wait_sends(&app, &director, 1).await;
+    let text = sends[0].body["text"]["body"].as_str().unwrap();
+    assert!(text.contains("MAINT · MACHINE_DOWN"), "{text}");
+    assert!(text.contains("MCH-003 berhenti"), "{text}");
+    assert_eq!(
+        app.count("select count(*) from wa_dead_letter").await,
+        0,
+        "the refused alert was never published"
     );
 }
