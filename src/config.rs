@@ -275,6 +275,8 @@ pub struct AlertSettings {
     pub poll_secs: u64,
     /// Alerts older than this when first seen are kept but not pushed to phones.
     pub max_age_mins: u64,
+    /// How often the detectors look at the factory's data; 0 = never.
+    pub detect_every_mins: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

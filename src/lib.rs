@@ -16,8 +16,8 @@
 //! - [`llm`]: the `ai.llm.chat` contract over NATS and the llm-worker that bridges it to any
 //!   OpenAI-compatible server (`sentient-hub llm-worker`).
 //! - [`outbox`]: reply rows, the sender loop, retries, rate limit and the 24-hour window.
-//! - [`alerts`]: proactive alerts: intake from NATS `alerts.new`, routing by rule and role,
-//!   delivery through the outbox.
+//! - [`alerts`]: proactive alerts: detectors, intake from NATS `alerts.new`, routing by rule
+//!   and role, delivery through the outbox.
 //! - [`texts`]: everything the bot says, in Indonesian and English.
 //! - [`admin`]: the admin REST API (`/api/v1`): login, users, roles, sessions, audit, chats,
 //!   alerts; OpenAPI at `/api/v1/openapi.json`, Swagger UI at `/docs`.

@@ -179,6 +179,7 @@ impl Application {
             stop_workers.clone(),
         ));
         workers.spawn(alerts::dispatch::run(state.clone(), stop_workers.clone()));
+        workers.spawn(alerts::detect::run(state.clone(), stop_workers.clone()));
         workers.spawn(mail_retries(state.clone(), stop_workers.clone()));
         workers.spawn(telemetry::upkeep(
             state.metrics.clone(),

@@ -187,7 +187,7 @@ async fn route(
             alert_id = alert.id,
             module = alert.module,
             severity = alert.severity,
-            "no confirmed recipient for this alert: check the routing rules (/api/v1/alert-rules)"
+            "nobody received this alert: no routing rule (/api/v1/alert-rules) names a user with a confirmed device"
         );
     } else {
         tracing::info!(

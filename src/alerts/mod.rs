@@ -1,6 +1,6 @@
-//! Proactive alerts: the second half of the road. An alert is a row in `ai_alert`, written by a
-//! detector or another service straight into the table, or published on NATS (`alerts.subject`,
-//! default `alerts.new`) and stored by [`intake`]. The [`dispatch`] loop then routes each new
+//! Proactive alerts: the second half of the road. An alert is a row in `ai_alert`, raised by the
+//! hub's own [`detect`]ors, written by another service straight into the table, or published on
+//! NATS (`alerts.subject`, default `alerts.new`) and stored by [`intake`]. The [`dispatch`] loop then routes each new
 //! alert to every user whose role an active `ai_alert_rule` names for its module and severity,
 //! and writes one outbox row per recipient; the outbox sender delivers it like any reply
 //! (rate limits, retries, the 24-hour window and its template, delivery statuses).
@@ -8,6 +8,7 @@
 //! Exactly once per user: the recipients, their outbox rows and the alert's `is_sent` are written
 //! in one transaction on the locked alert row, and `(alert_id, user_id)` is unique.
 
+pub mod detect;
 pub mod dispatch;
 pub mod intake;
 

@@ -166,6 +166,10 @@ fn f64_of(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(0.0)
 }
 
+/// Reject rate (% of output) above which a machine is flagged, in answers and by the alert
+/// detector.
+pub const REJECT_THRESHOLD_PCT: f64 = 5.0;
+
 /// Rejects as a percentage of output (shift logs count rejects inside the output); 0 without output.
 fn reject_rate(reject: Decimal, output: Decimal) -> f64 {
     if output.is_zero() {
@@ -495,7 +499,11 @@ async fn production_status(
     let mut machines = Vec::new();
     for (code, name, output, reject, downtime) in &rows {
         let rate = reject_rate(*reject, *output);
-        let warn = if rate > 5.0 { " ⚠️" } else { "" };
+        let warn = if rate > REJECT_THRESHOLD_PCT {
+            " ⚠️"
+        } else {
+            ""
+        };
         id.push(format!(
             "• {code} {name}: output {}, reject {} ({}){warn}, downtime {downtime} menit",
             number(*output),
@@ -569,12 +577,12 @@ async fn machine_health(
     for (code, name, last_maint, hours, output, reject, downtime, errors) in &rows {
         let rate = reject_rate(*reject, *output);
         let errors = errors.clone().unwrap_or_else(|| "-".to_owned());
-        let warn = if rate > 5.0 {
+        let warn = if rate > REJECT_THRESHOLD_PCT {
             " ⚠️ di atas ambang 5%"
         } else {
             ""
         };
-        let warn_en = if rate > 5.0 {
+        let warn_en = if rate > REJECT_THRESHOLD_PCT {
             " ⚠️ above the 5% threshold"
         } else {
             ""
@@ -586,7 +594,7 @@ async fn machine_health(
     }
     data(
         as_of,
-        json!({ "period": w.label_en, "machines": machines, "reject_threshold_pct": 5 }),
+        json!({ "period": w.label_en, "machines": machines, "reject_threshold_pct": REJECT_THRESHOLD_PCT }),
         Bilingual::new(id.join("\n"), en.join("\n")),
     )
 }

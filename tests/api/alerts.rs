@@ -402,3 +402,70 @@ async fn the_alert_command_checks_and_publishes_what_the_hub_then_pushes() {
         "the refused alert was never published"
     );
 }
+
+#[tokio::test]
+async fn detectors_raise_one_alert_a_day_from_the_factory_data_and_it_is_pushed() {
+    let app = spawn_app().await;
+    sentient_hub::db::demo::load(&app.db).await.unwrap();
+    let director = app.user_with_role("DIRECTOR", true).await;
+    open_window(&app, &director).await;
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .date_naive();
+
+    let raised = sentient_hub::alerts::detect::detect(&app.db, today)
+        .await
+        .unwrap();
+    let detected: Vec<(String, String, String, String)> = sqlx::query_as(
+        "select module, alert_type, severity, message from ai_alert
+         where dedup_key like 'detect:%' order by module, message",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(raised as usize, detected.len(), "{detected:?}");
+    let has = |module: &str, kind: &str, severity: &str, start: &str| {
+        detected
+            .iter()
+            .any(|d| d.0 == module && d.1 == kind && d.2 == severity && d.3.starts_with(start))
+    };
+    // The demo's week: MCH-003 rejects above 5%, ITM-005 oversold, customers over 30 days late.
+    assert!(
+        has("WO", "ANOMALY", "High", "Reject rate MCH-003 = "),
+        "{detected:?}"
+    );
+    assert!(
+        !detected.iter().any(|d| d.3.contains("MCH-001")),
+        "healthy machines raise nothing: {detected:?}"
+    );
+    assert!(
+        has("INV", "STOCK", "Medium", "ITM-005 oversold (-200"),
+        "{detected:?}"
+    );
+    assert!(has("FIN", "OVERDUE", "Medium", ""), "{detected:?}");
+
+    assert_eq!(
+        sentient_hub::alerts::detect::detect(&app.db, today)
+            .await
+            .unwrap(),
+        0,
+        "the same conditions on the same day raise nothing new"
+    );
+
+    // Directors receive everything from High: the reject-rate anomaly, nothing else.
+    let sends = wait_sends(&app, &director, 1).await;
+    let text = sends[0].body["text"]["body"].as_str().unwrap();
+    assert!(text.contains("Reject rate MCH-003"), "{text}");
+    assert!(
+        eventually(WAIT, || async {
+            app.count(
+                "select count(*) from ai_alert where dedup_key like 'detect:%' and not is_sent",
+            )
+            .await
+                == 0
+        })
+        .await,
+        "every detected alert was routed"
+    );
+    assert_eq!(sends_to(&app, &director).len(), 1);
+}

@@ -1,0 +1,138 @@
+//! Detectors: the factory's own data raises alerts. Each is one `insert … select … on conflict
+//! (dedup_key) do nothing` whose key names the thing and the day (in `app.timezone`), so a
+//! condition that lasts raises one alert a day, however often the detectors run and on however
+//! many instances. The dispatcher then routes what they raised like any other alert.
+//!
+//! - `WO`/`ANOMALY`, High: a machine's reject rate over the last 7 days above
+//!   [`REJECT_THRESHOLD_PCT`] (with at least [`MIN_OUTPUT`] units made, so one bad shift of a
+//!   few pieces is not an anomaly).
+//! - `INV`/`STOCK`: an item oversold in a warehouse (reserved above on hand; Medium) or available
+//!   below its minimum stock (Low).
+//! - `FIN`/`OVERDUE`, Medium: customers with receivables more than 30 days past due (one alert
+//!   naming how many, the list in its payload).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{NaiveDate, Utc};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::brain::context::REJECT_THRESHOLD_PCT;
+use crate::startup::AppState;
+
+/// Output over the window below which a machine's reject rate says nothing yet.
+pub const MIN_OUTPUT: i64 = 100;
+
+/// `(name, statement)`; `$1` is today's date, `$2` the reject threshold, `$3` the minimum output.
+const DETECTORS: [(&str, &str); 3] = [
+    (
+        "reject_rate",
+        "insert into ai_alert (module, alert_type, severity, message, payload, dedup_key)
+         select 'WO', 'ANOMALY', 'High',
+                'Reject rate ' || x.code || ' = ' || round(x.rate, 1) || '% (threshold: '
+                    || $2::numeric || '%), 7 hari terakhir',
+                jsonb_build_object('machine', x.code, 'reject_rate_pct', round(x.rate, 1),
+                                   'threshold_pct', $2::numeric, 'window_days', 7,
+                                   'output', x.output, 'reject', x.reject),
+                'detect:reject:' || x.code || ':' || $1::date
+         from (
+             select m.code, sum(s.output_qty) as output, sum(s.reject_qty) as reject,
+                    sum(s.reject_qty) * 100 / sum(s.output_qty) as rate
+             from m_machine m join t_shift_log s on s.machine_id = m.id
+             where m.deleted_at is null and s.deleted_at is null
+               and s.log_dt > $1::date - 7 and s.log_dt <= $1::date
+             group by m.code
+             having sum(s.output_qty) >= $3) x
+         where x.rate > $2::numeric
+         on conflict (dedup_key) do nothing",
+    ),
+    (
+        "stock",
+        "insert into ai_alert (module, alert_type, severity, message, payload, dedup_key)
+         select 'INV', 'STOCK',
+                case when x.available < 0 then 'Medium' else 'Low' end,
+                case when x.available < 0
+                     then x.item || ' oversold (' || trim_scale(x.available) || ' ' || x.uom
+                          || ') di ' || x.wh
+                     else x.item || ' di bawah stok minimum di ' || x.wh || ': tersedia '
+                          || trim_scale(x.available) || ' ' || x.uom || ', minimum '
+                          || trim_scale(x.min_stock) end,
+                jsonb_build_object('item', x.item, 'wh', x.wh, 'available', x.available,
+                                   'min_stock', x.min_stock),
+                'detect:stock:' || case when x.available < 0 then 'oversold' else 'low' end
+                    || ':' || x.item || ':' || x.wh || ':' || $1::date
+         from (
+             select i.code as item, i.uom, i.min_stock, w.code as wh,
+                    v.qty_on_hand - v.qty_reserved as available
+             from t_inv v join m_item i on i.id = v.item_id join m_wh w on w.id = v.wh_id
+             where v.deleted_at is null and i.deleted_at is null) x
+         where x.available < 0 or x.available < x.min_stock
+         on conflict (dedup_key) do nothing",
+    ),
+    (
+        "overdue_receivables",
+        "insert into ai_alert (module, alert_type, severity, message, payload, dedup_key)
+         select 'FIN', 'OVERDUE', 'Medium',
+                count(*) || ' customer piutang > 30 hari',
+                jsonb_build_object('customers', jsonb_agg(x.code order by x.code),
+                                   'overdue_amt', sum(x.amt), 'min_days_overdue', 30),
+                'detect:overdue:' || $1::date
+         from (
+             select c.code, sum(ar.amt) as amt
+             from t_ar ar join m_cust c on c.id = ar.cust_id
+             where ar.deleted_at is null and ar.paid_dt is null and ar.status <> 'Paid'
+               and ar.due_dt < $1::date - 30
+             group by c.code) x
+         having count(*) > 0
+         on conflict (dedup_key) do nothing",
+    ),
+];
+
+/// Runs the detectors now and every `alerts.detect_every_mins` until `shutdown` (never when 0).
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let minutes = state.settings.alerts.detect_every_mins;
+    if minutes == 0 {
+        tracing::info!("alert detectors are off (alerts.detect_every_mins = 0)");
+        return;
+    }
+    loop {
+        let today = Utc::now()
+            .with_timezone(&state.settings.app.timezone)
+            .date_naive();
+        match detect(&state.db, today).await {
+            Ok(0) => {}
+            Ok(raised) => {
+                tracing::info!(raised, "detectors raised alerts");
+                state.wake.alerts.notify_one();
+            }
+            Err(e) => {
+                metrics::counter!("alert_detector_errors_total").increment(1);
+                tracing::warn!(error = %format!("{e:#}"), "alert detectors failed; next run as planned");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(Duration::from_secs(minutes * 60)) => {}
+        }
+    }
+}
+
+/// Runs every detector once for `today`; returns how many alerts they raised. A detector that
+/// fails stops the round (the next one tries them all again).
+pub async fn detect(db: &PgPool, today: NaiveDate) -> anyhow::Result<u64> {
+    let mut raised = 0;
+    for (name, statement) in DETECTORS {
+        let found = sqlx::query(statement)
+            .bind(today)
+            .bind(REJECT_THRESHOLD_PCT)
+            .bind(MIN_OUTPUT)
+            .execute(db)
+            .await
+            .with_context(|| format!("detector {name}"))?
+            .rows_affected();
+        metrics::counter!("alerts_detected_total", "detector" => name).increment(found);
+        raised += found;
+    }
+    Ok(raised)
+}
