@@ -1,7 +1,8 @@
 //! The dispatcher: routes each new WhatsApp alert to its recipients and hands it to the outbox.
 //!
-//! Recipients are the active users whose role holds `ALERT.READ` and is named by an active
-//! routing rule for the alert's module (or every module) at or below its severity, and whose
+//! Recipients are the active users whose role holds `ALERT.READ` (and `<module>.READ` where the
+//! catalogue has that code: a finance alert is finance data) and is named by an active routing
+//! rule for the alert's module (or every module) at or below its severity, and whose
 //! WhatsApp device is confirmed (the same trust the chat gate asks for: confirmed by email code,
 //! not expired, not revoked by an admin). The alert goes to the number or BSUID of that device, in
 //! the user's language. A user who muted alerts ("mute alert 2 jam") gets it when the mute ends,
@@ -132,6 +133,11 @@ async fn route(
                where a.role_id = u.role_id and a.is_active
                  and (a.module is null or a.module = $2)
                  and a.min_severity = any($3))
+           and (not exists (select 1 from adm_permission p where p.code = $2 || '.READ')
+                or exists (
+                    select 1 from adm_role_permission rp
+                    join adm_permission p on p.id = rp.permission_id
+                    where rp.role_id = u.role_id and p.code = $2 || '.READ'))
          order by u.id"
     ))
     .bind(state.settings.identity.trust_days as i32)

@@ -91,13 +91,14 @@ pub async fn build(
     db: &PgPool,
     intent: Intent,
     params: &Params,
+    permissions: &[String],
     today: NaiveDate,
     as_of: &str,
 ) -> anyhow::Result<Built> {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1;
     loop {
-        match build_once(db, intent, params, today, as_of).await {
+        match build_once(db, intent, params, permissions, today, as_of).await {
             Ok(built) => return Ok(built),
             Err(e) if attempt < 3 => {
                 tracing::warn!(error = %format!("{e:#}"), attempt, "context query failed; retrying");
@@ -114,6 +115,7 @@ async fn build_once(
     db: &PgPool,
     intent: Intent,
     p: &Params,
+    permissions: &[String],
     today: NaiveDate,
     as_of: &str,
 ) -> anyhow::Result<Built> {
@@ -135,7 +137,7 @@ async fn build_once(
         Intent::Payables => payables(db, today, as_of).await,
         Intent::PurchaseStatus => purchase_status(db, p, as_of).await,
         Intent::CashPosition => cash_position(db, today, as_of).await,
-        Intent::Alerts | Intent::AlertMute => alerts(db, as_of).await,
+        Intent::Alerts | Intent::AlertMute => alerts(db, permissions, as_of).await,
         Intent::VendorScore => vendor_score(db, p, today, as_of).await,
         Intent::CustomerInsight => customer_insight(db, p, today, as_of).await,
         Intent::Help | Intent::OtpCode | Intent::GeneralQuestion => Ok(Built::Data(Snapshot {
@@ -789,12 +791,19 @@ async fn cash_position(db: &PgPool, today: NaiveDate, as_of: &str) -> anyhow::Re
         ))
 }
 
-async fn alerts(db: &PgPool, as_of: &str) -> anyhow::Result<Built> {
+/// Open alerts of the modules the asker may read: an alert of module M needs `M.READ` when the
+/// permission catalogue has such a code (a finance alert is finance data), any other module
+/// (SYS …) only `ALERT.READ`, which the intent already required.
+async fn alerts(db: &PgPool, permissions: &[String], as_of: &str) -> anyhow::Result<Built> {
     let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-        "select severity, module, alert_type, message from ai_alert where acked_at is null
-         order by case severity when 'Critical' then 0 when 'High' then 1 when 'Medium' then 2 else 3 end,
-                  created_at desc limit 10",
+        "select a.severity, a.module, a.alert_type, a.message from ai_alert a
+         where a.acked_at is null
+           and (a.module || '.READ' = any($1)
+                or not exists (select 1 from adm_permission p where p.code = a.module || '.READ'))
+         order by case a.severity when 'Critical' then 0 when 'High' then 1 when 'Medium' then 2 else 3 end,
+                  a.created_at desc limit 10",
     )
+    .bind(permissions)
     .fetch_all(db)
     .await
     .context("reading alerts")?;

@@ -289,7 +289,8 @@ pub async fn prepare(
         _ => {}
     }
     let as_of = now.format("%d-%m-%Y %H:%M WIB").to_string();
-    let built = context::build(db, u.intent, &u.params, today, &as_of).await?;
+    let permissions: Vec<String> = caller.permissions.iter().cloned().collect();
+    let built = context::build(db, u.intent, &u.params, &permissions, today, &as_of).await?;
     let snapshot = match built {
         Built::Data(s) => s,
         Built::Clarify(b) => {

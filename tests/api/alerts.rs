@@ -469,3 +469,57 @@ async fn detectors_raise_one_alert_a_day_from_the_factory_data_and_it_is_pushed(
     );
     assert_eq!(sends_to(&app, &director).len(), 1);
 }
+
+#[tokio::test]
+async fn alerts_of_a_module_the_user_may_not_read_are_neither_pushed_nor_told() {
+    let app = spawn_app().await;
+    let operator = app.user_with_role("OPERATOR", true).await;
+    open_window(&app, &operator).await;
+    // An admin routes every alert to operators; operators may read maintenance, not finance.
+    sqlx::raw_sql(
+        "insert into ai_alert_rule (module, min_severity, role_id)
+         select null, 'Low', id from adm_role where code = 'OPERATOR';
+         insert into ai_alert (module, alert_type, severity, message) values
+            ('FIN', 'CASHFLOW', 'High', 'Saldo kas negatif dalam 7 hari'),
+            ('MAINT', 'MACHINE_DOWN', 'High', 'MCH-002 berhenti');",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let sends = wait_sends(&app, &operator, 1).await;
+    assert!(sends[0].body["text"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("MCH-002 berhenti"));
+    assert!(
+        eventually(WAIT, || async {
+            app.count("select count(*) from ai_alert where not is_sent")
+                .await
+                == 0
+        })
+        .await
+    );
+    assert_eq!(
+        app.count(
+            "select count(*) from ai_alert_recipient r join ai_alert a on a.id = r.alert_id
+             where a.module = 'FIN'"
+        )
+        .await,
+        0,
+        "a finance alert is finance data"
+    );
+
+    // Asked for the active alerts, the operator hears of the machine, not of the cash.
+    app.post_webhook(&text_delivery(
+        &operator,
+        "wamid.op.alerts",
+        "alert aktif apa aja?",
+        now(),
+    ))
+    .await;
+    let sends = wait_sends(&app, &operator, 2).await;
+    let answer = sends[1].body["text"]["body"].as_str().unwrap();
+    assert!(answer.contains("MCH-002 berhenti"), "{answer}");
+    assert!(!answer.contains("Saldo kas"), "{answer}");
+    assert_eq!(sends_to(&app, &operator).len(), 2);
+}
