@@ -377,6 +377,38 @@ pub fn alert(
     }
 }
 
+/// The reply button under a pushed alert (at most 20 characters).
+pub fn alert_ack_button(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Id => "✅ Saya tangani",
+        Lang::En => "✅ I'm on it",
+    }
+}
+
+/// The alert was acknowledged from WhatsApp by the one who tapped.
+pub fn alert_acked(lang: Lang, origin: &str) -> String {
+    match lang {
+        Lang::Id => format!("✅ Dicatat: Anda menangani alert {origin}."),
+        Lang::En => format!("✅ Noted: you are handling the {origin} alert."),
+    }
+}
+
+/// Somebody acknowledged the alert before.
+pub fn alert_already_acked(lang: Lang, origin: &str, by: &str, at_local: &str) -> String {
+    match lang {
+        Lang::Id => format!("ℹ️ Alert {origin} sudah ditangani oleh {by} ({at_local})."),
+        Lang::En => format!("ℹ️ The {origin} alert is already being handled by {by} ({at_local})."),
+    }
+}
+
+/// The button named an alert that no longer exists.
+pub fn alert_gone(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Id => "Alert ini sudah tidak ada.",
+        Lang::En => "This alert no longer exists.",
+    }
+}
+
 /// The database could not be read even after retries.
 pub fn data_unavailable(lang: Lang) -> &'static str {
     match lang {

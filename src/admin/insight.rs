@@ -257,6 +257,7 @@ async fn ack(
     .await?
     .rows_affected();
     if changed > 0 {
+        metrics::counter!("alerts_acked_total", "via" => "api").increment(1);
         let new: Value = sqlx::query_scalar("select to_jsonb(a) from ai_alert a where id = $1")
             .bind(id)
             .fetch_one(&mut *tx)

@@ -5,7 +5,8 @@
 //! rule for the alert's module (or every module) at or below its severity, and whose
 //! WhatsApp device is confirmed (the same trust the chat gate asks for: confirmed by email code,
 //! not expired, not revoked by an admin). The alert goes to the number or BSUID of that device, in
-//! the user's language. A user who muted alerts ("mute alert 2 jam") gets it when the mute ends,
+//! the user's language, with an acknowledge button for users whose role holds `ALERT.ACK`
+//! ([`ack`]). A user who muted alerts ("mute alert 2 jam") gets it when the mute ends,
 //! unless by then it was acknowledged or the user lost the trust or the permission
 //! ([`still_wanted`], asked by the sender): such a row ends `withdrawn`.
 //!
@@ -19,7 +20,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::Severity;
+use crate::alerts::{ack, Severity};
 use crate::startup::AppState;
 use crate::texts::{self, Lang};
 use crate::whatsapp::graph::content;
@@ -39,8 +40,9 @@ const MAY_RECEIVE: &str = "
         join adm_role_permission rp on rp.role_id = r.id
         join adm_permission p on p.id = rp.permission_id
         where r.id = u.role_id and r.deleted_at is null and p.code = 'ALERT.READ')";
-/// Longest alert message quoted on a phone, in characters; the rest is in the admin list.
-const MAX_QUOTED_CHARS: usize = 1000;
+/// Longest alert message quoted on a phone, in characters (the rest is in the admin list): the
+/// whole text, frame included, stays within the 1,024 characters of an interactive body.
+const MAX_QUOTED_CHARS: usize = 700;
 
 /// Runs until `shutdown`: on every wake-up (an alert stored from NATS) and every
 /// `alerts.poll_secs` (rows written straight into `ai_alert`).
@@ -70,6 +72,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 #[derive(sqlx::FromRow)]
 struct Due {
     id: i64,
+    uuid: uuid::Uuid,
     module: String,
     alert_type: String,
     severity: String,
@@ -84,13 +87,15 @@ struct Recipient {
     wa_id: Option<String>,
     bsuid: Option<String>,
     muted_until: Option<DateTime<Utc>>,
+    /// The role holds `ALERT.ACK`: the alert comes with an acknowledge button.
+    may_ack: bool,
 }
 
 /// Routes up to [`BATCH`] due alerts in one transaction; returns how many.
 pub async fn dispatch_due(state: &AppState) -> anyhow::Result<usize> {
     let mut tx = state.db.begin().await.context("starting a dispatch")?;
     let due: Vec<Due> = sqlx::query_as(
-        "select id, module, alert_type, severity, message, created_at from ai_alert
+        "select id, uuid, module, alert_type, severity, message, created_at from ai_alert
          where not is_sent and channel = 'WA'
            and created_at > now() - make_interval(mins => $1)
          order by created_at, id
@@ -122,7 +127,11 @@ async fn route(
     // The row's check constraint admits only these four.
     let severity = Severity::parse(&alert.severity).unwrap_or(Severity::Low);
     let recipients: Vec<Recipient> = sqlx::query_as(&format!(
-        "select u.id as user_id, u.lang, t.wa_id, t.bsuid, m.until_at as muted_until
+        "select u.id as user_id, u.lang, t.wa_id, t.bsuid, m.until_at as muted_until,
+                exists (
+                    select 1 from adm_role_permission rp
+                    join adm_permission p on p.id = rp.permission_id
+                    where rp.role_id = u.role_id and p.code = 'ALERT.ACK') as may_ack
          from adm_user u
          join wa_trust t on t.user_id = u.id
          left join wa_alert_mute m on m.user_id = u.id and m.until_at > now()
@@ -157,10 +166,16 @@ async fn route(
     for to in &recipients {
         let lang = if to.lang == "en" { Lang::En } else { Lang::Id };
         let text = texts::alert(lang, severity.as_str(), &origin, &quoted, &raised);
+        let payload = if to.may_ack {
+            let id = ack::button_id(alert.uuid);
+            content::buttons(&text, &[(&id, texts::alert_ack_button(lang))])
+        } else {
+            content::text(&text)
+        };
         sqlx::query(
             "with o as (
                  insert into wa_outbox (purpose, wa_id, bsuid, kind, payload, next_try_at)
-                 values ('alert', $3, $4, 'text', $5, greatest(now(), coalesce($6, now())))
+                 values ('alert', $3, $4, $5->>'type', $5, greatest(now(), coalesce($6, now())))
                  returning id)
              insert into ai_alert_recipient (alert_id, user_id, outbox_id)
              select $1, $2, o.id from o",
@@ -169,7 +184,7 @@ async fn route(
         .bind(to.user_id)
         .bind(&to.wa_id)
         .bind(&to.bsuid)
-        .bind(content::text(&text))
+        .bind(payload)
         .bind(to.muted_until)
         .execute(&mut *tx)
         .await

@@ -8,6 +8,7 @@
 //! Exactly once per user: the recipients, their outbox rows and the alert's `is_sent` are written
 //! in one transaction on the locked alert row, and `(alert_id, user_id)` is unique.
 
+pub mod ack;
 pub mod detect;
 pub mod dispatch;
 pub mod intake;

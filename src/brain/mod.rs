@@ -73,6 +73,8 @@ pub struct Question<'a> {
     pub wamid: &'a str,
     pub msg_type: &'a str,
     pub text: Option<&'a str>,
+    /// The id of the reply button the person tapped, if they tapped one.
+    pub button: Option<&'a str>,
     pub lang: Lang,
     /// The sender's wa_id, for the chat log.
     pub phone: Option<&'a str>,
@@ -371,6 +373,24 @@ pub async fn preview(settings: &Settings, phone: &str, text: &str) -> anyhow::Re
 pub async fn answer(state: &AppState, caller: &Caller, q: &Question<'_>) -> Answer {
     let started = Instant::now();
     let elapsed = |started: Instant| started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    if let Some(alert) = q.button.and_then(crate::alerts::ack::parse_button) {
+        // A tap on a pushed alert's button: answered in the user's language, not the label's.
+        let lang = caller.lang;
+        let tz = state.settings.app.timezone;
+        let text = crate::alerts::ack::acknowledge(&state.db, caller, alert, lang, tz)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %format!("{e:#}"), "cannot acknowledge an alert");
+                texts::data_unavailable(lang).to_owned()
+            });
+        return Answer {
+            text: Some(text),
+            intent: Some(Intent::Alerts),
+            outcome: Outcome::Fallback,
+            tokens: 0,
+            latency_ms: elapsed(started),
+        };
+    }
     let Some(text) = q.text.map(str::trim).filter(|t| !t.is_empty()) else {
         let text = match q.msg_type {
             "reaction" | "system" | "unsupported" => None,

@@ -48,6 +48,39 @@ pub fn text_delivery(
     .to_string()
 }
 
+/// Meta's delivery of a tap on the reply button `(id, title)` of one of our messages.
+pub fn button_delivery(
+    phone_number_id: &str,
+    wa_id: &str,
+    profile_name: &str,
+    wamid: &str,
+    (id, title): (&str, &str),
+    sent_at: i64,
+) -> String {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "0",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": { "display_phone_number": "0", "phone_number_id": phone_number_id },
+                    "contacts": [{ "profile": { "name": profile_name }, "wa_id": wa_id }],
+                    "messages": [{
+                        "from": wa_id, "id": wamid, "timestamp": sent_at.to_string(),
+                        "type": "interactive",
+                        "interactive": {
+                            "type": "button_reply", "button_reply": { "id": id, "title": title }
+                        }
+                    }]
+                }
+            }]
+        }]
+    })
+    .to_string()
+}
+
 /// `+62 811-0000-0001` → `628110000001`, as WhatsApp writes ids.
 pub fn wa_id_of(phone: &str) -> anyhow::Result<String> {
     let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
@@ -72,13 +105,12 @@ fn render(message: &Value) -> String {
             let body = message["interactive"]["body"]["text"]
                 .as_str()
                 .unwrap_or_default();
-            let options: Vec<String> = message["interactive"]["action"]["buttons"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|b| b["reply"]["title"].as_str().map(|t| format!("[{t}]")))
+            let options: Vec<String> = buttons(message)
+                .iter()
+                .enumerate()
+                .map(|(n, (_, title))| format!("[{}] {title}", n + 1))
                 .collect();
-            format!("{body}\n{}", options.join(" "))
+            format!("{body}\n{}", options.join("  "))
         }
         Some("template") => format!(
             "(template {}) {}",
@@ -91,8 +123,25 @@ fn render(message: &Value) -> String {
     }
 }
 
+/// The reply buttons `(id, title)` of an interactive message.
+fn buttons(message: &Value) -> Vec<(String, String)> {
+    message["interactive"]["action"]["buttons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| {
+            let reply = &b["reply"];
+            Some((
+                reply["id"].as_str()?.to_owned(),
+                reply["title"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// Reads lines from stdin, posts each as a signed delivery to `url`/webhook, and prints the
 /// hub's replies until stdin ends and the replies have come (or `wait` passes without one).
+/// After a reply with buttons, a line holding just a button's number taps it.
 pub async fn chat(
     settings: &Settings,
     phone: &str,
@@ -122,6 +171,8 @@ pub async fn chat(
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut pending = 0usize;
+    // The buttons of the last reply, which a line with their number taps.
+    let mut offered: Vec<(String, String)> = Vec::new();
     loop {
         tokio::select! {
             line = lines.next_line(), if stdin_open => {
@@ -129,10 +180,20 @@ pub async fn chat(
                     Some(text) if text.trim().is_empty() => {}
                     Some(text) => {
                         let wamid = format!("wamid.local.in.{}", uuid::Uuid::new_v4().simple());
-                        let body = text_delivery(
-                            &settings.whatsapp.phone_number_id, &wa_id, name, &wamid, &text,
-                            chrono::Utc::now().timestamp(),
-                        );
+                        let now = chrono::Utc::now().timestamp();
+                        let phone_number_id = &settings.whatsapp.phone_number_id;
+                        let tapped = text
+                            .trim()
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|n| n.checked_sub(1))
+                            .and_then(|n| offered.get(n));
+                        let body = match tapped {
+                            Some((id, title)) => button_delivery(
+                                phone_number_id, &wa_id, name, &wamid, (id, title), now,
+                            ),
+                            None => text_delivery(phone_number_id, &wa_id, name, &wamid, &text, now),
+                        };
                         let response = http
                             .post(&endpoint)
                             .header("content-type", "application/json")
@@ -154,6 +215,7 @@ pub async fn chat(
                 let Some(reply) = reply else { break };
                 let message: Value = serde_json::from_slice(&reply.payload).unwrap_or(Value::Null);
                 println!("hub> {}", render(&message));
+                offered = buttons(&message);
                 pending = pending.saturating_sub(1);
             }
             () = tokio::time::sleep(wait), if !stdin_open => break,

@@ -7,8 +7,8 @@ use reqwest::Method;
 
 use crate::admin_support::{call, signed_in, status_json};
 use crate::helpers::{
-    eventually, now, spawn_app, spawn_app_with, status_delivery, text_delivery, GraphRequest,
-    TestApp,
+    button_delivery, eventually, now, spawn_app, spawn_app_with, status_delivery, text_delivery,
+    GraphRequest, TestApp,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -19,6 +19,14 @@ fn sends_to(app: &TestApp, to: &str) -> Vec<GraphRequest> {
         .into_iter()
         .filter(|r| r.body["to"] == to)
         .collect()
+}
+
+/// What the person reads: a text's body or an interactive message's body.
+fn shown(send: &GraphRequest) -> &str {
+    send.body["text"]["body"]
+        .as_str()
+        .or_else(|| send.body["interactive"]["body"]["text"].as_str())
+        .unwrap_or_default()
 }
 
 async fn wait_sends(app: &TestApp, to: &str, n: usize) -> Vec<GraphRequest> {
@@ -107,8 +115,11 @@ async fn an_alert_on_nats_reaches_each_confirmed_user_its_rules_name_once() {
     assert_eq!(app.count("select count(*) from wa_dead_letter").await, 0);
 
     let to_director = wait_sends(&app, &director, 1).await;
-    assert_eq!(to_director[0].body["type"], "text");
-    let text = to_director[0].body["text"]["body"].as_str().unwrap();
+    assert_eq!(
+        to_director[0].body["type"], "interactive",
+        "directors may acknowledge: the alert carries the button"
+    );
+    let text = shown(&to_director[0]);
     assert!(
         text.contains("HIGH alert"),
         "in the user's language: {text}"
@@ -267,7 +278,7 @@ async fn a_muted_user_gets_the_alert_when_the_mute_ends_and_answers_meanwhile() 
     .unwrap();
 
     let to_listening = wait_sends(&app, &listening, 1).await;
-    let text = to_listening[0].body["text"]["body"].as_str().unwrap();
+    let text = shown(&to_listening[0]);
     assert!(text.contains("Alert KRITIS"), "{text}");
     assert!(text.contains("Saldo kas negatif dalam 7 hari"), "{text}");
     assert!(text.contains(" WIB"), "{text}");
@@ -309,10 +320,7 @@ async fn a_muted_user_gets_the_alert_when_the_mute_ends_and_answers_meanwhile() 
         .contains("Revenue this month"));
 
     let to_briefly_muted = wait_sends(&app, &briefly_muted, 1).await;
-    assert!(to_briefly_muted[0].body["text"]["body"]
-        .as_str()
-        .unwrap()
-        .contains("Saldo kas negatif"));
+    assert!(shown(&to_briefly_muted[0]).contains("Saldo kas negatif"));
     assert!(
         eventually(WAIT, || async {
             app.count(
@@ -330,10 +338,7 @@ async fn a_muted_user_gets_the_alert_when_the_mute_ends_and_answers_meanwhile() 
     assert!(
         sends_to(&app, &long_muted)
             .iter()
-            .all(|r| !r.body["text"]["body"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("KRITIS")),
+            .all(|r| !shown(r).contains("KRITIS")),
         "an hour's mute still holds the alert"
     );
 }
@@ -393,7 +398,7 @@ async fn the_alert_command_checks_and_publishes_what_the_hub_then_pushes() {
         "only the valid alert was published: {stdout}"
     );
     let sends = wait_sends(&app, &director, 1).await;
-    let text = sends[0].body["text"]["body"].as_str().unwrap();
+    let text = shown(&sends[0]);
     assert!(text.contains("MAINT · MACHINE_DOWN"), "{text}");
     assert!(text.contains("MCH-003 berhenti"), "{text}");
     assert_eq!(
@@ -454,7 +459,7 @@ async fn detectors_raise_one_alert_a_day_from_the_factory_data_and_it_is_pushed(
 
     // Directors receive everything from High: the reject-rate anomaly, nothing else.
     let sends = wait_sends(&app, &director, 1).await;
-    let text = sends[0].body["text"]["body"].as_str().unwrap();
+    let text = shown(&sends[0]);
     assert!(text.contains("Reject rate MCH-003"), "{text}");
     assert!(
         eventually(WAIT, || async {
@@ -487,10 +492,11 @@ async fn alerts_of_a_module_the_user_may_not_read_are_neither_pushed_nor_told() 
     .await
     .unwrap();
     let sends = wait_sends(&app, &operator, 1).await;
-    assert!(sends[0].body["text"]["body"]
-        .as_str()
-        .unwrap()
-        .contains("MCH-002 berhenti"));
+    assert!(shown(&sends[0]).contains("MCH-002 berhenti"));
+    assert_eq!(
+        sends[0].body["type"], "text",
+        "operators may not acknowledge: no button"
+    );
     assert!(
         eventually(WAIT, || async {
             app.count("select count(*) from ai_alert where not is_sent")
@@ -522,4 +528,115 @@ async fn alerts_of_a_module_the_user_may_not_read_are_neither_pushed_nor_told() 
     assert!(answer.contains("MCH-002 berhenti"), "{answer}");
     assert!(!answer.contains("Saldo kas"), "{answer}");
     assert_eq!(sends_to(&app, &operator).len(), 2);
+}
+
+#[tokio::test]
+async fn tapping_the_button_acknowledges_the_alert_and_what_still_waits_is_withdrawn() {
+    let app = spawn_app().await;
+    let first = app.user_with_role("DIRECTOR", true).await;
+    let muted = app.user_with_role("DIRECTOR", true).await;
+    let operator = app.user_with_role("OPERATOR", true).await;
+    for user in [&first, &muted, &operator] {
+        open_window(&app, user).await;
+    }
+    sqlx::query(
+        "insert into wa_alert_mute (user_id, until_at)
+         select id, now() + interval '15 seconds' from adm_user where phone = '+' || $1",
+    )
+    .bind(&muted)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::raw_sql(
+        "insert into ai_alert (module, alert_type, severity, message)
+         values ('MAINT', 'MACHINE_DOWN', 'Critical', 'MCH-003 berhenti')",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    let alert = wait_sends(&app, &first, 1).await.remove(0);
+    let button = &alert.body["interactive"]["action"]["buttons"][0]["reply"];
+    assert_eq!(button["title"], "✅ Saya tangani");
+    let id = button["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("alert.ack:"), "{id}");
+
+    // Someone without ALERT.ACK cannot acknowledge, even with the button's id.
+    app.post_webhook(&button_delivery(
+        &operator,
+        "wamid.ack.op",
+        &id,
+        "✅ Saya tangani",
+    ))
+    .await;
+    let refused = wait_sends(&app, &operator, 1).await;
+    assert!(shown(&refused[0]).contains("🔒"), "{}", shown(&refused[0]));
+
+    app.post_webhook(&button_delivery(
+        &first,
+        "wamid.ack.1",
+        &id,
+        "✅ Saya tangani",
+    ))
+    .await;
+    let replies = wait_sends(&app, &first, 2).await;
+    assert_eq!(
+        shown(&replies[1]),
+        "✅ Dicatat: Anda menangani alert MAINT · MACHINE_DOWN."
+    );
+    let first_id = sqlx::query_scalar::<_, i64>("select id from adm_user where phone = '+' || $1")
+        .bind(&first)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.count(&format!(
+            "select count(*) from ai_alert where acked_by = {first_id} and is_read"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "select count(*) from log_audit where action = 'ACK' and entity_type = 'ai_alert'
+             and user_id = {first_id} and new_value ->> 'acked_at' is not null"
+        ))
+        .await,
+        1
+    );
+
+    // A second tap changes nothing and says who has it.
+    app.post_webhook(&button_delivery(
+        &first,
+        "wamid.ack.2",
+        &id,
+        "✅ Saya tangani",
+    ))
+    .await;
+    let replies = wait_sends(&app, &first, 3).await;
+    assert!(
+        shown(&replies[2])
+            .starts_with("ℹ️ Alert MAINT · MACHINE_DOWN sudah ditangani oleh Test User"),
+        "{}",
+        shown(&replies[2])
+    );
+    assert_eq!(
+        app.count("select count(*) from log_audit where action = 'ACK'")
+            .await,
+        1
+    );
+
+    // The muted director's copy was still waiting: it is withdrawn, not sent.
+    assert!(
+        eventually(Duration::from_secs(40), || async {
+            app.count(
+                "select count(*) from wa_outbox where purpose = 'alert' and status = 'withdrawn'",
+            )
+            .await
+                == 1
+        })
+        .await,
+        "the waiting copy is withdrawn once its mute ends"
+    );
+    assert!(sends_to(&app, &muted).is_empty());
 }

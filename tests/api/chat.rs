@@ -70,3 +70,85 @@ async fn chat_posts_signed_messages_and_prints_the_hubs_replies() {
         "two inbound messages done and two replies recorded as sent"
     );
 }
+
+#[tokio::test]
+async fn chat_shows_an_alerts_button_and_a_number_taps_it() {
+    use tokio::io::AsyncBufReadExt;
+
+    let app = spawn_app_with(|s| s.whatsapp.access_token = secrecy::SecretString::from("")).await;
+    let wa_id = app.trusted_sender().await;
+    sqlx::query("insert into wa_contact (sender_key, wa_id, last_in_at) values ($1, $1, now())")
+        .bind(&wa_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SENTIENT_ENV", "test")
+        .args([
+            "chat",
+            "--phone",
+            &format!("+{wa_id}"),
+            "--url",
+            &app.address,
+        ])
+        .args(["--wait", "20"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut read_until = async |needle: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let hit = line.contains(needle);
+                seen.push(line);
+                if hit {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(matches!(found, Ok(true)), "no {needle:?} in {seen:?}");
+        seen
+    };
+
+    // The chat says "chatting as" once it listens for replies; an alert raised then reaches it.
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let greeting = tokio::time::timeout(Duration::from_secs(30), stderr.next_line())
+        .await
+        .expect("chat starts")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(greeting.starts_with("chatting as"), "{greeting}");
+    sqlx::raw_sql(
+        "insert into ai_alert (module, alert_type, severity, message)
+         values ('MAINT', 'MACHINE_DOWN', 'Critical', 'MCH-003 berhenti')",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let shown = read_until("[1] ✅ Saya tangani").await;
+    assert!(
+        shown.iter().any(|l| l.contains("MCH-003 berhenti")),
+        "{shown:?}"
+    );
+    stdin.write_all(b"1\n").await.unwrap();
+    read_until("Dicatat: Anda menangani alert MAINT · MACHINE_DOWN").await;
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("chat ends")
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        app.count("select count(*) from ai_alert where acked_at is not null")
+            .await,
+        1
+    );
+}

@@ -284,6 +284,18 @@ pub fn text_delivery(from: &str, wamid: &str, text: &str, sent_at: i64) -> Strin
     )
 }
 
+/// A Meta-shaped delivery of a tap on a reply button (`id`, `title`) of one of our messages.
+pub fn button_delivery(from: &str, wamid: &str, id: &str, title: &str) -> String {
+    sentient_hub::whatsapp::local::button_delivery(
+        "000000000000000",
+        from,
+        "Tester",
+        wamid,
+        (id, title),
+        now(),
+    )
+}
+
 /// A Meta-shaped status webhook for one of our messages.
 pub fn status_delivery(
     wamid: &str,

@@ -1,0 +1,126 @@
+//! Acknowledging an alert from WhatsApp: a pushed alert carries a reply button (for users whose
+//! role holds `ALERT.ACK`) whose id names the alert; tapping it marks the alert handled, as
+//! `POST /api/v1/alerts/{uuid}/ack` does, with the same audit row. Alerts still waiting for
+//! other users (muted, retried) are then withdrawn by the sender.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::admin::audit::{self, Entry};
+use crate::identity::Caller;
+use crate::texts::{self, Lang};
+
+/// What the reply button's id starts with.
+const BUTTON_PREFIX: &str = "alert.ack:";
+
+/// The id of the reply button under the pushed alert `alert`.
+pub fn button_id(alert: Uuid) -> String {
+    format!("{BUTTON_PREFIX}{alert}")
+}
+
+/// The alert a tapped button names, when it is an acknowledge button.
+pub fn parse_button(id: &str) -> Option<Uuid> {
+    id.strip_prefix(BUTTON_PREFIX)?.parse().ok()
+}
+
+#[derive(sqlx::FromRow)]
+struct Target {
+    id: i64,
+    module: String,
+    alert_type: String,
+    acked_at: Option<DateTime<Utc>>,
+    acked_by: Option<String>,
+    snapshot: Value,
+}
+
+/// Acknowledges `alert` for `caller`; returns what to tell them. Refused without `ALERT.ACK`.
+pub async fn acknowledge(
+    db: &sqlx::PgPool,
+    caller: &Caller,
+    alert: Uuid,
+    lang: Lang,
+    timezone: chrono_tz::Tz,
+) -> anyhow::Result<String> {
+    if !caller.may("ALERT.ACK") {
+        let area = match lang {
+            Lang::Id => "penanganan alert",
+            Lang::En => "alert handling",
+        };
+        return Ok(texts::denied(lang, area));
+    }
+    let mut tx = db.begin().await.context("starting an acknowledgement")?;
+    let target: Option<Target> = sqlx::query_as(
+        "select a.id, a.module, a.alert_type, a.acked_at, u.full_name as acked_by,
+                to_jsonb(a) as snapshot
+         from ai_alert a left join adm_user u on u.id = a.acked_by
+         where a.uuid = $1
+         for update of a",
+    )
+    .bind(alert)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("reading the alert to acknowledge")?;
+    let Some(target) = target else {
+        return Ok(texts::alert_gone(lang).to_owned());
+    };
+    let origin = format!("{} · {}", target.module, target.alert_type);
+    if let Some(at) = target.acked_at {
+        let at = at.with_timezone(&timezone).format("%d-%m-%Y %H:%M %Z");
+        let by = target.acked_by.as_deref().unwrap_or("-");
+        return Ok(texts::alert_already_acked(
+            lang,
+            &origin,
+            by,
+            &at.to_string(),
+        ));
+    }
+    let new: Value = sqlx::query_scalar(
+        "update ai_alert a set is_read = true, acked_at = now(), acked_by = $2
+         where id = $1 returning to_jsonb(a)",
+    )
+    .bind(target.id)
+    .bind(caller.user_id)
+    .fetch_one(&mut *tx)
+    .await
+    .context("acknowledging the alert")?;
+    audit::record(
+        &mut tx,
+        Some(caller.user_id),
+        None,
+        Entry {
+            action: "ACK",
+            entity_type: "ai_alert",
+            entity_id: Some(target.id),
+            entity_uuid: Some(alert),
+            old: Some(target.snapshot),
+            new: Some(new),
+        },
+    )
+    .await
+    .context("auditing the acknowledgement")?;
+    tx.commit()
+        .await
+        .context("committing the acknowledgement")?;
+    metrics::counter!("alerts_acked_total", "via" => "whatsapp").increment(1);
+    tracing::info!(alert = %alert, "alert acknowledged from WhatsApp");
+    Ok(texts::alert_acked(lang, &origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn button_ids_name_their_alert() {
+        let alert = Uuid::new_v4();
+        assert_eq!(parse_button(&button_id(alert)), Some(alert));
+        assert_eq!(parse_button("alert.ack:not-a-uuid"), None);
+        assert_eq!(parse_button("menu.help"), None);
+        assert!(
+            button_id(alert).len() <= 256,
+            "Meta's limit for a button id"
+        );
+    }
+}
