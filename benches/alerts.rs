@@ -1,7 +1,8 @@
 //! Alert benchmark (not a test): `cargo bench --bench alerts`.
 //!
 //! Starts the real app (release build) against a fresh database, the local NATS and the local
-//! sink, with BENCH_RECIPIENTS directors on confirmed devices, then:
+//! sink, with BENCH_RECIPIENTS directors on confirmed devices (who may read maintenance data and
+//! acknowledge alerts, so routing checks both and every message carries the button), then:
 //! 1. latency: BENCH_SINGLE alerts one at a time, each published on `alerts.subject` and timed
 //!    until its outbox rows (one per director) are committed: p50 / p99;
 //! 2. throughput: BENCH_ALERTS alerts published at once; alerts/s stored, and alerts/s (and
@@ -38,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     let subject = settings.alerts.subject.clone();
     let body = |kind: &str, i: i64| {
         format!(
-            r#"{{"module":"SYS","alert_type":"BENCH","severity":"High","message":"Bench alert {kind} {i}","dedup_key":"bench-{kind}-{i}","n":{i}}}"#
+            r#"{{"module":"MAINT","alert_type":"BENCH","severity":"High","message":"Bench alert {kind} {i}","dedup_key":"bench-{kind}-{i}","n":{i}}}"#
         )
     };
 

@@ -33,3 +33,15 @@ create table ai_alert_recipient (
 
 create index ai_alert_recipient_user_idx on ai_alert_recipient (user_id, created_at);
 create index ai_alert_recipient_outbox_idx on ai_alert_recipient (outbox_id);
+
+-- The detectors raise stock alerts (INV, Medium when oversold) and overdue receivables (FIN,
+-- Medium): the managers who read that data hear of them by default.
+insert into ai_alert_rule (module, min_severity, role_id)
+select v.module, v.min_severity, r.id
+from (values
+    ('INV', 'Medium', 'MANAGER_SALES'),
+    ('INV', 'Medium', 'MANAGER_PROD'),
+    ('FIN', 'Medium', 'MANAGER_SALES')
+) as v (module, min_severity, role_code)
+join adm_role r on r.code = v.role_code
+on conflict do nothing;

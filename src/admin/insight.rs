@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::audit::{self, Entry};
 use super::auth::{perm, Authorized};
 use super::{field_error, parse_uuid, ApiJson, ApiQuery, ApiRouter, Page, PageParams};
-use crate::alerts::Severity;
+use crate::alerts::{module_readable, Severity};
 use crate::error::{Error, Result};
 use crate::startup::AppState;
 
@@ -186,7 +186,7 @@ const ALERT_FILTER: &str = "
       and ($5::timestamptz is null or a.created_at >= $5)
       and ($6::timestamptz is null or a.created_at < $6)";
 
-/// Alerts, newest first.
+/// Alerts of the modules the caller may read (`FIN.READ` for finance alerts, …), newest first.
 #[utoipa::path(
     get, path = "/api/v1/alerts", tag = "insight",
     params(PageParams, AlertFilter),
@@ -201,17 +201,10 @@ async fn alerts(
     ApiQuery(f): ApiQuery<AlertFilter>,
 ) -> Result<Json<Page<AlertOut>>> {
     let (limit, offset) = page.limits()?;
-    let total: i64 = sqlx::query_scalar(&format!("select count(*) from ai_alert a {ALERT_FILTER}"))
-        .bind(&f.module)
-        .bind(&f.severity)
-        .bind(&f.alert_type)
-        .bind(f.open)
-        .bind(f.from)
-        .bind(f.to)
-        .fetch_one(&state.db)
-        .await?;
-    let items = sqlx::query_as::<_, AlertOut>(&format!(
-        "{ALERT_SELECT} {ALERT_FILTER} order by a.created_at desc, a.id desc limit $7 offset $8"
+    // Only alerts of modules the caller may read: a finance alert is finance data.
+    let readable = module_readable("a.module", "$7");
+    let total: i64 = sqlx::query_scalar(&format!(
+        "select count(*) from ai_alert a {ALERT_FILTER} and {readable}"
     ))
     .bind(&f.module)
     .bind(&f.severity)
@@ -219,6 +212,20 @@ async fn alerts(
     .bind(f.open)
     .bind(f.from)
     .bind(f.to)
+    .bind(&caller.permissions)
+    .fetch_one(&state.db)
+    .await?;
+    let items = sqlx::query_as::<_, AlertOut>(&format!(
+        "{ALERT_SELECT} {ALERT_FILTER} and {readable}
+         order by a.created_at desc, a.id desc limit $8 offset $9"
+    ))
+    .bind(&f.module)
+    .bind(&f.severity)
+    .bind(&f.alert_type)
+    .bind(f.open)
+    .bind(f.from)
+    .bind(f.to)
+    .bind(&caller.permissions)
     .bind(i64::from(limit))
     .bind(i64::from(offset))
     .fetch_all(&state.db)
@@ -226,7 +233,8 @@ async fn alerts(
     Ok(Json(page.page(items, total)))
 }
 
-/// Acknowledges an alert (marks it handled). Acknowledging it again changes nothing.
+/// Acknowledges an alert (marks it handled). Acknowledging it again changes nothing. An alert of
+/// a module the caller may not read is not found.
 #[utoipa::path(
     post, path = "/api/v1/alerts/{uuid}/ack", tag = "insight",
     params(("uuid" = Uuid, Path, description = "The alert's uuid")),
@@ -241,12 +249,15 @@ async fn ack(
 ) -> Result<Json<AlertOut>> {
     let uuid = parse_uuid(&uuid)?;
     let mut tx = state.db.begin().await?;
-    let (id, old): (i64, Value) =
-        sqlx::query_as("select id, to_jsonb(a) from ai_alert a where uuid = $1 for update")
-            .bind(uuid)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(Error::NotFound)?;
+    let (id, old): (i64, Value) = sqlx::query_as(&format!(
+        "select id, to_jsonb(a) from ai_alert a where uuid = $1 and {} for update",
+        module_readable("a.module", "$2")
+    ))
+    .bind(uuid)
+    .bind(&caller.permissions)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
     let changed = sqlx::query(
         "update ai_alert set is_read = true, acked_at = now(), acked_by = $2
          where id = $1 and acked_at is null",

@@ -2,6 +2,9 @@
 //! role holds `ALERT.ACK`) whose id names the alert; tapping it marks the alert handled, as
 //! `POST /api/v1/alerts/{uuid}/ack` does, with the same audit row. Alerts still waiting for
 //! other users (muted, retried) are then withdrawn by the sender.
+//!
+//! Only a recipient of the alert who may still read its module can acknowledge it; for anyone
+//! else (a forged or stale button id) the alert does not exist.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -31,50 +34,77 @@ struct Target {
     module: String,
     alert_type: String,
     acked_at: Option<DateTime<Utc>>,
-    acked_by: Option<String>,
+    acked_by: Option<i64>,
+    acked_by_name: Option<String>,
     snapshot: Value,
 }
 
-/// Acknowledges `alert` for `caller`; returns what to tell them. Refused without `ALERT.ACK`.
+/// What a tap came to.
+pub struct Reply {
+    /// What to tell the person.
+    pub text: String,
+    /// They may not acknowledge alerts at all.
+    pub refused: bool,
+}
+
+/// Acknowledges `alert` for `caller`; returns what to tell them.
 pub async fn acknowledge(
     db: &sqlx::PgPool,
     caller: &Caller,
     alert: Uuid,
     lang: Lang,
     timezone: chrono_tz::Tz,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Reply> {
     if !caller.may("ALERT.ACK") {
         let area = match lang {
             Lang::Id => "penanganan alert",
             Lang::En => "alert handling",
         };
-        return Ok(texts::denied(lang, area));
+        return Ok(Reply {
+            text: texts::denied(lang, area),
+            refused: true,
+        });
     }
+    let told = |text: String| Reply {
+        text,
+        refused: false,
+    };
+    let permissions: Vec<String> = caller.permissions.iter().cloned().collect();
     let mut tx = db.begin().await.context("starting an acknowledgement")?;
-    let target: Option<Target> = sqlx::query_as(
-        "select a.id, a.module, a.alert_type, a.acked_at, u.full_name as acked_by,
-                to_jsonb(a) as snapshot
+    let target: Option<Target> = sqlx::query_as(&format!(
+        "select a.id, a.module, a.alert_type, a.acked_at, a.acked_by,
+                u.full_name as acked_by_name, to_jsonb(a) as snapshot
          from ai_alert a left join adm_user u on u.id = a.acked_by
          where a.uuid = $1
+           and exists (select 1 from ai_alert_recipient r
+                       where r.alert_id = a.id and r.user_id = $2)
+           and {}
          for update of a",
-    )
+        super::module_readable("a.module", "$3")
+    ))
     .bind(alert)
+    .bind(caller.user_id)
+    .bind(&permissions)
     .fetch_optional(&mut *tx)
     .await
     .context("reading the alert to acknowledge")?;
     let Some(target) = target else {
-        return Ok(texts::alert_gone(lang).to_owned());
+        return Ok(told(texts::alert_gone(lang).to_owned()));
     };
     let origin = format!("{} · {}", target.module, target.alert_type);
     if let Some(at) = target.acked_at {
+        if target.acked_by == Some(caller.user_id) {
+            // Their own tap again (or the same tap redelivered).
+            return Ok(told(texts::alert_acked(lang, &origin)));
+        }
         let at = at.with_timezone(&timezone).format("%d-%m-%Y %H:%M %Z");
-        let by = target.acked_by.as_deref().unwrap_or("-");
-        return Ok(texts::alert_already_acked(
+        let by = target.acked_by_name.as_deref().unwrap_or("-");
+        return Ok(told(texts::alert_already_acked(
             lang,
             &origin,
             by,
             &at.to_string(),
-        ));
+        )));
     }
     let new: Value = sqlx::query_scalar(
         "update ai_alert a set is_read = true, acked_at = now(), acked_by = $2
@@ -105,7 +135,7 @@ pub async fn acknowledge(
         .context("committing the acknowledgement")?;
     metrics::counter!("alerts_acked_total", "via" => "whatsapp").increment(1);
     tracing::info!(alert = %alert, "alert acknowledged from WhatsApp");
-    Ok(texts::alert_acked(lang, &origin))
+    Ok(told(texts::alert_acked(lang, &origin)))
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Detectors: the factory's own data raises alerts. Each is one `insert … select … on conflict
-//! (dedup_key) do nothing` whose key names the thing and the day (in `app.timezone`), so a
-//! condition that lasts raises one alert a day, however often the detectors run and on however
-//! many instances. The dispatcher then routes what they raised like any other alert.
+//! (dedup_key) do nothing`. A condition raises no new alert while an alert about the same thing
+//! (same module, type and machine, item and warehouse, …; from a detector or anyone else) is
+//! still open, and at most one a day (the key names the thing and the day in `app.timezone`),
+//! however often the detectors run and on however many instances: a lasting condition is
+//! raised again the day after someone acknowledged it, not every night. The dispatcher then
+//! routes what they raised like any other alert.
 //!
 //! - `WO`/`ANOMALY`, High: a machine's reject rate over the last 7 days above
 //!   [`REJECT_THRESHOLD_PCT`] (with at least [`MIN_OUTPUT`] units made, so one bad shift of a
@@ -31,20 +34,24 @@ const DETECTORS: [(&str, &str); 3] = [
         "insert into ai_alert (module, alert_type, severity, message, payload, dedup_key)
          select 'WO', 'ANOMALY', 'High',
                 'Reject rate ' || x.code || ' = ' || round(x.rate, 1) || '% (threshold: '
-                    || $2::numeric || '%), 7 hari terakhir',
+                    || trim_scale($2::numeric) || '%), 7 hari terakhir',
                 jsonb_build_object('machine', x.code, 'reject_rate_pct', round(x.rate, 1),
                                    'threshold_pct', $2::numeric, 'window_days', 7,
                                    'output', x.output, 'reject', x.reject),
                 'detect:reject:' || x.code || ':' || $1::date
          from (
              select m.code, sum(s.output_qty) as output, sum(s.reject_qty) as reject,
-                    sum(s.reject_qty) * 100 / sum(s.output_qty) as rate
+                    sum(s.reject_qty) * 100 / nullif(sum(s.output_qty), 0) as rate
              from m_machine m join t_shift_log s on s.machine_id = m.id
              where m.deleted_at is null and s.deleted_at is null
                and s.log_dt > $1::date - 7 and s.log_dt <= $1::date
              group by m.code
              having sum(s.output_qty) >= $3) x
          where x.rate > $2::numeric
+           and not exists (
+               select 1 from ai_alert o
+               where o.acked_at is null and o.module = 'WO' and o.alert_type = 'ANOMALY'
+                 and o.payload ->> 'machine' = x.code)
          on conflict (dedup_key) do nothing",
     ),
     (
@@ -66,8 +73,12 @@ const DETECTORS: [(&str, &str); 3] = [
              select i.code as item, i.uom, i.min_stock, w.code as wh,
                     v.qty_on_hand - v.qty_reserved as available
              from t_inv v join m_item i on i.id = v.item_id join m_wh w on w.id = v.wh_id
-             where v.deleted_at is null and i.deleted_at is null) x
-         where x.available < 0 or x.available < x.min_stock
+             where v.deleted_at is null and i.deleted_at is null and w.deleted_at is null) x
+         where (x.available < 0 or x.available < x.min_stock)
+           and not exists (
+               select 1 from ai_alert o
+               where o.acked_at is null and o.module = 'INV' and o.alert_type = 'STOCK'
+                 and o.payload ->> 'item' = x.item and o.payload ->> 'wh' = x.wh)
          on conflict (dedup_key) do nothing",
     ),
     (
@@ -81,10 +92,13 @@ const DETECTORS: [(&str, &str); 3] = [
          from (
              select c.code, sum(ar.amt) as amt
              from t_ar ar join m_cust c on c.id = ar.cust_id
-             where ar.deleted_at is null and ar.paid_dt is null and ar.status <> 'Paid'
-               and ar.due_dt < $1::date - 30
+             where ar.deleted_at is null and c.deleted_at is null and ar.paid_dt is null
+               and ar.status <> 'Paid' and ar.due_dt < $1::date - 30
              group by c.code) x
          having count(*) > 0
+            and not exists (
+                select 1 from ai_alert o
+                where o.acked_at is null and o.module = 'FIN' and o.alert_type = 'OVERDUE')
          on conflict (dedup_key) do nothing",
     ),
 ];

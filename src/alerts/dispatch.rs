@@ -27,19 +27,25 @@ use crate::whatsapp::graph::content;
 
 /// Alerts routed per transaction.
 const BATCH: i64 = 32;
-/// Who may receive alerts on the device `t` (a `wa_trust` row of the `adm_user u`): an active
-/// user whose live role holds `ALERT.READ`, on a device confirmed within `$1` days and not
-/// revoked since — the trust the chat gate asks for. The one definition, for routing and for the
-/// check before a waiting alert goes out.
-const MAY_RECEIVE: &str = "
-    u.deleted_at is null and u.is_active
-    and t.confirmed_at > now() - make_interval(days => $1)
-    and (u.wa_revoked_at is null or u.wa_revoked_at < t.confirmed_at)
-    and exists (
-        select 1 from adm_role r
-        join adm_role_permission rp on rp.role_id = r.id
-        join adm_permission p on p.id = rp.permission_id
-        where r.id = u.role_id and r.deleted_at is null and p.code = 'ALERT.READ')";
+/// SQL condition: the `adm_user u` may receive alerts of module `module` (an SQL expression) on
+/// the device `t` (their `wa_trust` row): an active user whose live role holds `ALERT.READ` and
+/// may read the module, on a device confirmed within `$1` days and not revoked since — the trust
+/// the chat gate asks for. The one definition, for routing and for the check before a waiting
+/// alert goes out.
+fn may_receive(module: &str) -> String {
+    let readable = super::module_readable_by_role(module, "u.role_id");
+    format!(
+        "u.deleted_at is null and u.is_active
+         and t.confirmed_at > now() - make_interval(days => $1)
+         and (u.wa_revoked_at is null or u.wa_revoked_at < t.confirmed_at)
+         and exists (
+             select 1 from adm_role r
+             join adm_role_permission rp on rp.role_id = r.id
+             join adm_permission p on p.id = rp.permission_id
+             where r.id = u.role_id and r.deleted_at is null and p.code = 'ALERT.READ')
+         and {readable}"
+    )
+}
 /// Longest alert message quoted on a phone, in characters (the rest is in the admin list): the
 /// whole text, frame included, stays within the 1,024 characters of an interactive body.
 const MAX_QUOTED_CHARS: usize = 700;
@@ -135,19 +141,15 @@ async fn route(
          from adm_user u
          join wa_trust t on t.user_id = u.id
          left join wa_alert_mute m on m.user_id = u.id and m.until_at > now()
-         where {MAY_RECEIVE}
+         where {}
            and (t.wa_id is not null or t.bsuid is not null)
            and exists (
                select 1 from ai_alert_rule a
                where a.role_id = u.role_id and a.is_active
                  and (a.module is null or a.module = $2)
                  and a.min_severity = any($3))
-           and (not exists (select 1 from adm_permission p where p.code = $2 || '.READ')
-                or exists (
-                    select 1 from adm_role_permission rp
-                    join adm_permission p on p.id = rp.permission_id
-                    where rp.role_id = u.role_id and p.code = $2 || '.READ'))
-         order by u.id"
+         order by u.id",
+        may_receive("$2::text")
     ))
     .bind(state.settings.identity.trust_days as i32)
     .bind(&alert.module)
@@ -240,7 +242,8 @@ pub async fn still_wanted(
              join wa_trust t on t.user_id = u.id
              where ar.outbox_id = $2 and a.acked_at is null
                and coalesce(t.wa_id, t.bsuid) = coalesce(o.wa_id, o.bsuid)
-               and {MAY_RECEIVE})"
+               and {})",
+        may_receive("a.module")
     ))
     .bind(trust_days as i32)
     .bind(outbox_id)

@@ -580,14 +580,14 @@ async fn machine_health(
         let rate = reject_rate(*reject, *output);
         let errors = errors.clone().unwrap_or_else(|| "-".to_owned());
         let warn = if rate > REJECT_THRESHOLD_PCT {
-            " ⚠️ di atas ambang 5%"
+            format!(" ⚠️ di atas ambang {}", percent(REJECT_THRESHOLD_PCT))
         } else {
-            ""
+            String::new()
         };
         let warn_en = if rate > REJECT_THRESHOLD_PCT {
-            " ⚠️ above the 5% threshold"
+            format!(" ⚠️ above the {} threshold", percent(REJECT_THRESHOLD_PCT))
         } else {
-            ""
+            String::new()
         };
         id.push(format!("• {code} {name}: reject {}{warn}, downtime {downtime} menit, error {errors}, servis terakhir {}", percent(rate), date(*last_maint)));
         en.push(format!("• {code} {name}: reject {}{warn_en}, downtime {downtime} min, errors {errors}, last service {}", percent(rate), date(*last_maint)));
@@ -795,14 +795,14 @@ async fn cash_position(db: &PgPool, today: NaiveDate, as_of: &str) -> anyhow::Re
 /// permission catalogue has such a code (a finance alert is finance data), any other module
 /// (SYS …) only `ALERT.READ`, which the intent already required.
 async fn alerts(db: &PgPool, permissions: &[String], as_of: &str) -> anyhow::Result<Built> {
-    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+    let rows: Vec<(String, String, String, String)> = sqlx::query_as(&format!(
         "select a.severity, a.module, a.alert_type, a.message from ai_alert a
-         where a.acked_at is null
-           and (a.module || '.READ' = any($1)
-                or not exists (select 1 from adm_permission p where p.code = a.module || '.READ'))
-         order by case a.severity when 'Critical' then 0 when 'High' then 1 when 'Medium' then 2 else 3 end,
+         where a.acked_at is null and {}
+         order by case a.severity when 'Critical' then 0 when 'High' then 1
+                                  when 'Medium' then 2 else 3 end,
                   a.created_at desc limit 10",
-    )
+        crate::alerts::module_readable("a.module", "$1")
+    ))
     .bind(permissions)
     .fetch_all(db)
     .await

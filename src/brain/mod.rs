@@ -377,16 +377,22 @@ pub async fn answer(state: &AppState, caller: &Caller, q: &Question<'_>) -> Answ
         // A tap on a pushed alert's button: answered in the user's language, not the label's.
         let lang = caller.lang;
         let tz = state.settings.app.timezone;
-        let text = crate::alerts::ack::acknowledge(&state.db, caller, alert, lang, tz)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %format!("{e:#}"), "cannot acknowledge an alert");
-                texts::data_unavailable(lang).to_owned()
-            });
+        let (text, outcome) =
+            match crate::alerts::ack::acknowledge(&state.db, caller, alert, lang, tz).await {
+                Ok(reply) if reply.refused => {
+                    metrics::counter!("brain_denied_total").increment(1);
+                    (reply.text, Outcome::Denied)
+                }
+                Ok(reply) => (reply.text, Outcome::Fallback),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot acknowledge an alert");
+                    (texts::data_unavailable(lang).to_owned(), Outcome::Error)
+                }
+            };
         return Answer {
             text: Some(text),
             intent: Some(Intent::Alerts),
-            outcome: Outcome::Fallback,
+            outcome,
             tokens: 0,
             latency_ms: elapsed(started),
         };
