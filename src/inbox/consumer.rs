@@ -287,10 +287,8 @@ async fn process(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
         wamid: &row.wamid,
         msg_type: &row.msg_type,
         text: row.body.as_deref(),
-        // A reply button of ours (interactive) or a template's quick-reply payload.
-        button: row.payload["interactive"]["button_reply"]["id"]
-            .as_str()
-            .or_else(|| row.payload["button"]["payload"].as_str()),
+        // The id of a reply button of ours (the hub sends no template quick replies).
+        button: row.payload["interactive"]["button_reply"]["id"].as_str(),
         lang,
         phone: row.wa_id.as_deref(),
     };
