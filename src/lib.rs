@@ -16,6 +16,7 @@
 //! - [`llm`]: the `ai.llm.chat` contract over NATS and the llm-worker that bridges it to any
 //!   OpenAI-compatible server (`sentient-hub llm-worker`).
 //! - [`outbox`]: reply rows, the sender loop, retries, rate limit and the 24-hour window.
+//! - [`queue`]: the JetStream work-queue stream and pull loop the inbox and the alerts share.
 //! - [`alerts`]: proactive alerts: detectors, intake from NATS `alerts.new`, routing by rule
 //!   and role, delivery through the outbox.
 //! - [`texts`]: everything the bot says, in Indonesian and English.
@@ -39,6 +40,7 @@ pub mod identity;
 pub mod inbox;
 pub mod llm;
 pub mod outbox;
+pub mod queue;
 pub mod startup;
 pub mod telemetry;
 pub mod texts;

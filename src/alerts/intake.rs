@@ -22,7 +22,6 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -193,19 +192,8 @@ pub async fn ensure_consumer(
     js: &jetstream::Context,
     settings: &AlertSettings,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
-    let stream = js
-        .get_or_create_stream(jetstream::stream::Config {
-            name: settings.stream.clone(),
-            subjects: vec![settings.subject.clone()],
-            retention: jetstream::stream::RetentionPolicy::WorkQueue,
-            storage: jetstream::stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
-            max_age: Duration::from_secs(7 * 24 * 3600),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("creating JetStream stream {}", settings.stream))?;
+    let stream =
+        crate::queue::ensure_stream(js, &settings.stream, vec![settings.subject.clone()]).await?;
     let name = format!("{}-hub", settings.stream.to_lowercase());
     stream
         .get_or_create_consumer(
@@ -230,29 +218,11 @@ pub async fn run(
     consumer: jetstream::consumer::Consumer<pull::Config>,
     shutdown: CancellationToken,
 ) {
-    while !shutdown.is_cancelled() {
-        let mut messages = match consumer.messages().await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot pull alerts from JetStream; retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
-        loop {
-            let next = tokio::select! {
-                () = shutdown.cancelled() => return,
-                next = messages.next() => next,
-            };
-            match next {
-                Some(Ok(message)) => handle(&state, &message).await,
-                Some(Err(e)) => tracing::debug!(error = %e, "alert pull stream hiccup"),
-                None => break,
-            }
-        }
-    }
+    let state = &state;
+    crate::queue::pull(&consumer, &shutdown, "alerts", |message| async move {
+        handle(state, &message).await
+    })
+    .await;
 }
 
 async fn handle(state: &AppState, message: &jetstream::Message) {

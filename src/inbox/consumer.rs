@@ -13,7 +13,6 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -62,31 +61,11 @@ pub async fn run(
     consumer: jetstream::consumer::Consumer<pull::Config>,
     shutdown: CancellationToken,
 ) {
-    while !shutdown.is_cancelled() {
-        let mut messages = match consumer.messages().await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot pull from JetStream; retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
-        loop {
-            let next = tokio::select! {
-                () = shutdown.cancelled() => return,
-                next = messages.next() => next,
-            };
-            match next {
-                Some(Ok(message)) => handle(&state, message).await,
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "pull stream hiccup");
-                }
-                None => break,
-            }
-        }
-    }
+    let state = &state;
+    crate::queue::pull(&consumer, &shutdown, "inbox", |message| async move {
+        handle(state, message).await
+    })
+    .await;
 }
 
 /// What processing one inbox row came to.

@@ -27,24 +27,17 @@ pub struct Job {
     pub wamid: String,
 }
 
-/// Creates the stream when missing. Work-queue retention: a message leaves the stream once a
-/// worker acknowledges it; the two-minute duplicate window absorbs relay republishes.
+/// Creates the inbox stream (a work queue, see [`crate::queue`]) over every partition's subject.
 pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &InboxSettings,
 ) -> anyhow::Result<jetstream::stream::Stream> {
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: settings.stream.clone(),
-        subjects: vec![format!("{}.*", settings.subject_prefix)],
-        retention: jetstream::stream::RetentionPolicy::WorkQueue,
-        storage: jetstream::stream::StorageType::File,
-        duplicate_window: Duration::from_secs(120),
-        max_age: Duration::from_secs(7 * 24 * 3600),
-        ..Default::default()
-    })
+    crate::queue::ensure_stream(
+        js,
+        &settings.stream,
+        vec![format!("{}.*", settings.subject_prefix)],
+    )
     .await
-    .map_err(|e| anyhow::anyhow!("{e}"))
-    .with_context(|| format!("creating JetStream stream {}", settings.stream))
 }
 
 /// Runs until `shutdown`: relays on every wake-up, and every `relay_idle_ms` regardless (rows

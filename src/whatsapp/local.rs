@@ -18,7 +18,7 @@ pub fn sink_subject(wa_id: &str) -> String {
     format!("wa.local.out.{wa_id}")
 }
 
-/// A Meta-shaped webhook body carrying one text message from `wa_id`.
+/// Meta's delivery of one text message from `wa_id`.
 pub fn text_delivery(
     phone_number_id: &str,
     wa_id: &str,
@@ -27,25 +27,11 @@ pub fn text_delivery(
     text: &str,
     sent_at: i64,
 ) -> String {
-    json!({
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "0",
-            "changes": [{
-                "field": "messages",
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": { "display_phone_number": "0", "phone_number_id": phone_number_id },
-                    "contacts": [{ "profile": { "name": profile_name }, "wa_id": wa_id }],
-                    "messages": [{
-                        "from": wa_id, "id": wamid, "timestamp": sent_at.to_string(),
-                        "type": "text", "text": { "body": text }
-                    }]
-                }
-            }]
-        }]
-    })
-    .to_string()
+    let message = json!({
+        "from": wa_id, "id": wamid, "timestamp": sent_at.to_string(),
+        "type": "text", "text": { "body": text }
+    });
+    delivery(phone_number_id, wa_id, profile_name, message)
 }
 
 /// Meta's delivery of a tap on the reply button `(id, title)` of one of our messages.
@@ -57,6 +43,15 @@ pub fn button_delivery(
     (id, title): (&str, &str),
     sent_at: i64,
 ) -> String {
+    let message = json!({
+        "from": wa_id, "id": wamid, "timestamp": sent_at.to_string(), "type": "interactive",
+        "interactive": { "type": "button_reply", "button_reply": { "id": id, "title": title } }
+    });
+    delivery(phone_number_id, wa_id, profile_name, message)
+}
+
+/// The webhook envelope around one inbound `message` from `wa_id`.
+fn delivery(phone_number_id: &str, wa_id: &str, profile_name: &str, message: Value) -> String {
     json!({
         "object": "whatsapp_business_account",
         "entry": [{
@@ -67,13 +62,7 @@ pub fn button_delivery(
                     "messaging_product": "whatsapp",
                     "metadata": { "display_phone_number": "0", "phone_number_id": phone_number_id },
                     "contacts": [{ "profile": { "name": profile_name }, "wa_id": wa_id }],
-                    "messages": [{
-                        "from": wa_id, "id": wamid, "timestamp": sent_at.to_string(),
-                        "type": "interactive",
-                        "interactive": {
-                            "type": "button_reply", "button_reply": { "id": id, "title": title }
-                        }
-                    }]
+                    "messages": [message]
                 }
             }]
         }]

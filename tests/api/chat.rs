@@ -5,19 +5,18 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{eventually, spawn_app_with};
+use crate::helpers::{eventually, spawn_app_with, TestApp};
 
-#[tokio::test]
-async fn chat_posts_signed_messages_and_prints_the_hubs_replies() {
-    let app = spawn_app_with(|s| s.whatsapp.access_token = secrecy::SecretString::from("")).await;
-    let phone = format!("+{}", app.trusted_sender().await);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"))
+/// `sentient-hub chat` as `phone` against `app`, every stream piped.
+fn chat(app: &TestApp, phone: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"));
+    command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("SENTIENT_ENV", "test")
         .args([
             "chat",
             "--phone",
-            &phone,
+            phone,
             "--url",
             &app.address,
             "--wait",
@@ -25,9 +24,15 @@ async fn chat_posts_signed_messages_and_prints_the_hubs_replies() {
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    command
+}
+
+#[tokio::test]
+async fn chat_posts_signed_messages_and_prints_the_hubs_replies() {
+    let app = spawn_app_with(|s| s.whatsapp.access_token = secrecy::SecretString::from("")).await;
+    let phone = format!("+{}", app.trusted_sender().await);
+    let mut child = chat(&app, &phone).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(b"stok motor dc berapa?\nWhat is the revenue this month?\n")
@@ -82,20 +87,7 @@ async fn chat_shows_an_alerts_button_and_a_number_taps_it() {
         .execute(&app.db)
         .await
         .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("SENTIENT_ENV", "test")
-        .args([
-            "chat",
-            "--phone",
-            &format!("+{wa_id}"),
-            "--url",
-            &app.address,
-        ])
-        .args(["--wait", "20"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut child = chat(&app, &format!("+{wa_id}"))
         .kill_on_drop(true)
         .spawn()
         .unwrap();

@@ -1,0 +1,69 @@
+//! JetStream work queues, as the inbox and the alert intake use them: a file-backed stream that
+//! keeps a message until a worker acknowledges it, and the pull loop that hands messages over.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+/// Creates the stream `name` over `subjects` when missing. Work-queue retention: a message leaves
+/// the stream once a worker acknowledges it; the two-minute duplicate window absorbs republishes
+/// with the same `Nats-Msg-Id`; what nobody takes is dropped after seven days.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    name: &str,
+    subjects: Vec<String>,
+) -> anyhow::Result<jetstream::stream::Stream> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: name.to_owned(),
+        subjects,
+        retention: jetstream::stream::RetentionPolicy::WorkQueue,
+        storage: jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .with_context(|| format!("creating JetStream stream {name}"))
+}
+
+/// Pulls from `consumer` and awaits `handle` on each message, one at a time, until `shutdown`;
+/// the message in hand is finished first. A failed pull is retried every second; `what` names
+/// the queue in the logs.
+pub async fn pull<F, Fut>(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    shutdown: &CancellationToken,
+    what: &str,
+    mut handle: F,
+) where
+    F: FnMut(jetstream::Message) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    while !shutdown.is_cancelled() {
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, queue = what, "cannot pull from JetStream; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return,
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => handle(message).await,
+                Some(Err(e)) => tracing::debug!(error = %e, queue = what, "pull stream hiccup"),
+                None => break,
+            }
+        }
+    }
+}
