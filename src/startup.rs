@@ -113,7 +113,7 @@ impl Application {
             tracing::info!("no Graph API token: replies go to the local sink (sentient-hub chat)");
         } else if settings.whatsapp.window_template.is_empty() {
             tracing::warn!(
-                "whatsapp.window_template is empty: alerts and late answers to users who have not                  written in 24 hours cannot be delivered"
+                "whatsapp.window_template is empty: alerts and late answers to users who have not written in 24 hours cannot be delivered"
             );
         }
         let address = format!("{}:{}", settings.server.host, settings.server.port);

@@ -140,13 +140,16 @@ pub struct AlertOut {
     pub acked_by: Option<String>,
     pub payload: Value,
     pub created_at: DateTime<Utc>,
-    /// Users it was pushed to on WhatsApp (0 until dispatched, or when no routing rule named a
-    /// user with a confirmed device).
+    /// Users it was routed to on WhatsApp (0 until dispatched, or when no routing rule named a
+    /// user who may read it on a confirmed device); some copies may still wait out a mute.
     pub recipients: i64,
     /// Of those messages, how many WhatsApp reported delivered or read.
     pub delivered: i64,
     /// Of those messages, how many could not be sent.
     pub failed: i64,
+    /// Of those messages, how many were not sent because the alert was acknowledged while they
+    /// waited, or the user lost the device trust or the permission.
+    pub withdrawn: i64,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -169,12 +172,13 @@ pub struct AlertFilter {
 const ALERT_SELECT: &str = "
     select a.uuid, a.module, a.alert_type, a.severity, a.message, a.channel, a.is_sent,
            a.sent_at, a.is_read, a.acked_at, u.username as acked_by, a.payload, a.created_at,
-           d.recipients, d.delivered, d.failed
+           d.recipients, d.delivered, d.failed, d.withdrawn
     from ai_alert a left join adm_user u on u.id = a.acked_by
     cross join lateral (
         select count(*) as recipients,
                count(*) filter (where o.status in ('delivered', 'read')) as delivered,
-               count(*) filter (where o.status = 'failed') as failed
+               count(*) filter (where o.status = 'failed') as failed,
+               count(*) filter (where o.status = 'withdrawn') as withdrawn
         from ai_alert_recipient ar join wa_outbox o on o.id = ar.outbox_id
         where ar.alert_id = a.id) d";
 

@@ -97,14 +97,9 @@ pub async fn acknowledge(
             // Their own tap again (or the same tap redelivered).
             return Ok(told(texts::alert_acked(lang, &origin)));
         }
-        let at = at.with_timezone(&timezone).format("%d-%m-%Y %H:%M %Z");
         let by = target.acked_by_name.as_deref().unwrap_or("-");
-        return Ok(told(texts::alert_already_acked(
-            lang,
-            &origin,
-            by,
-            &at.to_string(),
-        )));
+        let at = super::local_time(at, timezone);
+        return Ok(told(texts::alert_already_acked(lang, &origin, by, &at)));
     }
     let new: Value = sqlx::query_scalar(
         "update ai_alert a set is_read = true, acked_at = now(), acked_by = $2

@@ -4,7 +4,9 @@
 //! still open, and at most one a day (the key names the thing and the day in `app.timezone`),
 //! however often the detectors run and on however many instances: a lasting condition is
 //! raised again the day after someone acknowledged it, not every night. The dispatcher then
-//! routes what they raised like any other alert.
+//! routes what they raised like any other alert. Their messages are Indonesian, the factory's
+//! working language, with the figures in the payload; a recipient reads them as written, inside
+//! the frame of their own language.
 //!
 //! - `WO`/`ANOMALY`, High: a machine's reject rate over the last 7 days above
 //!   [`REJECT_THRESHOLD_PCT`] (with at least [`MIN_OUTPUT`] units made, so one bad shift of a
@@ -33,8 +35,9 @@ const DETECTORS: [(&str, &str); 3] = [
         "reject_rate",
         "insert into ai_alert (module, alert_type, severity, message, payload, dedup_key)
          select 'WO', 'ANOMALY', 'High',
-                'Reject rate ' || x.code || ' = ' || round(x.rate, 1) || '% (threshold: '
-                    || trim_scale($2::numeric) || '%), 7 hari terakhir',
+                'Reject rate ' || x.code || ' = ' || replace(round(x.rate, 1)::text, '.', ',')
+                    || '% (ambang ' || replace(trim_scale($2::numeric)::text, '.', ',')
+                    || '%) dalam 7 hari terakhir',
                 jsonb_build_object('machine', x.code, 'reject_rate_pct', round(x.rate, 1),
                                    'threshold_pct', $2::numeric, 'window_days', 7,
                                    'output', x.output, 'reject', x.reject),
@@ -60,11 +63,11 @@ const DETECTORS: [(&str, &str); 3] = [
          select 'INV', 'STOCK',
                 case when x.available < 0 then 'Medium' else 'Low' end,
                 case when x.available < 0
-                     then x.item || ' oversold (' || trim_scale(x.available) || ' ' || x.uom
-                          || ') di ' || x.wh
+                     then x.item || ' oversold (' || replace(trim_scale(x.available)::text, '.', ',')
+                          || ' ' || x.uom || ') di ' || x.wh
                      else x.item || ' di bawah stok minimum di ' || x.wh || ': tersedia '
-                          || trim_scale(x.available) || ' ' || x.uom || ', minimum '
-                          || trim_scale(x.min_stock) end,
+                          || replace(trim_scale(x.available)::text, '.', ',') || ' ' || x.uom
+                          || ', minimum ' || replace(trim_scale(x.min_stock)::text, '.', ',') end,
                 jsonb_build_object('item', x.item, 'wh', x.wh, 'available', x.available,
                                    'min_stock', x.min_stock),
                 'detect:stock:' || case when x.available < 0 then 'oversold' else 'low' end
@@ -78,7 +81,9 @@ const DETECTORS: [(&str, &str); 3] = [
            and not exists (
                select 1 from ai_alert o
                where o.acked_at is null and o.module = 'INV' and o.alert_type = 'STOCK'
-                 and o.payload ->> 'item' = x.item and o.payload ->> 'wh' = x.wh)
+                 and o.payload ->> 'item' = x.item and o.payload ->> 'wh' = x.wh
+                 -- an open below-minimum (Low) alert does not hide that it is now oversold
+                 and (o.severity <> 'Low' or x.available >= 0))
          on conflict (dedup_key) do nothing",
     ),
     (

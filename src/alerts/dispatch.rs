@@ -46,6 +46,7 @@ fn may_receive(module: &str) -> String {
          and {readable}"
     )
 }
+
 /// Longest alert message quoted on a phone, in characters (the rest is in the admin list): the
 /// whole text, frame included, stays within the 1,024 characters of an interactive body.
 const MAX_QUOTED_CHARS: usize = 700;
@@ -61,6 +62,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                 Ok(_) => break,
                 Err(e) => {
                     metrics::counter!("alerts_dispatch_errors_total").increment(1);
+                    // A dead database included: nothing was written, the alerts wait.
                     tracing::warn!(error = %format!("{e:#}"), "alert dispatch failed; alerts wait for the next round");
                     break;
                 }
@@ -158,11 +160,7 @@ async fn route(
     .await
     .context("finding the recipients of an alert")?;
 
-    let raised = alert
-        .created_at
-        .with_timezone(&state.settings.app.timezone)
-        .format("%d-%m-%Y %H:%M %Z")
-        .to_string();
+    let raised = super::local_time(alert.created_at, state.settings.app.timezone);
     let origin = format!("{} · {}", alert.module, alert.alert_type);
     let quoted = quote(&alert.message);
     for to in &recipients {
@@ -210,7 +208,7 @@ async fn route(
             alert_id = alert.id,
             module = alert.module,
             severity = alert.severity,
-            "nobody received this alert: no routing rule (/api/v1/alert-rules) names a user with a confirmed device"
+            "nobody received this alert: no routing rule (/api/v1/alert-rules) names a user who may read it on a confirmed device"
         );
     } else {
         tracing::info!(
@@ -271,16 +269,5 @@ mod tests {
         let cut = quote(&long);
         assert_eq!(cut.chars().count(), MAX_QUOTED_CHARS + 1);
         assert!(cut.ends_with('…'));
-    }
-
-    #[test]
-    fn the_time_on_the_phone_names_its_zone() {
-        use chrono::TimeZone;
-        let at = Utc.with_ymd_and_hms(2026, 11, 28, 7, 5, 0).unwrap();
-        let shown = at
-            .with_timezone(&chrono_tz::Asia::Jakarta)
-            .format("%d-%m-%Y %H:%M %Z")
-            .to_string();
-        assert_eq!(shown, "28-11-2026 14:05 WIB");
     }
 }

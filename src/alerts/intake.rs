@@ -11,7 +11,9 @@
 //! Garbage (not JSON, a missing or malformed field, a NUL character, more than [`MAX_BODY`]
 //! bytes, anything PostgreSQL refuses as data) is kept raw in `wa_dead_letter` (source `alerts`)
 //! with the reason, and terminated. While PostgreSQL is unreachable nothing is acknowledged:
-//! JetStream offers the alert again until the row is written.
+//! JetStream offers the alert again until the row is written. While NATS is unreachable the
+//! intake retries the pull every second; other services' alerts wait in their own client or,
+//! once published, in the stream.
 //!
 //! Anyone who may publish on the subject can put text on the directors' phones: restrict it with
 //! the NATS server's permissions. Control and bidirectional-override characters are removed from

@@ -1,9 +1,12 @@
 //! Proactive alerts: the second half of the road. An alert is a row in `ai_alert`, raised by the
 //! hub's own [`detect`]ors, written by another service straight into the table, or published on
-//! NATS (`alerts.subject`, default `alerts.new`) and stored by [`intake`]. The [`dispatch`] loop then routes each new
-//! alert to every user whose role an active `ai_alert_rule` names for its module and severity,
-//! and writes one outbox row per recipient; the outbox sender delivers it like any reply
-//! (rate limits, retries, the 24-hour window and its template, delivery statuses).
+//! NATS (`alerts.subject`, default `alerts.new`) and stored by [`intake`]. The [`dispatch`] loop
+//! then routes each new alert to every user whose role an active `ai_alert_rule` names for its
+//! module and severity, who holds `ALERT.READ` and may read the module, on a confirmed device,
+//! and writes one outbox row per recipient (held until a mute ends); the outbox sender delivers
+//! it like any reply (rate limits, retries, the 24-hour window and its template, delivery
+//! statuses), or withdraws it when it was acknowledged meanwhile or the user lost the right to it.
+//! A recipient who may acknowledge does so with the message's button ([`ack`]).
 //!
 //! Exactly once per user: the recipients, their outbox rows and the alert's `is_sent` are written
 //! in one transaction on the locked alert row, and `(alert_id, user_id)` is unique.
@@ -12,6 +15,13 @@ pub mod ack;
 pub mod detect;
 pub mod dispatch;
 pub mod intake;
+
+/// When an alert was raised, as people read it: `28-11-2026 14:05 WIB` in `timezone`.
+pub fn local_time(at: chrono::DateTime<chrono::Utc>, timezone: chrono_tz::Tz) -> String {
+    at.with_timezone(&timezone)
+        .format("%d-%m-%Y %H:%M %Z")
+        .to_string()
+}
 
 /// SQL condition: an alert of module `module` (an SQL expression) is data that the holder of the
 /// permission codes `permissions` (an SQL `text[]` expression) may read. A module with a read
@@ -64,7 +74,8 @@ impl Severity {
 
     /// Reads a severity as people and other services write it: any case, with or without a
     /// leading marker ("🔴 High", as in the blueprint's samples), in English or Indonesian
-    /// (rendah, sedang, tinggi, kritis). `None` for anything else.
+    /// (rendah, sedang, tinggi, kritis), or as the blueprint's alert types (info = Low,
+    /// warning = Medium). `None` for anything else.
     pub fn parse(text: &str) -> Option<Severity> {
         let word = text
             .trim_start_matches(|c: char| !c.is_alphanumeric())
@@ -101,8 +112,20 @@ mod tests {
         assert_eq!(Severity::parse("  🟡 Medium "), Some(Severity::Medium));
         assert_eq!(Severity::parse("Kritis"), Some(Severity::Critical));
         assert_eq!(Severity::parse("rendah"), Some(Severity::Low));
+        assert_eq!(Severity::parse("Info"), Some(Severity::Low));
+        assert_eq!(Severity::parse("warning"), Some(Severity::Medium));
         assert_eq!(Severity::parse("urgent"), None);
         assert_eq!(Severity::parse(""), None);
+    }
+
+    #[test]
+    fn the_time_on_the_phone_names_its_zone() {
+        use chrono::TimeZone;
+        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 28, 7, 5, 0).unwrap();
+        assert_eq!(
+            local_time(at, chrono_tz::Asia::Jakarta),
+            "28-11-2026 14:05 WIB"
+        );
     }
 
     #[test]

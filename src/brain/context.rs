@@ -795,8 +795,8 @@ async fn cash_position(db: &PgPool, today: NaiveDate, as_of: &str) -> anyhow::Re
 /// permission catalogue has such a code (a finance alert is finance data), any other module
 /// (SYS …) only `ALERT.READ`, which the intent already required.
 async fn alerts(db: &PgPool, permissions: &[String], as_of: &str) -> anyhow::Result<Built> {
-    let rows: Vec<(String, String, String, String)> = sqlx::query_as(&format!(
-        "select a.severity, a.module, a.alert_type, a.message from ai_alert a
+    let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(&format!(
+        "select a.severity, a.module, a.alert_type, a.message, count(*) over () from ai_alert a
          where a.acked_at is null and {}
          order by case a.severity when 'Critical' then 0 when 'High' then 1
                                   when 'Medium' then 2 else 3 end,
@@ -807,15 +807,19 @@ async fn alerts(db: &PgPool, permissions: &[String], as_of: &str) -> anyhow::Res
     .fetch_all(db)
     .await
     .context("reading alerts")?;
+    // As on a pushed alert (texts::alert).
     let icon = |s: &str| match s {
-        "Critical" | "High" => "🔴",
+        "Critical" => "🔴",
+        "High" => "🟠",
         "Medium" => "🟡",
         _ => "🔵",
     };
-    let mut id = vec![format!("🚨 {} alert aktif:", rows.len())];
-    let mut en = vec![format!("🚨 {} active alert(s):", rows.len())];
+    // The ten most urgent are listed; the count is of all of them.
+    let open = rows.first().map_or(0, |r| r.4);
+    let mut id = vec![format!("🚨 {open} alert aktif:")];
+    let mut en = vec![format!("🚨 {open} active alert(s):")];
     let mut items = Vec::new();
-    for (severity, module, kind, message) in &rows {
+    for (severity, module, kind, message, _) in &rows {
         id.push(format!(
             "{} [{severity}] {module}/{kind}: {message}",
             icon(severity)
@@ -830,7 +834,7 @@ async fn alerts(db: &PgPool, permissions: &[String], as_of: &str) -> anyhow::Res
     }
     data(
         as_of,
-        json!({ "active_alerts": items }),
+        json!({ "open_alerts": open, "most_urgent": items }),
         Bilingual::new(id.join("\n"), en.join("\n")),
     )
 }
