@@ -100,7 +100,7 @@ struct Recipient {
 }
 
 /// Routes up to [`BATCH`] due alerts in one transaction; returns how many.
-pub async fn dispatch_due(state: &AppState) -> anyhow::Result<usize> {
+async fn dispatch_due(state: &AppState) -> anyhow::Result<usize> {
     let mut tx = state.db.begin().await.context("starting a dispatch")?;
     let due: Vec<Due> = sqlx::query_as(
         "select id, uuid, module, alert_type, severity, message, created_at from ai_alert

@@ -164,7 +164,7 @@ fn readable(text: &str) -> String {
 
 /// Stores `alert`, dated `raised_at` (never later than now), unless one with the same dedup key
 /// exists; true when a row was written.
-pub async fn store(
+async fn store(
     db: &PgPool,
     alert: &NewAlert,
     raised_at: Option<DateTime<Utc>>,
