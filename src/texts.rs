@@ -143,6 +143,15 @@ const INDONESIAN_MARKERS: &[&str] = &[
 ];
 
 impl Lang {
+    /// A user's stored preference (`adm_user.lang`: `id` or `en`); Indonesian for anything else.
+    pub fn from_code(code: &str) -> Lang {
+        if code == "en" {
+            Lang::En
+        } else {
+            Lang::Id
+        }
+    }
+
     /// A cheap guess from word lists: more English than Indonesian markers → English.
     pub fn detect(text: &str) -> Lang {
         let mut en = 0;
@@ -341,6 +350,16 @@ pub fn alerts_muted(lang: Lang, until_local: &str) -> String {
     }
 }
 
+/// The colour of a severity (Low, Medium, High, Critical), wherever an alert is shown.
+pub fn severity_icon(severity: &str) -> &'static str {
+    match severity {
+        "Critical" => "🔴",
+        "High" => "🟠",
+        "Medium" => "🟡",
+        _ => "🔵",
+    }
+}
+
 /// A proactive alert pushed to a phone. `severity` is one of Low, Medium, High, Critical;
 /// `raised_local` carries its time zone ("28-11-2026 14:05 WIB").
 pub fn alert(
@@ -350,12 +369,7 @@ pub fn alert(
     message: &str,
     raised_local: &str,
 ) -> String {
-    let icon = match severity {
-        "Critical" => "🔴",
-        "High" => "🟠",
-        "Medium" => "🟡",
-        _ => "🔵",
-    };
+    let icon = severity_icon(severity);
     match lang {
         Lang::Id => {
             let level = match severity {

@@ -164,7 +164,7 @@ async fn route(
     let origin = format!("{} · {}", alert.module, alert.alert_type);
     let quoted = quote(&alert.message);
     for to in &recipients {
-        let lang = if to.lang == "en" { Lang::En } else { Lang::Id };
+        let lang = Lang::from_code(&to.lang);
         let text = texts::alert(lang, severity.as_str(), &origin, &quoted, &raised);
         let payload = if to.may_ack {
             let id = ack::button_id(alert.uuid);

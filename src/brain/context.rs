@@ -807,13 +807,6 @@ async fn alerts(db: &PgPool, permissions: &[String], as_of: &str) -> anyhow::Res
     .fetch_all(db)
     .await
     .context("reading alerts")?;
-    // As on a pushed alert (texts::alert).
-    let icon = |s: &str| match s {
-        "Critical" => "🔴",
-        "High" => "🟠",
-        "Medium" => "🟡",
-        _ => "🔵",
-    };
     // The ten most urgent are listed; the count is of all of them.
     let open = rows.first().map_or(0, |r| r.4);
     let mut id = vec![format!("🚨 {open} alert aktif:")];
@@ -822,11 +815,11 @@ async fn alerts(db: &PgPool, permissions: &[String], as_of: &str) -> anyhow::Res
     for (severity, module, kind, message, _) in &rows {
         id.push(format!(
             "{} [{severity}] {module}/{kind}: {message}",
-            icon(severity)
+            crate::texts::severity_icon(severity)
         ));
         en.push(format!(
             "{} [{severity}] {module}/{kind}: {message}",
-            icon(severity)
+            crate::texts::severity_icon(severity)
         ));
         items.push(
             json!({ "severity": severity, "module": module, "type": kind, "message": message }),

@@ -121,11 +121,7 @@ pub async fn admit(
         full_name: user.full_name.clone(),
         role: user.role.clone(),
         permissions: user.permissions.iter().cloned().collect::<HashSet<_>>(),
-        lang: if user.lang == "en" {
-            Lang::En
-        } else {
-            Lang::Id
-        },
+        lang: Lang::from_code(&user.lang),
     };
 
     if msg.msg_type == "system" {
@@ -210,11 +206,7 @@ impl UserRow {
             full_name: self.full_name.clone(),
             role: self.role.clone(),
             permissions: self.permissions.iter().cloned().collect::<HashSet<_>>(),
-            lang: if self.lang == "en" {
-                Lang::En
-            } else {
-                Lang::Id
-            },
+            lang: Lang::from_code(&self.lang),
         }
     }
 }
@@ -640,7 +632,7 @@ pub async fn retry_unsent(state: &AppState) -> anyhow::Result<usize> {
                     json!({ "to": mask_email(email), "retry": d.send_tries }),
                 )
                 .await?;
-                let lang = if d.lang == "en" { Lang::En } else { Lang::Id };
+                let lang = Lang::from_code(&d.lang);
                 let wa_id = d
                     .phone
                     .as_deref()
