@@ -262,36 +262,7 @@ async fn ack(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound)?;
-    let changed = sqlx::query(
-        "update ai_alert set is_read = true, acked_at = now(), acked_by = $2
-         where id = $1 and acked_at is null",
-    )
-    .bind(id)
-    .bind(caller.user_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if changed > 0 {
-        metrics::counter!("alerts_acked_total", "via" => "api").increment(1);
-        let new: Value = sqlx::query_scalar("select to_jsonb(a) from ai_alert a where id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        audit::record(
-            &mut tx,
-            Some(caller.user_id),
-            caller.ip(),
-            Entry {
-                action: "ACK",
-                entity_type: "ai_alert",
-                entity_id: Some(id),
-                entity_uuid: Some(uuid),
-                old: Some(old),
-                new: Some(new),
-            },
-        )
-        .await?;
-    }
+    crate::alerts::ack::record(&mut tx, id, uuid, caller.user_id, caller.ip(), old, "api").await?;
     let out = sqlx::query_as::<_, AlertOut>(&format!("{ALERT_SELECT} where a.id = $1"))
         .bind(id)
         .fetch_one(&mut *tx)

@@ -101,36 +101,63 @@ pub async fn acknowledge(
         let at = super::local_time(at, timezone);
         return Ok(told(texts::alert_already_acked(lang, &origin, by, &at)));
     }
-    let new: Value = sqlx::query_scalar(
-        "update ai_alert a set is_read = true, acked_at = now(), acked_by = $2
-         where id = $1 returning to_jsonb(a)",
+    record(
+        &mut tx,
+        target.id,
+        alert,
+        caller.user_id,
+        None,
+        target.snapshot,
+        "whatsapp",
     )
-    .bind(target.id)
-    .bind(caller.user_id)
-    .fetch_one(&mut *tx)
     .await
     .context("acknowledging the alert")?;
-    audit::record(
-        &mut tx,
-        Some(caller.user_id),
-        None,
-        Entry {
-            action: "ACK",
-            entity_type: "ai_alert",
-            entity_id: Some(target.id),
-            entity_uuid: Some(alert),
-            old: Some(target.snapshot),
-            new: Some(new),
-        },
-    )
-    .await
-    .context("auditing the acknowledgement")?;
     tx.commit()
         .await
         .context("committing the acknowledgement")?;
-    metrics::counter!("alerts_acked_total", "via" => "whatsapp").increment(1);
     tracing::info!(alert = %alert, "alert acknowledged from WhatsApp");
     Ok(told(texts::alert_acked(lang, &origin)))
+}
+
+/// Marks the alert `id` (`uuid`, locked by the caller, `old` its row before) handled by
+/// `user_id` unless it already is, with its `log_audit` row; `via` labels the metric. The one
+/// acknowledgement of the admin API and of the WhatsApp button. True when this call made it.
+pub async fn record(
+    conn: &mut sqlx::PgConnection,
+    id: i64,
+    uuid: Uuid,
+    user_id: i64,
+    ip: Option<&str>,
+    old: Value,
+    via: &'static str,
+) -> crate::error::Result<bool> {
+    let new: Option<Value> = sqlx::query_scalar(
+        "update ai_alert a set is_read = true, acked_at = now(), acked_by = $2
+         where id = $1 and acked_at is null returning to_jsonb(a)",
+    )
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(new) = new else {
+        return Ok(false);
+    };
+    audit::record(
+        conn,
+        Some(user_id),
+        ip,
+        Entry {
+            action: "ACK",
+            entity_type: "ai_alert",
+            entity_id: Some(id),
+            entity_uuid: Some(uuid),
+            old: Some(old),
+            new: Some(new),
+        },
+    )
+    .await?;
+    metrics::counter!("alerts_acked_total", "via" => via).increment(1);
+    Ok(true)
 }
 
 #[cfg(test)]
