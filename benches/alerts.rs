@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let db = PgPool::connect_with(settings.database.connect_options()).await?;
     seed_directors(&db, recipients).await?;
-    let nats = sentient_hub::startup::connect_nats(&settings.nats).await?;
+    let nats = sentient_hub::queue::connect_nats(&settings.nats).await?;
     let subject = settings.alerts.subject.clone();
     let body = |kind: &str, i: i64| {
         format!(

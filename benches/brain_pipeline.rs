@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use secrecy::ExposeSecret;
-use sentient_hub::startup::{connect_nats, Application};
+use sentient_hub::queue::connect_nats;
+use sentient_hub::startup::Application;
 use sentient_hub::texts::Lang;
 use sentient_hub::whatsapp::{local::text_delivery, signature::sign};
 
@@ -55,21 +56,21 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?
     .expect("demo director");
-    let catalog = sentient_hub::brain::catalog::Catalog::load(&db).await?;
+    let catalog = sentient_hub::brain::SharedCatalog::new(
+        sentient_hub::brain::catalog::Catalog::load(&db).await?,
+    );
+    let prep = sentient_hub::brain::Preparer::new(
+        db.clone(),
+        catalog,
+        settings.brain.clone(),
+        settings.app.timezone,
+    );
     let n = env_or("BENCH_PREPARE", 2000);
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
         let text = QUESTIONS[i % QUESTIONS.len()];
         let started = Instant::now();
-        let prepared = sentient_hub::brain::prepare(
-            &db,
-            &settings,
-            &catalog,
-            &caller,
-            text,
-            Lang::detect(text),
-        )
-        .await?;
+        let prepared = prep.prepare(&caller, text, Lang::detect(text)).await?;
         let answer_text = match prepared {
             sentient_hub::brain::Prepared::Direct { text, .. } => text,
             sentient_hub::brain::Prepared::Ask { snapshot, .. } => snapshot.answer.id,

@@ -73,12 +73,12 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let base = Settings::load_from(&dir, "test", &std::env::vars().collect())?;
     let tag = uuid::Uuid::new_v4().simple().to_string();
-    let nats = sentient_hub::startup::connect_nats(&base.nats).await?;
+    let nats = sentient_hub::queue::connect_nats(&base.nats).await?;
     let http = reqwest::Client::new();
 
     // The bare echo: a queue subscriber on its own connection (as the worker has) that sends
     // each payload straight back.
-    let echo_nats = sentient_hub::startup::connect_nats(&base.nats).await?;
+    let echo_nats = sentient_hub::queue::connect_nats(&base.nats).await?;
     let echo_subject = format!("bench.{tag}.echo");
     let mut echo = echo_nats
         .queue_subscribe(echo_subject.clone(), format!("bench-{tag}-echo"))
@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
     // The floor of any NATS-to-HTTP bridge: the payload forwarded as the HTTP body, the HTTP
     // body published as the reply; no JSON, no checks, no limit, no metrics. What the worker
     // takes beyond this is its own cost; what this takes beyond the echo is the HTTP call.
-    let bridge_nats = sentient_hub::startup::connect_nats(&base.nats).await?;
+    let bridge_nats = sentient_hub::queue::connect_nats(&base.nats).await?;
     let bridge_subject = format!("bench.{tag}.bridge");
     let mut bridge = bridge_nats
         .queue_subscribe(bridge_subject.clone(), format!("bench-{tag}-bridge"))

@@ -122,7 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => prepare_database(&settings, false).await,
         Command::Prompt { phone, text } => {
-            println!("{}", crate::brain::preview(&settings, &phone, &text).await?);
+            println!("{}", preview(&settings, &phone, &text).await?);
             Ok(())
         }
         Command::Demo => prepare_database(&settings, true).await,
@@ -169,7 +169,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn raise_alert(settings: &Settings, body: &serde_json::Value) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec(body)?;
     crate::alerts::intake::parse(&bytes).map_err(|reason| anyhow::anyhow!("{reason}"))?;
-    let nats = crate::startup::connect_nats(&settings.nats).await?;
+    let nats = crate::queue::connect_nats(&settings.nats).await?;
     let js = async_nats::jetstream::new(nats);
     let subject = settings.alerts.subject.clone();
     let pending = js
@@ -202,6 +202,46 @@ async fn intent(settings: &Settings, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `prompt --phone … "<text>"`: the exact messages the LLM would get, or the direct answer
+/// when none would be sent.
+async fn preview(settings: &Settings, phone: &str, text: &str) -> anyhow::Result<String> {
+    use crate::brain::{catalog::Catalog, Prepared, Preparer, SharedCatalog};
+    let phone = crate::domain::phone::PhoneE164::parse(phone)
+        .map_err(|e| anyhow::anyhow!("--phone: {e}"))?;
+    let db = db::connect(&settings.database).await?;
+    let caller = crate::identity::gate::caller_by_phone(&db, &phone)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no active user holds {}", phone.masked()))?;
+    let lang = crate::texts::Lang::detect(text);
+    let catalog = SharedCatalog::new(Catalog::load(&db).await?);
+    let prep = Preparer::new(
+        db.clone(),
+        catalog,
+        settings.brain.clone(),
+        settings.app.timezone,
+    );
+    let out = match prep.prepare(&caller, text, lang).await? {
+        Prepared::Direct {
+            text,
+            intent,
+            outcome,
+        } => serde_json::to_string_pretty(&serde_json::json!({
+            "intent": intent, "outcome": outcome.as_str(), "answer": text, "llm": false
+        }))?,
+        Prepared::Ask {
+            intent,
+            messages,
+            data_only,
+            snapshot,
+        } => serde_json::to_string_pretty(&serde_json::json!({
+            "intent": intent, "tone": prep.tone_of(&caller.role), "as_of": snapshot.as_of,
+            "llm": !data_only, "messages": messages
+        }))?,
+    };
+    db.close().await;
+    Ok(out)
+}
+
 /// Migrates, and loads the demo data when asked.
 async fn prepare_database(settings: &Settings, demo: bool) -> anyhow::Result<()> {
     let pool = db::connect(&settings.database).await?;
@@ -221,7 +261,7 @@ async fn llm_ask(
     max_tokens: Option<u32>,
     wait: Option<u64>,
 ) -> anyhow::Result<()> {
-    let nats = crate::startup::connect_nats(&settings.nats).await?;
+    let nats = crate::queue::connect_nats(&settings.nats).await?;
     let mut request = llm::client::user_prompt(prompt);
     if let Some(system) = system {
         request

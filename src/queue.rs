@@ -1,13 +1,56 @@
-//! JetStream work queues, as the inbox and the alert intake use them: a file-backed stream that
-//! keeps a message until a worker acknowledges it, and the pull loop that hands messages over.
+//! Handing work on: the NATS connection, JetStream work queues as the inbox and the alert intake
+//! use them (a file-backed stream that keeps a message until a worker acknowledges it, and the
+//! pull loop that hands messages over), and the in-process [`Doorbell`] a stage rings when it
+//! has committed work for the next one.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
+use secrecy::ExposeSecret;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::config::NatsSettings;
+
+/// Connects to NATS once; afterwards the client reconnects by itself. Fails with the target
+/// (without credentials) when the server cannot be reached in time.
+pub async fn connect_nats(settings: &NatsSettings) -> anyhow::Result<async_nats::Client> {
+    let timeout = Duration::from_secs(settings.connect_timeout_secs);
+    let target = settings.display_target();
+    let options = async_nats::ConnectOptions::new()
+        .name("sentient-hub")
+        .connection_timeout(timeout);
+    tokio::time::timeout(
+        timeout,
+        async_nats::connect_with_options(settings.url.expose_secret(), options),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("timed out after {}s", timeout.as_secs()))
+    .and_then(|r| r.map_err(anyhow::Error::from))
+    .with_context(|| format!("cannot connect to NATS at {target}"))
+}
+
+/// A wake-up between two stages in this process: the stage that commits work rings it, the one
+/// that does the work waits on it (and polls as well, for work committed elsewhere). Each
+/// doorbell belongs to the stage that waits on it; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Doorbell(Arc<Notify>);
+
+impl Doorbell {
+    /// Wakes the waiting stage (or the next wait, when it is busy).
+    pub fn ring(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves at the next ring.
+    pub async fn rung(&self) {
+        self.0.notified().await;
+    }
+}
 
 /// Creates the stream `name` over `subjects` when missing. Work-queue retention: a message leaves
 /// the stream once a worker acknowledges it; the two-minute duplicate window absorbs republishes

@@ -11,7 +11,6 @@ use anyhow::Context;
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -19,47 +18,28 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use async_nats::jetstream::{self, consumer::pull};
-use tokio::sync::Notify;
+use axum::extract::FromRef;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{NatsSettings, Settings};
+use crate::admin::AdminState;
+use crate::alerts::detect::Detector;
+use crate::alerts::dispatch::{DispatchSettings, Dispatcher};
+use crate::alerts::intake::AlertIntake;
+use crate::brain::{catalog::Catalog, Brain, Preparer, SharedCatalog};
+use crate::config::Settings;
+use crate::http::health::HealthState;
+use crate::identity::gate::Gate;
 use crate::identity::mailer::Mailer;
+use crate::inbox::consumer::{Consumer, ConsumerSettings};
+use crate::inbox::relay::Relay;
 use crate::inbox::store::Ingestor;
-use crate::inbox::{consumer, relay};
-use crate::llm::breaker::Breaker;
-use crate::outbox::sender;
+use crate::inbox::webhook::WebhookState;
+use crate::outbox::sender::SenderSettings;
+use crate::outbox::{Purpose, Sender};
+use crate::queue::connect_nats;
 use crate::whatsapp::graph::Transport;
-use crate::{alerts, db, http, telemetry, whatsapp};
-
-/// What every handler and worker may reach, cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// The system of record.
-    pub db: PgPool,
-    /// NATS connection (JetStream work distribution, LLM requests, alerts).
-    pub nats: async_nats::Client,
-    /// JetStream on that connection.
-    pub js: jetstream::Context,
-    /// Where replies go: the Graph API or the local sink.
-    pub transport: Transport,
-    /// Group-committing writer of webhook deliveries.
-    pub ingestor: Ingestor,
-    /// Mails one-time codes.
-    pub mailer: Mailer,
-    /// Keeps the brain from waiting on an LLM that keeps failing.
-    pub breaker: Arc<Breaker>,
-    /// Masters' names for understanding questions ("motor dc" → ITM-005).
-    pub catalog: crate::brain::SharedCatalog,
-    /// Wake-ups between pipeline stages, so work moves without waiting for a poll.
-    pub wake: Arc<Wake>,
-    /// Admin API sign-in: token keys, the bounded password hasher, the login throttle.
-    pub auth: crate::admin::Auth,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-    /// The settings the app was built with.
-    pub settings: Arc<Settings>,
-}
+use crate::{alerts, brain, db, http, inbox, telemetry};
 
 /// Concurrent ingest transactions: enough to overlap one batch's fsync with the next batch's
 /// inserts, few enough to leave pool connections for the workers.
@@ -67,15 +47,26 @@ const INGEST_COMMITTERS: usize = 3;
 /// Deliveries per ingest transaction at most.
 const INGEST_BATCH: usize = 256;
 
-/// Wake-up signals between the stages of the pipeline.
-#[derive(Default)]
-pub struct Wake {
-    /// New inbox rows committed: the relay should run.
-    pub relay: Notify,
-    /// New outbox rows: the sender should run.
-    pub sender: Notify,
-    /// New alerts stored: the dispatcher should run.
-    pub alerts: Notify,
+/// The HTTP router's state: one substate per module that serves routes, each taken by its
+/// handlers through `FromRef`.
+#[derive(Clone, FromRef)]
+pub struct HttpState {
+    admin: AdminState,
+    webhook: WebhookState,
+    health: HealthState,
+}
+
+/// The pipeline's stages, each holding only what it uses; the test suite drives their steps
+/// directly.
+#[derive(Clone)]
+pub struct Stages {
+    pub relay: Relay,
+    pub consumer: Consumer,
+    pub sender: Sender,
+    pub dispatcher: Dispatcher,
+    pub gate: Gate,
+    /// The masters' names the brain matches against, refreshed in the background.
+    pub catalog: SharedCatalog,
 }
 
 /// A built application: connected, migrated, listening, not yet serving.
@@ -86,12 +77,18 @@ pub struct Application {
     listener: TcpListener,
     /// Routes with their middleware and state.
     router: Router,
-    /// State shared with the background workers.
-    state: AppState,
+    /// The pipeline's stages.
+    stages: Stages,
     /// The inbox consumers, one per partition.
     consumers: Vec<jetstream::consumer::Consumer<pull::Config>>,
-    /// The consumer of alerts published on NATS.
-    alert_consumer: jetstream::consumer::Consumer<pull::Config>,
+    /// Stores alerts published on NATS.
+    intake: AlertIntake,
+    /// Raises alerts from the warehouse's own data.
+    detector: Detector,
+    /// The pool, for the background tasks that only read and write through it.
+    db: PgPool,
+    /// Renders `/metrics`; its upkeep runs in the background.
+    metrics: PrometheusHandle,
     /// Upper bound on graceful shutdown.
     shutdown_timeout: Duration,
 }
@@ -105,8 +102,8 @@ impl Application {
         }
         let nats = connect_nats(&settings.nats).await?;
         let js = jetstream::new(nats.clone());
-        let stream = relay::ensure_stream(&js, &settings.inbox).await?;
-        let consumers = consumer::ensure_consumers(&stream, &settings.inbox).await?;
+        let stream = inbox::relay::ensure_stream(&js, &settings.inbox).await?;
+        let consumers = inbox::consumer::ensure_consumers(&stream, &settings.inbox).await?;
         let alert_consumer = alerts::intake::ensure_consumer(&js, &settings.alerts).await?;
         let transport = Transport::from_settings(&settings.whatsapp, nats.clone());
         if settings.whatsapp.is_local() {
@@ -122,35 +119,115 @@ impl Application {
             .with_context(|| format!("cannot listen on {address}"))?;
         let port = listener.local_addr()?.port();
         let shutdown_timeout = Duration::from_secs(settings.server.shutdown_timeout_secs);
+        let metrics = telemetry::metrics_handle();
         let ingestor = Ingestor::start(db.clone(), INGEST_COMMITTERS, INGEST_BATCH);
-        let catalog =
-            crate::brain::SharedCatalog::new(crate::brain::catalog::Catalog::load(&db).await?);
-        let state = AppState {
-            db,
-            nats,
-            js,
-            transport,
-            ingestor,
-            mailer: Mailer::new(&settings.smtp)?,
-            catalog,
-            breaker: Arc::new(Breaker::new(
-                settings.brain.circuit_failures,
-                Duration::from_secs(settings.brain.circuit_open_secs),
-            )),
-            wake: Arc::new(Wake::default()),
-            auth: crate::admin::Auth::new(&settings.auth)?,
-            metrics: telemetry::metrics_handle(),
-            settings: Arc::new(settings),
+        let catalog = SharedCatalog::new(Catalog::load(&db).await?);
+
+        let dispatch_settings = DispatchSettings {
+            poll: Duration::from_secs(settings.alerts.poll_secs),
+            max_age_mins: settings.alerts.max_age_mins,
+            trust_days: settings.identity.trust_days,
+            timezone: settings.app.timezone,
         };
+        let sender = Sender::new(
+            db.clone(),
+            transport.clone(),
+            SenderSettings::from(&settings.whatsapp),
+        );
+        let dispatcher = Dispatcher::new(db.clone(), dispatch_settings, sender.doorbell());
+        let sender = sender
+            .veto(Purpose::Alert, dispatcher.veto())
+            .after_sent(Purpose::Answer, brain::record_sent_answer);
+        let gate = Gate::new(
+            Arc::new(Mailer::new(&settings.smtp)?),
+            settings.identity.clone(),
+            settings.app.timezone,
+            Duration::from_secs(settings.smtp.timeout_secs + 1),
+            sender.doorbell(),
+        );
+        let brain = Brain::new(
+            Preparer::new(
+                db.clone(),
+                catalog.clone(),
+                settings.brain.clone(),
+                settings.app.timezone,
+            ),
+            nats.clone(),
+            settings.llm.subject.clone(),
+        );
+        let consumer = Consumer::new(
+            db.clone(),
+            gate.clone(),
+            brain,
+            transport,
+            ConsumerSettings {
+                max_deliver: settings.inbox.max_deliver,
+                stale_after_secs: settings.whatsapp.stale_after_secs,
+                stale_policy: settings.whatsapp.stale_policy,
+                timezone: settings.app.timezone,
+            },
+            sender.doorbell(),
+            ingestor.relay_doorbell(),
+        );
+        let relay = Relay::new(
+            db.clone(),
+            js,
+            settings.inbox.clone(),
+            ingestor.relay_doorbell(),
+        );
+        let intake = AlertIntake::new(db.clone(), alert_consumer, dispatcher.doorbell());
+        let detector = Detector::new(
+            db.clone(),
+            settings.alerts.detect_every_mins,
+            settings.app.timezone,
+            dispatcher.doorbell(),
+        );
+        let http_state = HttpState {
+            admin: AdminState {
+                db: db.clone(),
+                auth: crate::admin::Auth::new(&settings.auth)?,
+            },
+            webhook: WebhookState {
+                db: db.clone(),
+                ingestor,
+                verify_token: settings.whatsapp.verify_token.clone(),
+                app_secret: settings.whatsapp.app_secret.clone(),
+            },
+            health: HealthState {
+                db: db.clone(),
+                nats,
+                metrics: metrics.clone(),
+            },
+        };
+        let router = build_router(
+            http_state,
+            settings.whatsapp.max_body_bytes,
+            Duration::from_secs(settings.server.request_timeout_secs),
+        );
         Ok(Self {
             port,
             listener,
-            router: build_router(state.clone()),
-            state,
+            router,
+            stages: Stages {
+                relay,
+                consumer,
+                sender,
+                dispatcher,
+                gate,
+                catalog,
+            },
             consumers,
-            alert_consumer,
+            intake,
+            detector,
+            db,
+            metrics,
             shutdown_timeout,
         })
+    }
+
+    /// The pipeline's stages, to drive their steps by hand (tests, benchmarks).
+    pub fn stages(&self) -> Stages {
+        self.stages.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -167,28 +244,28 @@ impl Application {
         tracing::info!(port = self.port, "listening");
         let stop_workers = CancellationToken::new();
         let mut workers = JoinSet::new();
-        let state = self.state;
-        workers.spawn(relay::run(state.clone(), stop_workers.clone()));
+        let stages = self.stages;
+        workers.spawn(stages.relay.clone().run(stop_workers.clone()));
         for c in self.consumers {
-            workers.spawn(consumer::run(state.clone(), c, stop_workers.clone()));
+            workers.spawn(stages.consumer.clone().run(c, stop_workers.clone()));
         }
-        workers.spawn(sender::run(state.clone(), stop_workers.clone()));
-        workers.spawn(alerts::intake::run(
-            state.clone(),
-            self.alert_consumer,
-            stop_workers.clone(),
-        ));
-        workers.spawn(alerts::dispatch::run(state.clone(), stop_workers.clone()));
-        workers.spawn(alerts::detect::run(state.clone(), stop_workers.clone()));
-        workers.spawn(mail_retries(state.clone(), stop_workers.clone()));
-        workers.spawn(telemetry::upkeep(
-            state.metrics.clone(),
-            stop_workers.clone(),
-        ));
-        workers.spawn(crate::brain::refresh_catalog(
-            state.clone(),
-            stop_workers.clone(),
-        ));
+        workers.spawn(stages.sender.clone().run(stop_workers.clone()));
+        workers.spawn(self.intake.run(stop_workers.clone()));
+        workers.spawn(stages.dispatcher.clone().run(stop_workers.clone()));
+        workers.spawn(self.detector.run(stop_workers.clone()));
+        workers.spawn(
+            stages
+                .gate
+                .clone()
+                .run_mail_retries(self.db.clone(), stop_workers.clone()),
+        );
+        workers.spawn(telemetry::upkeep(self.metrics, stop_workers.clone()));
+        workers.spawn(
+            stages
+                .catalog
+                .clone()
+                .refresh(self.db, stop_workers.clone()),
+        );
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(
@@ -224,17 +301,14 @@ impl Application {
     }
 }
 
-/// All routes, with request ids, tracing, metrics and a time limit. Separate from serving so it
-/// can be exercised on its own.
-pub fn build_router(state: AppState) -> Router {
+/// All routes, with request ids, tracing, metrics and a time limit of `timeout`. Separate from
+/// serving so it can be exercised on its own.
+pub fn build_router(state: HttpState, max_body_bytes: usize, timeout: Duration) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    let timeout = Duration::from_secs(state.settings.server.request_timeout_secs);
     Router::new()
         .merge(http::health::router())
         .merge(crate::admin::router())
-        .merge(whatsapp::webhook::router(
-            state.settings.whatsapp.max_body_bytes,
-        ))
+        .merge(inbox::webhook::router(max_body_bytes))
         .with_state(state)
         .layer(axum::middleware::from_fn(telemetry::track_http))
         .layer(TimeoutLayer::with_status_code(
@@ -258,37 +332,6 @@ pub fn build_router(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-}
-
-/// Connects to NATS once; afterwards the client reconnects by itself. Fails with the target
-/// (without credentials) when the server cannot be reached in time.
-pub async fn connect_nats(settings: &NatsSettings) -> anyhow::Result<async_nats::Client> {
-    let timeout = Duration::from_secs(settings.connect_timeout_secs);
-    let target = settings.display_target();
-    let options = async_nats::ConnectOptions::new()
-        .name("sentient-hub")
-        .connection_timeout(timeout);
-    tokio::time::timeout(
-        timeout,
-        async_nats::connect_with_options(settings.url.expose_secret(), options),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("timed out after {}s", timeout.as_secs()))
-    .and_then(|r| r.map_err(anyhow::Error::from))
-    .with_context(|| format!("cannot connect to NATS at {target}"))
-}
-
-/// Retries one-time-code mails that could not be sent, every two seconds.
-async fn mail_retries(state: AppState, shutdown: CancellationToken) {
-    loop {
-        if let Err(e) = crate::identity::gate::retry_unsent(&state).await {
-            tracing::warn!(error = %format!("{e:#}"), "cannot retry code mails");
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -61,7 +61,7 @@ impl BenchEnv {
             .await?
             .execute(format!(r#"drop database "{}" with (force)"#, self.name).as_str())
             .await?;
-        if let Ok(client) = sentient_hub::startup::connect_nats(&self.settings.nats).await {
+        if let Ok(client) = sentient_hub::queue::connect_nats(&self.settings.nats).await {
             let js = async_nats::jetstream::new(client);
             for stream in [&self.settings.inbox.stream, &self.settings.alerts.stream] {
                 let _ = js.delete_stream(stream).await;

@@ -1,90 +1,26 @@
-//! The audit trail: [`record`] writes one `log_audit` row (inside the caller's transaction), and
-//! `GET /api/v1/audit` lists them (`ADMIN.AUDIT.VIEW`).
+//! `GET /api/v1/audit` lists the audit trail (`ADMIN.AUDIT.VIEW`); [`crate::audit`] writes it.
 
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{perm, Authorized};
+use super::AdminState;
 use super::{ApiQuery, ApiRouter, Page, PageParams};
 use crate::error::Result;
-use crate::startup::AppState;
+use axum::extract::FromRef;
 
-pub(crate) fn router() -> ApiRouter {
+pub(crate) fn router<S>() -> ApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AdminState: FromRef<S>,
+{
     ApiRouter::new().routes(routes!(list))
-}
-
-/// What changed, on which entity.
-pub struct Entry<'a> {
-    /// Upper-case verb: CREATE, UPDATE, DELETE, LOGIN, LOGOUT, RESET_PWD, …
-    pub action: &'a str,
-    /// Table of the entity (`adm_user`, `adm_role`, …).
-    pub entity_type: &'a str,
-    /// Internal id of the entity (for joins; never shown).
-    pub entity_id: Option<i64>,
-    /// Exposed id of the entity (shown and filterable).
-    pub entity_uuid: Option<Uuid>,
-    /// Snapshot before the change.
-    pub old: Option<Value>,
-    /// Snapshot after the change.
-    pub new: Option<Value>,
-}
-
-/// Keys never written to the audit log, whatever snapshot they come in.
-const SECRET_KEYS: &[&str] = &[
-    "password",
-    "password_hash",
-    "refresh_hash",
-    "token_hash",
-    "refresh_token",
-    "access_token",
-    "code_hash",
-];
-
-/// Removes secrets from a snapshot, at any depth.
-pub fn scrub(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            map.retain(|k, _| !SECRET_KEYS.contains(&k.as_str()));
-            map.values_mut().for_each(scrub);
-        }
-        Value::Array(items) => items.iter_mut().for_each(scrub),
-        _ => {}
-    }
-}
-
-/// Writes one audit row. `user_id` is the actor (None for the command line or an anonymous
-/// event); `ip` the actor's address.
-pub async fn record(
-    conn: &mut PgConnection,
-    user_id: Option<i64>,
-    ip: Option<&str>,
-    mut entry: Entry<'_>,
-) -> Result<()> {
-    entry.old.as_mut().map(scrub);
-    entry.new.as_mut().map(scrub);
-    sqlx::query(
-        "insert into log_audit
-             (user_id, action, entity_type, entity_id, entity_uuid, old_value, new_value, ip_address)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(user_id)
-    .bind(entry.action)
-    .bind(entry.entity_type)
-    .bind(entry.entity_id)
-    .bind(entry.entity_uuid)
-    .bind(entry.old)
-    .bind(entry.new)
-    .bind(ip)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Filters of the audit log; all optional, combined with AND.
@@ -142,7 +78,7 @@ const FILTER: &str = "
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn list(
     caller: Authorized<perm::AuditView>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(f): ApiQuery<AuditFilter>,
 ) -> Result<Json<Page<AuditOut>>> {

@@ -17,7 +17,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -30,16 +30,20 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::audit::{self, Entry};
 use super::password::{Hasher, MAX_PASSWORD_BYTES};
 use super::throttle::Throttle;
 use super::token::{hash_token, new_refresh_token, Tokens};
+use super::AdminState;
 use super::{mask, ApiJson, ApiRouter};
+use crate::audit::{self, Entry};
 use crate::config::AuthSettings;
 use crate::error::{Error, Result};
-use crate::startup::AppState;
 
-pub(crate) fn router() -> ApiRouter {
+pub(crate) fn router<S>() -> ApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AdminState: FromRef<S>,
+{
     ApiRouter::new()
         .routes(routes!(login))
         .routes(routes!(refresh))
@@ -48,7 +52,7 @@ pub(crate) fn router() -> ApiRouter {
 }
 
 /// What sign-in needs at hand: token keys, the bounded hasher, the throttle and the policy.
-/// Cheap to clone; lives in [`AppState`].
+/// Cheap to clone; lives in [`AdminState`].
 #[derive(Clone)]
 pub struct Auth(Arc<AuthInner>);
 
@@ -178,9 +182,14 @@ pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
 /// The caller's address as an extractor (login and refresh have no [`Caller`] yet).
 pub struct ClientIp(pub Option<IpAddr>);
 
-impl FromRequestParts<AppState> for ClientIp {
+impl<S> FromRequestParts<S> for ClientIp
+where
+    S: Send + Sync,
+    AdminState: FromRef<S>,
+{
     type Rejection = Error;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        let state = AdminState::from_ref(state);
         Ok(ClientIp(client_ip(
             parts,
             state.auth.settings.trust_forwarded_for,
@@ -218,10 +227,14 @@ struct SessionRow {
     permissions: Vec<String>,
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    AdminState: FromRef<S>,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
@@ -234,6 +247,7 @@ impl FromRequestParts<AppState> for Caller {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .ok_or(Error::Unauthorized)?;
+        let state = AdminState::from_ref(state);
         let claims = state
             .auth
             .tokens
@@ -290,10 +304,15 @@ impl<P> Deref for Authorized<P> {
     }
 }
 
-impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
+impl<P, S> FromRequestParts<S> for Authorized<P>
+where
+    P: Permission,
+    S: Send + Sync,
+    AdminState: FromRef<S>,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
         let caller = Caller::from_request_parts(parts, state).await?;
         if !caller.has(P::CODE) {
             tracing::info!(user = %caller.user_uuid, permission = P::CODE, "permission refused");
@@ -357,7 +376,7 @@ struct LoginCandidate {
 )]
 #[tracing::instrument(skip_all, fields(login = %mask(&req.login)))]
 async fn login(
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ClientIp(ip): ClientIp,
     headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
@@ -535,7 +554,7 @@ struct RefreshRow {
 )]
 #[tracing::instrument(skip_all)]
 async fn refresh(
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenResponse>> {
@@ -618,7 +637,7 @@ async fn refresh(
 }
 
 /// A rotated refresh token came back: revoke the family and record it.
-async fn revoke_reused(state: &AppState, row: &RefreshRow, ip: Option<&str>) -> Result<()> {
+async fn revoke_reused(state: &AdminState, row: &RefreshRow, ip: Option<&str>) -> Result<()> {
     let mut tx = state.db.begin().await?;
     let revoked = revoke_family(&mut tx, row.family_id, "reuse").await?;
     audit::record(
@@ -682,7 +701,7 @@ pub(crate) async fn revoke_user_sessions(
     security(("bearer" = []))
 )]
 #[tracing::instrument(skip_all, fields(user = %caller.user_uuid))]
-async fn logout(caller: Caller, State(state): State<AppState>) -> Result<StatusCode> {
+async fn logout(caller: Caller, State(state): State<AdminState>) -> Result<StatusCode> {
     let mut tx = state.db.begin().await?;
     revoke_family(&mut tx, caller.family_id, "logout").await?;
     audit::record(

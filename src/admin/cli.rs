@@ -7,9 +7,9 @@ use clap::Subcommand;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::audit::{self, Entry};
 use super::password::Hasher;
 use super::users::{parse_email, parse_phone};
+use crate::audit::{self, Entry};
 use crate::config::Settings;
 use crate::db;
 

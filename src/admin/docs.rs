@@ -13,7 +13,6 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::{FieldError, Problem};
-use crate::startup::AppState;
 
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
@@ -131,7 +130,7 @@ pub(crate) fn finish(api: utoipa::openapi::OpenApi) -> Value {
 }
 
 /// `/api/v1/openapi.json` and the Swagger UI at `/docs`.
-pub(crate) fn router(doc: Value) -> Router<AppState> {
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(doc: Value) -> Router<S> {
     SwaggerUi::new("/docs")
         .external_url_unchecked(OPENAPI_PATH, doc)
         .into()

@@ -13,14 +13,20 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::audit::{self, Entry};
 use super::auth::{perm, Authorized};
+use super::AdminState;
 use super::{field_error, parse_uuid, ApiJson, ApiQuery, ApiRouter, Page, PageParams};
-use crate::alerts::{module_readable, Severity};
+use crate::alerts::Severity;
+use crate::audit::{self, Entry};
+use crate::domain::access::module_readable;
 use crate::error::{Error, Result};
-use crate::startup::AppState;
+use axum::extract::FromRef;
 
-pub(crate) fn router() -> ApiRouter {
+pub(crate) fn router<S>() -> ApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AdminState: FromRef<S>,
+{
     ApiRouter::new()
         .routes(routes!(chats))
         .routes(routes!(alerts))
@@ -82,7 +88,7 @@ const CHAT_FILTER: &str = "
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn chats(
     caller: Authorized<perm::AuditView>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(f): ApiQuery<ChatFilter>,
 ) -> Result<Json<Page<ChatOut>>> {
@@ -200,7 +206,7 @@ const ALERT_FILTER: &str = "
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn alerts(
     caller: Authorized<perm::AlertRead>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(f): ApiQuery<AlertFilter>,
 ) -> Result<Json<Page<AlertOut>>> {
@@ -248,7 +254,7 @@ async fn alerts(
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, alert = %uuid))]
 async fn ack(
     caller: Authorized<perm::AlertAck>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(uuid): Path<String>,
 ) -> Result<Json<AlertOut>> {
     let uuid = parse_uuid(&uuid)?;
@@ -298,7 +304,7 @@ const RULE_SELECT: &str = "
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn rules(
     caller: Authorized<perm::AlertManage>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<RuleOut>>> {
     let (limit, offset) = page.limits()?;
@@ -339,7 +345,7 @@ pub struct CreateRule {
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn create_rule(
     caller: Authorized<perm::AlertManage>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ApiJson(req): ApiJson<CreateRule>,
 ) -> Result<(StatusCode, Json<RuleOut>)> {
     let mut errors = Vec::new();
@@ -410,7 +416,7 @@ async fn create_rule(
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, rule = %uuid))]
 async fn delete_rule(
     caller: Authorized<perm::AlertManage>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(uuid): Path<String>,
 ) -> Result<StatusCode> {
     let uuid = parse_uuid(&uuid)?;

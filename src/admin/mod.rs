@@ -26,7 +26,7 @@ pub mod token;
 pub mod users;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::Router;
@@ -38,10 +38,23 @@ use utoipa_axum::router::OpenApiRouter;
 pub use auth::Auth;
 
 use crate::error::{Error, FieldError, Result};
-use crate::startup::AppState;
 
-/// Every admin route, the OpenAPI document at `/api/v1/openapi.json` and the docs at `/docs`.
-pub fn router() -> Router<AppState> {
+/// What the admin API's handlers and extractors use; a substate of the HTTP router's state.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Users, roles, sessions, the audit log, chats and alerts.
+    pub db: sqlx::PgPool,
+    /// Token keys, the bounded password hasher, the login throttle.
+    pub auth: Auth,
+}
+
+/// Every admin route, the OpenAPI document at `/api/v1/openapi.json` and the docs at `/docs`,
+/// in any router state that holds an [`AdminState`].
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AdminState: FromRef<S>,
+{
     let (router, api) = OpenApiRouter::with_openapi(docs::base())
         .merge(auth::router())
         .merge(users::router())
@@ -213,7 +226,7 @@ pub(crate) fn parse_uuid(raw: &str) -> Result<uuid::Uuid> {
 }
 
 /// A router for one feature, with its OpenAPI paths.
-pub(crate) type ApiRouter = OpenApiRouter<AppState>;
+pub(crate) type ApiRouter<S> = OpenApiRouter<S>;
 
 /// Masks personal data for logs: keeps the first and the last two characters.
 pub fn mask(value: &str) -> String {

@@ -17,13 +17,18 @@ use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 
-use super::audit::{self, Entry};
 use super::auth::{perm, Authorized, Caller};
+use super::AdminState;
 use super::{field_error, ApiJson, ApiQuery, ApiRouter, Page, PageParams};
+use crate::audit::{self, Entry};
 use crate::error::{Error, Result};
-use crate::startup::AppState;
+use axum::extract::FromRef;
 
-pub(crate) fn router() -> ApiRouter {
+pub(crate) fn router<S>() -> ApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AdminState: FromRef<S>,
+{
     ApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get_one, update, delete))
@@ -80,7 +85,7 @@ pub struct RoleFilter {
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn list(
     caller: Authorized<perm::RoleManage>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(f): ApiQuery<RoleFilter>,
 ) -> Result<Json<Page<RoleOut>>> {
@@ -113,7 +118,7 @@ async fn list(
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, role = %code))]
 async fn get_one(
     caller: Authorized<perm::RoleManage>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(code): Path<String>,
 ) -> Result<Json<RoleOut>> {
     Ok(Json(fetch(&state.db, &code).await?))
@@ -156,7 +161,7 @@ pub struct CreateRole {
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, role = %req.code))]
 async fn create(
     caller: Authorized<perm::RoleManage>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ApiJson(req): ApiJson<CreateRole>,
 ) -> Result<(StatusCode, Json<RoleOut>)> {
     let code = req.code.trim().to_owned();
@@ -233,7 +238,7 @@ pub struct UpdateRole {
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, role = %code))]
 async fn update(
     caller: Authorized<perm::RoleManage>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(code): Path<String>,
     ApiJson(req): ApiJson<UpdateRole>,
 ) -> Result<Json<RoleOut>> {
@@ -297,7 +302,7 @@ async fn update(
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, role = %code))]
 async fn delete(
     caller: Authorized<perm::RoleManage>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(code): Path<String>,
 ) -> Result<StatusCode> {
     let mut tx = state.db.begin().await?;
@@ -359,7 +364,7 @@ pub struct SetPermissions {
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, role = %code))]
 async fn set_permissions(
     caller: Authorized<perm::RoleManage>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(code): Path<String>,
     ApiJson(req): ApiJson<SetPermissions>,
 ) -> Result<Json<RoleOut>> {
@@ -532,7 +537,7 @@ pub struct PermissionFilter {
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn permissions(
     caller: Authorized<perm::RoleManage>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(f): ApiQuery<PermissionFilter>,
 ) -> Result<Json<Page<PermissionOut>>> {
@@ -585,7 +590,7 @@ struct MenuRow {
     security(("bearer" = []))
 )]
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
-async fn menus(caller: Caller, State(state): State<AppState>) -> Result<Json<Vec<MenuNode>>> {
+async fn menus(caller: Caller, State(state): State<AdminState>) -> Result<Json<Vec<MenuNode>>> {
     let rows: Vec<MenuRow> = sqlx::query_as(
         "select m.id, m.parent_id, m.code, m.name, m.icon, m.path
          from adm_role_menu rm

@@ -11,13 +11,18 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::audit::{self, Entry};
 use super::auth::{perm, revoke_family, Authorized};
+use super::AdminState;
 use super::{parse_uuid, ApiQuery, ApiRouter, Page, PageParams};
+use crate::audit::{self, Entry};
 use crate::error::{Error, Result};
-use crate::startup::AppState;
+use axum::extract::FromRef;
 
-pub(crate) fn router() -> ApiRouter {
+pub(crate) fn router<S>() -> ApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AdminState: FromRef<S>,
+{
     ApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(force_logout))
@@ -62,7 +67,7 @@ const FILTER: &str = "
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn list(
     caller: Authorized<perm::SessionManage>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(f): ApiQuery<SessionFilter>,
 ) -> Result<Json<Page<SessionOut>>> {
@@ -97,7 +102,7 @@ async fn list(
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, session = %id))]
 async fn force_logout(
     caller: Authorized<perm::SessionManage>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     let family = parse_uuid(&id)?;

@@ -17,15 +17,20 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::audit::{self, Entry};
 use super::auth::{perm, revoke_user_sessions, Authorized, Caller};
 use super::password;
+use super::AdminState;
 use super::{field_error, parse_uuid, ApiJson, ApiQuery, ApiRouter, Page, PageParams};
+use crate::audit::{self, Entry};
 use crate::domain::phone::PhoneE164;
 use crate::error::{Error, FieldError, Result};
-use crate::startup::AppState;
+use axum::extract::FromRef;
 
-pub(crate) fn router() -> ApiRouter {
+pub(crate) fn router<S>() -> ApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AdminState: FromRef<S>,
+{
     ApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get_one, update, delete))
@@ -106,7 +111,7 @@ const LIST_FILTER: &str = "
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn list(
     caller: Authorized<perm::UserRead>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(f): ApiQuery<UserFilter>,
 ) -> Result<Json<Page<UserOut>>> {
@@ -161,7 +166,7 @@ fn like_pattern(q: &str) -> Option<String> {
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn get_one(
     caller: Authorized<perm::UserRead>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(uuid): Path<String>,
 ) -> Result<Json<UserOut>> {
     let uuid = parse_uuid(&uuid)?;
@@ -210,7 +215,7 @@ pub struct CreateUser {
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid))]
 async fn create(
     caller: Authorized<perm::UserCreate>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<UserOut>)> {
     let mut errors = Vec::new();
@@ -309,7 +314,7 @@ pub struct UpdateUser {
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn update(
     caller: Authorized<perm::UserUpdate>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(uuid): Path<String>,
     ApiJson(req): ApiJson<UpdateUser>,
 ) -> Result<Json<UserOut>> {
@@ -377,7 +382,7 @@ async fn update(
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn activate(
     caller: Authorized<perm::UserUpdate>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(uuid): Path<String>,
 ) -> Result<Json<UserOut>> {
     let uuid = parse_uuid(&uuid)?;
@@ -394,7 +399,7 @@ async fn activate(
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn deactivate(
     caller: Authorized<perm::UserUpdate>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(uuid): Path<String>,
 ) -> Result<Json<UserOut>> {
     let uuid = parse_uuid(&uuid)?;
@@ -405,7 +410,7 @@ async fn deactivate(
 }
 
 async fn set_active(
-    state: &AppState,
+    state: &AdminState,
     caller: &Caller,
     uuid: Uuid,
     active: bool,
@@ -441,7 +446,7 @@ async fn set_active(
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn delete(
     caller: Authorized<perm::UserDelete>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(uuid): Path<String>,
 ) -> Result<StatusCode> {
     let uuid = parse_uuid(&uuid)?;
@@ -496,7 +501,7 @@ pub struct ResetPasswordOut {
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn reset_password(
     caller: Authorized<perm::UserResetPwd>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(uuid): Path<String>,
     ApiJson(req): ApiJson<ResetPassword>,
 ) -> Result<Json<ResetPasswordOut>> {
@@ -550,7 +555,7 @@ async fn reset_password(
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn unlock(
     caller: Authorized<perm::UserUpdate>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(uuid): Path<String>,
 ) -> Result<Json<UserOut>> {
     let uuid = parse_uuid(&uuid)?;
@@ -595,7 +600,7 @@ pub struct SetPhone {
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn set_phone(
     caller: Authorized<perm::UserUpdate>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(uuid): Path<String>,
     ApiJson(req): ApiJson<SetPhone>,
 ) -> Result<Json<UserOut>> {
@@ -648,7 +653,7 @@ pub struct SetEmail {
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn set_email(
     caller: Authorized<perm::UserUpdate>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(uuid): Path<String>,
     ApiJson(req): ApiJson<SetEmail>,
 ) -> Result<Json<UserOut>> {
@@ -683,7 +688,7 @@ async fn set_email(
 #[tracing::instrument(skip_all, fields(caller = %caller.user_uuid, user = %uuid))]
 async fn revoke_device(
     caller: Authorized<perm::UserUpdate>,
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     Path(uuid): Path<String>,
 ) -> Result<Json<UserOut>> {
     let uuid = parse_uuid(&uuid)?;
@@ -708,7 +713,7 @@ type Change<'t> =
 /// The shape of every change to a user: lock the row, check the caller may manage it, snapshot,
 /// change, snapshot, audit (with any extra facts the change returns), commit, answer.
 async fn mutate<F>(
-    state: &AppState,
+    state: &AdminState,
     caller: &Caller,
     uuid: Uuid,
     action: &str,

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::admin::audit::{self, Entry};
-use crate::identity::Caller;
+use crate::audit::{self, Entry};
+use crate::domain::Caller;
 use crate::texts::{self, Lang};
 
 /// What the reply button's id starts with.
@@ -80,7 +80,7 @@ pub async fn acknowledge(
                        where r.alert_id = a.id and r.user_id = $2)
            and {}
          for update of a",
-        super::module_readable("a.module", "$3")
+        crate::domain::access::module_readable("a.module", "$3")
     ))
     .bind(alert)
     .bind(caller.user_id)

@@ -23,8 +23,8 @@ use chrono::{NaiveDate, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::brain::context::REJECT_THRESHOLD_PCT;
-use crate::startup::AppState;
+use crate::domain::production::REJECT_THRESHOLD_PCT;
+use crate::queue::Doorbell;
 
 /// Output over the window below which a machine's reject rate says nothing yet.
 pub const MIN_OUTPUT: i64 = 100;
@@ -108,31 +108,51 @@ const DETECTORS: [(&str, &str); 3] = [
     ),
 ];
 
-/// Runs the detectors now and every `alerts.detect_every_mins` until `shutdown` (never when 0).
-pub async fn run(state: AppState, shutdown: CancellationToken) {
-    let minutes = state.settings.alerts.detect_every_mins;
-    if minutes == 0 {
-        tracing::info!("alert detectors are off (alerts.detect_every_mins = 0)");
-        return;
-    }
-    loop {
-        let today = Utc::now()
-            .with_timezone(&state.settings.app.timezone)
-            .date_naive();
-        match detect(&state.db, today).await {
-            Ok(0) => {}
-            Ok(raised) => {
-                tracing::info!(raised, "detectors raised alerts");
-                state.wake.alerts.notify_one();
-            }
-            Err(e) => {
-                metrics::counter!("alert_detector_errors_total").increment(1);
-                tracing::warn!(error = %format!("{e:#}"), "alert detectors failed; next run as planned");
-            }
+/// The detecting stage.
+pub struct Detector {
+    db: PgPool,
+    /// `alerts.detect_every_mins`; 0 = off.
+    every_mins: u64,
+    /// `app.timezone`: whose "today" a day's alert belongs to.
+    timezone: chrono_tz::Tz,
+    /// The dispatcher's, rung when alerts were raised.
+    dispatcher: Doorbell,
+}
+
+impl Detector {
+    pub fn new(db: PgPool, every_mins: u64, timezone: chrono_tz::Tz, dispatcher: Doorbell) -> Self {
+        Self {
+            db,
+            every_mins,
+            timezone,
+            dispatcher,
         }
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(Duration::from_secs(minutes * 60)) => {}
+    }
+
+    /// Runs the detectors now and every `alerts.detect_every_mins` until `shutdown` (never
+    /// when 0).
+    pub async fn run(self, shutdown: CancellationToken) {
+        if self.every_mins == 0 {
+            tracing::info!("alert detectors are off (alerts.detect_every_mins = 0)");
+            return;
+        }
+        loop {
+            let today = Utc::now().with_timezone(&self.timezone).date_naive();
+            match detect(&self.db, today).await {
+                Ok(0) => {}
+                Ok(raised) => {
+                    tracing::info!(raised, "detectors raised alerts");
+                    self.dispatcher.ring();
+                }
+                Err(e) => {
+                    metrics::counter!("alert_detector_errors_total").increment(1);
+                    tracing::warn!(error = %format!("{e:#}"), "alert detectors failed; next run as planned");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(self.every_mins * 60)) => {}
+            }
         }
     }
 }

@@ -8,7 +8,7 @@
 //! the user's language, with an acknowledge button for users whose role holds `ALERT.ACK`
 //! ([`ack`]). A user who muted alerts ("mute alert 2 jam") gets it when the mute ends,
 //! unless by then it was acknowledged or the user lost the trust or the permission
-//! ([`still_wanted`], asked by the sender): such a row ends `withdrawn`.
+//! ([`Dispatcher::veto`], asked by the sender): such a row ends `withdrawn`.
 //!
 //! Alerts are taken oldest first under `for update skip locked`, so instances share the work and
 //! never route one alert twice. An alert older than `alerts.max_age_mins` when first seen (a
@@ -18,12 +18,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{ack, Severity};
-use crate::startup::AppState;
+use crate::outbox::sender::Veto;
+use crate::outbox::{self, Outgoing, Purpose};
+use crate::queue::Doorbell;
 use crate::texts::{self, Lang};
-use crate::whatsapp::graph::content;
+use crate::whatsapp::graph::{self, content};
 
 /// Alerts routed per transaction.
 const BATCH: i64 = 32;
@@ -33,7 +36,7 @@ const BATCH: i64 = 32;
 /// the chat gate asks for. The one definition, for routing and for the check before a waiting
 /// alert goes out.
 fn may_receive(module: &str) -> String {
-    let readable = super::module_readable_by_role(module, "u.role_id");
+    let readable = crate::domain::access::module_readable_by_role(module, "u.role_id");
     format!(
         "u.deleted_at is null and u.is_active
          and t.confirmed_at > now() - make_interval(days => $1)
@@ -51,30 +54,106 @@ fn may_receive(module: &str) -> String {
 /// whole text, frame included, stays within the 1,024 characters of an interactive body.
 const MAX_QUOTED_CHARS: usize = 700;
 
-/// Runs until `shutdown`: on every wake-up (an alert stored from NATS) and every
-/// `alerts.poll_secs` (rows written straight into `ai_alert`).
-pub async fn run(state: AppState, shutdown: CancellationToken) {
-    let poll = Duration::from_secs(state.settings.alerts.poll_secs);
-    loop {
-        loop {
-            match dispatch_due(&state).await {
-                Ok(n) if n as i64 >= BATCH => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    metrics::counter!("alerts_dispatch_errors_total").increment(1);
-                    // A dead database included: nothing was written, the alerts wait.
-                    tracing::warn!(error = %format!("{e:#}"), "alert dispatch failed; alerts wait for the next round");
-                    break;
-                }
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = state.wake.alerts.notified() => {}
-            () = tokio::time::sleep(poll) => {}
+/// What the dispatcher takes from the settings.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// `alerts.poll_secs`: how often to look for rows written straight into `ai_alert`.
+    pub poll: Duration,
+    /// `alerts.max_age_mins`: older alerts are not pushed when first seen.
+    pub max_age_mins: u64,
+    /// `identity.trust_days`: the device trust an alert's recipient needs, as the chat gate.
+    pub trust_days: i64,
+    /// `app.timezone`: the zone of the time named on the phone.
+    pub timezone: chrono_tz::Tz,
+}
+
+/// The dispatching stage. Cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    db: PgPool,
+    settings: DispatchSettings,
+    /// Rung by the intake and the detectors when they stored alerts.
+    doorbell: Doorbell,
+    /// The sender's, rung after alerts were written to the outbox.
+    sender: Doorbell,
+}
+
+impl Dispatcher {
+    pub fn new(db: PgPool, settings: DispatchSettings, sender: Doorbell) -> Self {
+        Self {
+            db,
+            settings,
+            doorbell: Doorbell::default(),
+            sender,
         }
     }
-    tracing::debug!("alert dispatcher stopped");
+
+    /// Ring it after storing alerts.
+    pub fn doorbell(&self) -> Doorbell {
+        self.doorbell.clone()
+    }
+
+    /// The sender's last-moment check of alert rows: [`still_wanted`].
+    pub fn veto(&self) -> Veto {
+        let db = self.db.clone();
+        let trust_days = self.settings.trust_days;
+        std::sync::Arc::new(move |outbox_id| {
+            let db = db.clone();
+            Box::pin(async move { still_wanted(&db, outbox_id, trust_days).await })
+        })
+    }
+
+    /// Runs until `shutdown`: on every wake-up (an alert stored from NATS) and every
+    /// `alerts.poll_secs` (rows written straight into `ai_alert`).
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            loop {
+                match self.dispatch_due().await {
+                    Ok(n) if n as i64 >= BATCH => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        metrics::counter!("alerts_dispatch_errors_total").increment(1);
+                        // A dead database included: nothing was written, the alerts wait.
+                        tracing::warn!(error = %format!("{e:#}"), "alert dispatch failed; alerts wait for the next round");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.doorbell.rung() => {}
+                () = tokio::time::sleep(self.settings.poll) => {}
+            }
+        }
+        tracing::debug!("alert dispatcher stopped");
+    }
+
+    /// Routes up to [`BATCH`] due alerts in one transaction; returns how many.
+    pub async fn dispatch_due(&self) -> anyhow::Result<usize> {
+        let mut tx = self.db.begin().await.context("starting a dispatch")?;
+        let due: Vec<Due> = sqlx::query_as(
+            "select id, uuid, module, alert_type, severity, message, created_at from ai_alert
+             where not is_sent and channel = 'WA'
+               and created_at > now() - make_interval(mins => $1)
+             order by created_at, id
+             limit $2
+             for update skip locked",
+        )
+        .bind(self.settings.max_age_mins as i32)
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await
+        .context("claiming due alerts")?;
+        let mut messages = 0;
+        for alert in &due {
+            messages += route(&mut tx, &self.settings, alert).await?;
+        }
+        tx.commit().await.context("committing a dispatch")?;
+        if messages > 0 {
+            self.sender.ring();
+        }
+        Ok(due.len())
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -99,37 +178,10 @@ struct Recipient {
     may_ack: bool,
 }
 
-/// Routes up to [`BATCH`] due alerts in one transaction; returns how many.
-async fn dispatch_due(state: &AppState) -> anyhow::Result<usize> {
-    let mut tx = state.db.begin().await.context("starting a dispatch")?;
-    let due: Vec<Due> = sqlx::query_as(
-        "select id, uuid, module, alert_type, severity, message, created_at from ai_alert
-         where not is_sent and channel = 'WA'
-           and created_at > now() - make_interval(mins => $1)
-         order by created_at, id
-         limit $2
-         for update skip locked",
-    )
-    .bind(state.settings.alerts.max_age_mins as i32)
-    .bind(BATCH)
-    .fetch_all(&mut *tx)
-    .await
-    .context("claiming due alerts")?;
-    let mut messages = 0;
-    for alert in &due {
-        messages += route(&mut tx, state, alert).await?;
-    }
-    tx.commit().await.context("committing a dispatch")?;
-    if messages > 0 {
-        state.wake.sender.notify_one();
-    }
-    Ok(due.len())
-}
-
 /// Writes one outbox row per recipient of `alert` and marks it sent; returns the rows written.
 async fn route(
     tx: &mut sqlx::PgConnection,
-    state: &AppState,
+    settings: &DispatchSettings,
     alert: &Due,
 ) -> anyhow::Result<usize> {
     // The row's check constraint admits only these four.
@@ -153,14 +205,14 @@ async fn route(
          order by u.id",
         may_receive("$2::text")
     ))
-    .bind(state.settings.identity.trust_days as i32)
+    .bind(settings.trust_days as i32)
     .bind(&alert.module)
     .bind(severity.at_or_below())
     .fetch_all(&mut *tx)
     .await
     .context("finding the recipients of an alert")?;
 
-    let raised = super::local_time(alert.created_at, state.settings.app.timezone);
+    let raised = super::local_time(alert.created_at, settings.timezone);
     let origin = format!("{} · {}", alert.module, alert.alert_type);
     let quoted = quote(&alert.message);
     for to in &recipients {
@@ -172,23 +224,31 @@ async fn route(
         } else {
             content::text(&text)
         };
+        let address = graph::Recipient {
+            wa_id: to.wa_id.clone(),
+            bsuid: to.bsuid.clone(),
+        };
+        let outbox_id = outbox::enqueue(
+            tx,
+            Outgoing {
+                purpose: Purpose::Alert,
+                reply_to: None,
+                to: &address,
+                content: payload,
+                not_before: to.muted_until,
+            },
+        )
+        .await?
+        .context("the outbox wrote no row for an alert")?;
         sqlx::query(
-            "with o as (
-                 insert into wa_outbox (purpose, wa_id, bsuid, kind, payload, next_try_at)
-                 values ('alert', $3, $4, $5->>'type', $5, greatest(now(), coalesce($6, now())))
-                 returning id)
-             insert into ai_alert_recipient (alert_id, user_id, outbox_id)
-             select $1, $2, o.id from o",
+            "insert into ai_alert_recipient (alert_id, user_id, outbox_id) values ($1, $2, $3)",
         )
         .bind(alert.id)
         .bind(to.user_id)
-        .bind(&to.wa_id)
-        .bind(&to.bsuid)
-        .bind(payload)
-        .bind(to.muted_until)
+        .bind(outbox_id)
         .execute(&mut *tx)
         .await
-        .context("writing an alert to the outbox")?;
+        .context("recording an alert's recipient")?;
     }
     sqlx::query("update ai_alert set is_sent = true, sent_at = now() where id = $1")
         .bind(alert.id)
@@ -224,13 +284,10 @@ async fn route(
 }
 
 /// Whether the alert in outbox row `outbox_id` should still go out: not acknowledged yet, and
-/// its recipient may still receive alerts on the device the row is addressed to. Asked just
-/// before the send, since a muted or retried alert can wait for hours.
-pub async fn still_wanted(
-    db: &sqlx::PgPool,
-    outbox_id: i64,
-    trust_days: i64,
-) -> anyhow::Result<bool> {
+/// its recipient may still receive alerts on the device the row is addressed to. Asked by the
+/// sender just before the send ([`Dispatcher::veto`]), since a muted or retried alert can wait
+/// for hours.
+async fn still_wanted(db: &sqlx::PgPool, outbox_id: i64, trust_days: i64) -> anyhow::Result<bool> {
     sqlx::query_scalar(&format!(
         "select exists (
              select 1 from ai_alert_recipient ar

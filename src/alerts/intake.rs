@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Severity;
 use crate::config::AlertSettings;
-use crate::startup::AppState;
+use crate::queue::Doorbell;
 
 /// Largest alert message accepted, in bytes of JSON.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -214,83 +214,111 @@ pub async fn ensure_consumer(
         .with_context(|| format!("creating JetStream consumer {name}"))
 }
 
-/// Stores alerts from the stream until `shutdown`; the alert in hand is finished first.
-pub async fn run(
-    state: AppState,
+/// The intake stage: the stream's durable consumer, storing into `ai_alert`.
+pub struct AlertIntake {
+    db: PgPool,
     consumer: jetstream::consumer::Consumer<pull::Config>,
-    shutdown: CancellationToken,
-) {
-    let state = &state;
-    crate::queue::pull(&consumer, &shutdown, "alerts", |message| async move {
-        handle(state, &message).await
-    })
-    .await;
+    /// The dispatcher's, rung when an alert was stored.
+    dispatcher: Doorbell,
 }
 
-async fn handle(state: &AppState, message: &jetstream::Message) {
-    let info = message.info().ok();
-    let ack = match parse(&message.payload) {
-        Ok(mut alert) => {
-            if alert.dedup_key.is_none() {
-                // A redelivery has the same position; a new message never does.
-                alert.dedup_key = info
-                    .as_ref()
-                    .map(|i| format!("js:{}:{}", i.stream_sequence, i.published));
-            }
-            let raised_at = info
-                .as_ref()
-                .and_then(|i| i64::try_from(i.published.unix_timestamp_nanos()).ok())
-                .map(DateTime::from_timestamp_nanos);
-            match store(&state.db, &alert, raised_at).await {
-                Ok(new) => {
-                    let outcome = if new { "stored" } else { "duplicate" };
-                    metrics::counter!("alerts_received_total", "outcome" => outcome).increment(1);
-                    tracing::info!(
-                        module = alert.module,
-                        alert_type = alert.alert_type,
-                        severity = alert.severity.as_str(),
-                        outcome,
-                        "alert received"
-                    );
-                    state.wake.alerts.notify_one();
-                    AckKind::Ack
-                }
-                Err(e) => match refused_as_data(&e) {
-                    Some(reason) => dead_letter(state, message, &reason).await,
-                    None => {
-                        tracing::warn!(error = %format!("{e:#}"), "cannot store an alert; JetStream will offer it again");
-                        AckKind::Nak(Some(RETRY_AFTER))
-                    }
-                },
-            }
+impl AlertIntake {
+    pub fn new(
+        db: PgPool,
+        consumer: jetstream::consumer::Consumer<pull::Config>,
+        dispatcher: Doorbell,
+    ) -> Self {
+        Self {
+            db,
+            consumer,
+            dispatcher,
         }
-        Err(reason) => dead_letter(state, message, &reason).await,
-    };
-    if let Err(e) = message.ack_with(ack).await {
-        // Not fatal: JetStream redelivers after ack_wait and storing is idempotent.
-        tracing::warn!(error = %e, "cannot acknowledge an alert to JetStream");
     }
-}
 
-/// Keeps an alert that can never be stored; `Term` once it is kept, `Nak` when even that fails.
-async fn dead_letter(state: &AppState, message: &jetstream::Message, reason: &str) -> AckKind {
-    let kept = sqlx::query(
-        "insert into wa_dead_letter (source, reason, body, ref) values ('alerts', $1, $2, $3)",
-    )
-    .bind(reason)
-    .bind(message.payload.as_ref())
-    .bind(message_id(message))
-    .execute(&state.db)
-    .await;
-    match kept {
-        Ok(_) => {
-            metrics::counter!("alerts_received_total", "outcome" => "invalid").increment(1);
-            tracing::warn!(reason, "unreadable alert kept as a dead letter");
-            AckKind::Term
+    /// Stores alerts from the stream until `shutdown`; the alert in hand is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = &self;
+        crate::queue::pull(&self.consumer, &shutdown, "alerts", |message| async move {
+            this.handle(&message).await
+        })
+        .await;
+    }
+
+    /// Stores (or dead-letters) one message and acknowledges it to JetStream as it deserves.
+    pub async fn handle(&self, message: &jetstream::Message) {
+        let ack = self.settle(message).await;
+        if let Err(e) = message.ack_with(ack).await {
+            // Not fatal: JetStream redelivers after ack_wait and storing is idempotent.
+            tracing::warn!(error = %e, "cannot acknowledge an alert to JetStream");
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot keep an unreadable alert; JetStream will offer it again");
-            AckKind::Nak(Some(RETRY_AFTER))
+    }
+
+    /// What becomes of `message`: stored or a duplicate (`Ack`), garbage kept as a dead letter
+    /// (`Term`), or the database unavailable (`Nak`, offered again later).
+    async fn settle(&self, message: &jetstream::Message) -> AckKind {
+        let info = message.info().ok();
+        match parse(&message.payload) {
+            Ok(mut alert) => {
+                if alert.dedup_key.is_none() {
+                    // A redelivery has the same position; a new message never does.
+                    alert.dedup_key = info
+                        .as_ref()
+                        .map(|i| format!("js:{}:{}", i.stream_sequence, i.published));
+                }
+                let raised_at = info
+                    .as_ref()
+                    .and_then(|i| i64::try_from(i.published.unix_timestamp_nanos()).ok())
+                    .map(DateTime::from_timestamp_nanos);
+                match store(&self.db, &alert, raised_at).await {
+                    Ok(new) => {
+                        let outcome = if new { "stored" } else { "duplicate" };
+                        metrics::counter!("alerts_received_total", "outcome" => outcome)
+                            .increment(1);
+                        tracing::info!(
+                            module = alert.module,
+                            alert_type = alert.alert_type,
+                            severity = alert.severity.as_str(),
+                            outcome,
+                            "alert received"
+                        );
+                        self.dispatcher.ring();
+                        AckKind::Ack
+                    }
+                    Err(e) => match refused_as_data(&e) {
+                        Some(reason) => self.dead_letter(message, &reason).await,
+                        None => {
+                            tracing::warn!(error = %format!("{e:#}"), "cannot store an alert; JetStream will offer it again");
+                            AckKind::Nak(Some(RETRY_AFTER))
+                        }
+                    },
+                }
+            }
+            Err(reason) => self.dead_letter(message, &reason).await,
+        }
+    }
+
+    /// Keeps an alert that can never be stored; `Term` once it is kept, `Nak` when even that
+    /// fails.
+    async fn dead_letter(&self, message: &jetstream::Message, reason: &str) -> AckKind {
+        let id = message_id(message);
+        let kept = crate::dead_letter::keep(
+            &self.db,
+            "alerts",
+            reason,
+            message.payload.as_ref(),
+            id.as_deref(),
+        )
+        .await;
+        match kept {
+            Ok(()) => {
+                metrics::counter!("alerts_received_total", "outcome" => "invalid").increment(1);
+                tracing::warn!(reason, "unreadable alert kept as a dead letter");
+                AckKind::Term
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot keep an unreadable alert; JetStream will offer it again");
+                AckKind::Nak(Some(RETRY_AFTER))
+            }
         }
     }
 }

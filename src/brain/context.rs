@@ -18,6 +18,7 @@ use sqlx::PgPool;
 
 use crate::brain::format::{number, percent, rupiah, rupiah_short};
 use crate::brain::intent::Intent;
+use crate::domain::production::REJECT_THRESHOLD_PCT;
 use crate::texts::Lang;
 
 /// A date range: `from` inclusive, `to` exclusive, with how to call it.
@@ -167,10 +168,6 @@ fn data(as_of: &str, data: Value, answer: Bilingual) -> anyhow::Result<Built> {
 fn f64_of(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(0.0)
 }
-
-/// Reject rate (% of output) above which a machine is flagged, in answers and by the alert
-/// detector.
-pub const REJECT_THRESHOLD_PCT: f64 = 5.0;
 
 /// Rejects as a percentage of output (shift logs count rejects inside the output); 0 without output.
 fn reject_rate(reject: Decimal, output: Decimal) -> f64 {
@@ -801,7 +798,7 @@ async fn alerts(db: &PgPool, permissions: &[String], as_of: &str) -> anyhow::Res
          order by case a.severity when 'Critical' then 0 when 'High' then 1
                                   when 'Medium' then 2 else 3 end,
                   a.created_at desc limit 10",
-        crate::alerts::module_readable("a.module", "$1")
+        crate::domain::access::module_readable("a.module", "$1")
     ))
     .bind(permissions)
     .fetch_all(db)

@@ -2,8 +2,9 @@
 //! live context from the warehouse, the role-toned prompt, the LLM over NATS — and, when the
 //! LLM is down, slow, open-circuited or not needed, a deterministic answer from the same data.
 //!
-//! `answer` takes no database transaction and holds no lock while the model thinks; the worker
-//! records the result afterwards (`record`).
+//! [`Brain::answer`] takes no database transaction and holds no lock while the model thinks;
+//! the worker records the result afterwards ([`record`]), and the sender tells the chat log the
+//! wamid of the sent answer ([`record_sent_answer`]).
 
 pub mod catalog;
 pub mod context;
@@ -19,13 +20,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{NaiveDate, Utc};
+use futures::future::BoxFuture;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::config::{GroundingFallback, Settings};
-use crate::identity::Caller;
+use crate::config::{BrainSettings, GroundingFallback};
+use crate::domain::Caller;
+use crate::llm::breaker::Breaker;
 use crate::llm::{ChatMessage, ChatReply, ChatRequest};
-use crate::startup::AppState;
+use crate::outbox::sender::Sent;
 use crate::texts::{self, Lang};
 use catalog::Catalog;
 use context::{Bilingual, Built, Params};
@@ -50,20 +53,74 @@ impl SharedCatalog {
     fn replace(&self, catalog: Catalog) {
         *self.0.write().expect("catalog lock") = Arc::new(catalog);
     }
+
+    /// Reloads the catalogue every five minutes, so new customers and items are recognised.
+    pub async fn refresh(self, db: PgPool, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(300)) => {}
+            }
+            match Catalog::load(&db).await {
+                Ok(catalog) => self.replace(catalog),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot refresh the catalogue; keeping the old one")
+                }
+            }
+        }
+    }
 }
 
-/// Reloads the catalogue every five minutes, so new customers and items are recognised.
-pub async fn refresh_catalog(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(Duration::from_secs(300)) => {}
+/// Everything the brain decides before the LLM, from the warehouse: no LLM, no writes but the
+/// asker's own alert mute. Cheap to clone.
+#[derive(Clone)]
+pub struct Preparer {
+    db: PgPool,
+    catalog: SharedCatalog,
+    settings: Arc<BrainSettings>,
+    /// Zone of "today" and of the times in answers.
+    timezone: chrono_tz::Tz,
+}
+
+impl Preparer {
+    pub fn new(
+        db: PgPool,
+        catalog: SharedCatalog,
+        settings: BrainSettings,
+        timezone: chrono_tz::Tz,
+    ) -> Self {
+        Self {
+            db,
+            catalog,
+            settings: Arc::new(settings),
+            timezone,
         }
-        match Catalog::load(&state.db).await {
-            Ok(catalog) => state.catalog.replace(catalog),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot refresh the catalogue; keeping the old one")
-            }
+    }
+}
+
+/// The brain stage: the [`Preparer`], and the LLM over NATS behind a circuit breaker. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Brain {
+    prep: Preparer,
+    nats: async_nats::Client,
+    /// `llm.subject`: where the llm-workers listen.
+    llm_subject: String,
+    /// Keeps the brain from waiting on an LLM that keeps failing.
+    breaker: Arc<Breaker>,
+}
+
+impl Brain {
+    pub fn new(prep: Preparer, nats: async_nats::Client, llm_subject: String) -> Self {
+        let breaker = Breaker::new(
+            prep.settings.circuit_failures,
+            Duration::from_secs(prep.settings.circuit_open_secs),
+        );
+        Self {
+            prep,
+            nats,
+            llm_subject,
+            breaker: Arc::new(breaker),
         }
     }
 }
@@ -73,8 +130,6 @@ pub struct Question<'a> {
     pub wamid: &'a str,
     pub msg_type: &'a str,
     pub text: Option<&'a str>,
-    /// The id of the reply button the person tapped, if they tapped one.
-    pub button: Option<&'a str>,
     pub lang: Lang,
     /// The sender's wa_id, for the chat log.
     pub phone: Option<&'a str>,
@@ -228,47 +283,49 @@ pub enum Prepared {
     },
 }
 
-/// Prepares the answer to `text` from `caller`: no LLM, no writes.
-pub async fn prepare(
-    db: &PgPool,
-    settings: &Settings,
-    catalog: &Catalog,
-    caller: &Caller,
-    text: &str,
-    lang: Lang,
-) -> anyhow::Result<Prepared> {
-    let now = Utc::now().with_timezone(&settings.app.timezone);
-    let today = now.date_naive();
-    let history = history(db, settings, caller.user_id).await?;
-    let c = classify(text, catalog);
-    let u = understand(
-        text,
-        catalog,
-        today,
-        history.last().map(|t| t.question.as_str()),
-    );
-    if let Some(permission) = u.intent.permission() {
-        if !caller.may(permission) {
-            metrics::counter!("brain_denied_total").increment(1);
-            return Ok(Prepared::Direct {
-                text: texts::denied(lang, u.intent.area(lang)),
-                intent: u.intent,
-                outcome: Outcome::Denied,
-            });
+impl Preparer {
+    /// Prepares the answer to `text` from `caller`: no LLM, no writes.
+    pub async fn prepare(
+        &self,
+        caller: &Caller,
+        text: &str,
+        lang: Lang,
+    ) -> anyhow::Result<Prepared> {
+        let (db, settings) = (&self.db, &*self.settings);
+        let catalog = self.catalog.current();
+        let catalog = &*catalog;
+        let now = Utc::now().with_timezone(&self.timezone);
+        let today = now.date_naive();
+        let history = history(db, settings, caller.user_id).await?;
+        let c = classify(text, catalog);
+        let u = understand(
+            text,
+            catalog,
+            today,
+            history.last().map(|t| t.question.as_str()),
+        );
+        if let Some(permission) = u.intent.permission() {
+            if !caller.may(permission) {
+                metrics::counter!("brain_denied_total").increment(1);
+                return Ok(Prepared::Direct {
+                    text: texts::denied(lang, u.intent.area(lang)),
+                    intent: u.intent,
+                    outcome: Outcome::Denied,
+                });
+            }
         }
-    }
-    match u.intent {
-        Intent::OtpCode => {
-            return Ok(Prepared::Direct {
-                text: texts::already_verified(lang).to_owned(),
-                intent: u.intent,
-                outcome: Outcome::Fallback,
-            })
-        }
-        Intent::AlertMute => {
-            // Asked length (default two hours), at most a day.
-            let minutes = c.entities.mute_minutes.unwrap_or(120).clamp(5, 24 * 60);
-            let until = sqlx::query_scalar::<_, chrono::DateTime<Utc>>(
+        match u.intent {
+            Intent::OtpCode => {
+                return Ok(Prepared::Direct {
+                    text: texts::already_verified(lang).to_owned(),
+                    intent: u.intent,
+                    outcome: Outcome::Fallback,
+                })
+            }
+            Intent::AlertMute => {
+                // Asked length (default two hours), at most a day.
+                let minutes = c.entities.mute_minutes.unwrap_or(120).clamp(5, 24 * 60);
+                let until = sqlx::query_scalar::<_, chrono::DateTime<Utc>>(
                 "insert into wa_alert_mute (user_id, until_at) values ($1, now() + make_interval(mins => $2))
                  on conflict (user_id) do update set until_at = excluded.until_at
                  returning until_at",
@@ -278,220 +335,170 @@ pub async fn prepare(
             .fetch_one(db)
             .await
             .context("muting alerts")?;
-            let local = until
-                .with_timezone(&settings.app.timezone)
-                .format("%H:%M")
-                .to_string();
-            return Ok(Prepared::Direct {
-                text: texts::alerts_muted(lang, &local),
-                intent: u.intent,
-                outcome: Outcome::Fallback,
-            });
+                let local = until
+                    .with_timezone(&self.timezone)
+                    .format("%H:%M")
+                    .to_string();
+                return Ok(Prepared::Direct {
+                    text: texts::alerts_muted(lang, &local),
+                    intent: u.intent,
+                    outcome: Outcome::Fallback,
+                });
+            }
+            _ => {}
         }
-        _ => {}
-    }
-    let as_of = now.format("%d-%m-%Y %H:%M WIB").to_string();
-    let permissions: Vec<String> = caller.permissions.iter().cloned().collect();
-    let built = context::build(db, u.intent, &u.params, &permissions, today, &as_of).await?;
-    let snapshot = match built {
-        Built::Data(s) => s,
-        Built::Clarify(b) => {
-            return Ok(Prepared::Direct {
-                text: b.get(lang).to_owned(),
-                intent: u.intent,
-                outcome: Outcome::Clarify,
-            })
-        }
-        Built::NotFound(b) => {
-            return Ok(Prepared::Direct {
-                text: b.get(lang).to_owned(),
-                intent: u.intent,
-                outcome: Outcome::Fallback,
-            })
-        }
-    };
-    let intent_name = serde_json::to_value(u.intent)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let data_text = serde_json::to_string(&snapshot.data).unwrap_or_default();
-    let messages = prompt::build(&prompt::Parts {
-        tone: settings.brain.tone_of(&caller.role),
-        lang,
-        name: &caller.full_name,
-        role: &caller.role,
-        intent: &intent_name,
-        as_of: &snapshot.as_of,
-        data: &data_text,
-        history: &history,
-        question: text,
-    });
-    let data_only = settings.brain.data_only_intents.contains(&intent_name);
-    Ok(Prepared::Ask {
-        intent: u.intent,
-        snapshot,
-        messages,
-        data_only,
-    })
-}
-
-/// What `sentient-hub prompt --phone … "<text>"` prints: the exact messages the LLM would get,
-/// or the direct answer when none would be sent.
-pub async fn preview(settings: &Settings, phone: &str, text: &str) -> anyhow::Result<String> {
-    let phone = crate::domain::phone::PhoneE164::parse(phone)
-        .map_err(|e| anyhow::anyhow!("--phone: {e}"))?;
-    let db = crate::db::connect(&settings.database).await?;
-    let caller = crate::identity::gate::caller_by_phone(&db, &phone)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no active user holds {}", phone.masked()))?;
-    let lang = Lang::detect(text);
-    let catalog = Catalog::load(&db).await?;
-    let out = match prepare(&db, settings, &catalog, &caller, text, lang).await? {
-        Prepared::Direct {
-            text,
-            intent,
-            outcome,
-        } => serde_json::to_string_pretty(&serde_json::json!({
-            "intent": intent, "outcome": outcome.as_str(), "answer": text, "llm": false
-        }))?,
-        Prepared::Ask {
-            intent,
+        let as_of = now.format("%d-%m-%Y %H:%M WIB").to_string();
+        let permissions: Vec<String> = caller.permissions.iter().cloned().collect();
+        let built = context::build(db, u.intent, &u.params, &permissions, today, &as_of).await?;
+        let snapshot = match built {
+            Built::Data(s) => s,
+            Built::Clarify(b) => {
+                return Ok(Prepared::Direct {
+                    text: b.get(lang).to_owned(),
+                    intent: u.intent,
+                    outcome: Outcome::Clarify,
+                })
+            }
+            Built::NotFound(b) => {
+                return Ok(Prepared::Direct {
+                    text: b.get(lang).to_owned(),
+                    intent: u.intent,
+                    outcome: Outcome::Fallback,
+                })
+            }
+        };
+        let intent_name = serde_json::to_value(u.intent)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let data_text = serde_json::to_string(&snapshot.data).unwrap_or_default();
+        let messages = prompt::build(&prompt::Parts {
+            tone: settings.tone_of(&caller.role),
+            lang,
+            name: &caller.full_name,
+            role: &caller.role,
+            intent: &intent_name,
+            as_of: &snapshot.as_of,
+            data: &data_text,
+            history: &history,
+            question: text,
+        });
+        let data_only = settings.data_only_intents.contains(&intent_name);
+        Ok(Prepared::Ask {
+            intent: u.intent,
+            snapshot,
             messages,
             data_only,
-            snapshot,
-        } => serde_json::to_string_pretty(&serde_json::json!({
-            "intent": intent, "tone": settings.brain.tone_of(&caller.role), "as_of": snapshot.as_of,
-            "llm": !data_only, "messages": messages
-        }))?,
-    };
-    db.close().await;
-    Ok(out)
+        })
+    }
+
+    /// The tone the role's answers take (`brain.tones`).
+    pub fn tone_of(&self, role: &str) -> crate::config::Tone {
+        self.settings.tone_of(role)
+    }
 }
 
-/// Answers an admitted message: always an answer or a clear reason.
-#[tracing::instrument(skip_all, fields(wamid = q.wamid))]
-pub async fn answer(state: &AppState, caller: &Caller, q: &Question<'_>) -> Answer {
-    let started = Instant::now();
-    let elapsed = |started: Instant| started.elapsed().as_millis().min(i32::MAX as u128) as i32;
-    if let Some(alert) = q.button.and_then(crate::alerts::ack::parse_button) {
-        // A tap on a pushed alert's button: answered in the user's language, not the label's.
-        let lang = caller.lang;
-        let tz = state.settings.app.timezone;
-        let (text, outcome) =
-            match crate::alerts::ack::acknowledge(&state.db, caller, alert, lang, tz).await {
-                Ok(reply) if reply.refused => {
-                    metrics::counter!("brain_denied_total").increment(1);
-                    (reply.text, Outcome::Denied)
-                }
-                Ok(reply) => (reply.text, Outcome::Fallback),
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot acknowledge an alert");
-                    (texts::data_unavailable(lang).to_owned(), Outcome::Error)
-                }
+impl Brain {
+    /// Answers an admitted message: always an answer or a clear reason.
+    #[tracing::instrument(skip_all, fields(wamid = q.wamid))]
+    pub async fn answer(&self, caller: &Caller, q: &Question<'_>) -> Answer {
+        let started = Instant::now();
+        let elapsed = |started: Instant| started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+        let Some(text) = q.text.map(str::trim).filter(|t| !t.is_empty()) else {
+            let text = match q.msg_type {
+                "reaction" | "system" | "unsupported" => None,
+                _ => Some(texts::text_only(q.lang).to_owned()),
             };
-        return Answer {
-            text: Some(text),
-            intent: Some(Intent::Alerts),
-            outcome,
-            tokens: 0,
+            return Answer {
+                text,
+                intent: None,
+                outcome: Outcome::Fallback,
+                tokens: 0,
+                latency_ms: 0,
+            };
+        };
+        let prepared = match self.prep.prepare(caller, text, q.lang).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot prepare an answer");
+                return Answer {
+                    text: Some(texts::data_unavailable(q.lang).to_owned()),
+                    intent: None,
+                    outcome: Outcome::Error,
+                    tokens: 0,
+                    latency_ms: elapsed(started),
+                };
+            }
+        };
+        let (intent, snapshot, messages, data_only) = match prepared {
+            Prepared::Direct {
+                text,
+                intent,
+                outcome,
+            } => {
+                return Answer {
+                    text: Some(text),
+                    intent: Some(intent),
+                    outcome,
+                    tokens: 0,
+                    latency_ms: elapsed(started),
+                }
+            }
+            Prepared::Ask {
+                intent,
+                snapshot,
+                messages,
+                data_only,
+            } => (intent, snapshot, messages, data_only),
+        };
+        let fallback = |tokens: i32| Answer {
+            text: Some(data_answer(&snapshot.answer, &snapshot.as_of, q.lang)),
+            intent: Some(intent),
+            outcome: Outcome::Fallback,
+            tokens,
             latency_ms: elapsed(started),
         };
-    }
-    let Some(text) = q.text.map(str::trim).filter(|t| !t.is_empty()) else {
-        let text = match q.msg_type {
-            "reaction" | "system" | "unsupported" => None,
-            _ => Some(texts::text_only(q.lang).to_owned()),
-        };
-        return Answer {
-            text,
-            intent: None,
-            outcome: Outcome::Fallback,
-            tokens: 0,
-            latency_ms: 0,
-        };
-    };
-    let catalog = state.catalog.current();
-    let prepared = match prepare(&state.db, &state.settings, &catalog, caller, text, q.lang).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "cannot prepare an answer");
-            return Answer {
-                text: Some(texts::data_unavailable(q.lang).to_owned()),
-                intent: None,
-                outcome: Outcome::Error,
-                tokens: 0,
-                latency_ms: elapsed(started),
-            };
-        }
-    };
-    let (intent, snapshot, messages, data_only) = match prepared {
-        Prepared::Direct {
-            text,
-            intent,
-            outcome,
-        } => {
-            return Answer {
-                text: Some(text),
-                intent: Some(intent),
-                outcome,
-                tokens: 0,
-                latency_ms: elapsed(started),
-            }
-        }
-        Prepared::Ask {
-            intent,
-            snapshot,
-            messages,
-            data_only,
-        } => (intent, snapshot, messages, data_only),
-    };
-    let fallback = |tokens: i32| Answer {
-        text: Some(data_answer(&snapshot.answer, &snapshot.as_of, q.lang)),
-        intent: Some(intent),
-        outcome: Outcome::Fallback,
-        tokens,
-        latency_ms: elapsed(started),
-    };
-    if data_only || !state.breaker.allow() {
-        metrics::counter!("brain_answers_total", "outcome" => "fallback").increment(1);
-        return fallback(0);
-    }
-    match ask_llm(state, caller, q, intent, messages).await {
-        Ok((content, tokens)) => {
-            let mut numbers = Vec::new();
-            ground::context_numbers(&snapshot.data, &mut numbers);
-            numbers.extend(
-                ground::figures(&snapshot.answer.id)
-                    .into_iter()
-                    .map(|f| f.value),
-            );
-            let invented = ground::unsupported(&content, &numbers);
-            let policy = state.settings.brain.grounding_fallback;
-            let reject = match policy {
-                GroundingFallback::Any => !invented.is_empty(),
-                GroundingFallback::Money => invented.iter().any(|f| f.money),
-                GroundingFallback::Off => false,
-            };
-            if !invented.is_empty() {
-                metrics::counter!("brain_ungrounded_total").increment(1);
-                tracing::warn!(figures = ?invented.iter().map(|f| &f.text).collect::<Vec<_>>(), rejected = reject, "LLM answer has figures the data does not support");
-            }
-            if reject {
-                return fallback(tokens);
-            }
-            metrics::counter!("brain_answers_total", "outcome" => "llm").increment(1);
-            Answer {
-                text: Some(content),
-                intent: Some(intent),
-                outcome: Outcome::Llm,
-                tokens,
-                latency_ms: elapsed(started),
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "LLM unavailable; answering from the data");
+        if data_only || !self.breaker.allow() {
             metrics::counter!("brain_answers_total", "outcome" => "fallback").increment(1);
-            fallback(0)
+            return fallback(0);
+        }
+        match self.ask_llm(caller, q, intent, messages).await {
+            Ok((content, tokens)) => {
+                let mut numbers = Vec::new();
+                ground::context_numbers(&snapshot.data, &mut numbers);
+                numbers.extend(
+                    ground::figures(&snapshot.answer.id)
+                        .into_iter()
+                        .map(|f| f.value),
+                );
+                let invented = ground::unsupported(&content, &numbers);
+                let policy = self.prep.settings.grounding_fallback;
+                let reject = match policy {
+                    GroundingFallback::Any => !invented.is_empty(),
+                    GroundingFallback::Money => invented.iter().any(|f| f.money),
+                    GroundingFallback::Off => false,
+                };
+                if !invented.is_empty() {
+                    metrics::counter!("brain_ungrounded_total").increment(1);
+                    tracing::warn!(figures = ?invented.iter().map(|f| &f.text).collect::<Vec<_>>(), rejected = reject, "LLM answer has figures the data does not support");
+                }
+                if reject {
+                    return fallback(tokens);
+                }
+                metrics::counter!("brain_answers_total", "outcome" => "llm").increment(1);
+                Answer {
+                    text: Some(content),
+                    intent: Some(intent),
+                    outcome: Outcome::Llm,
+                    tokens,
+                    latency_ms: elapsed(started),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "LLM unavailable; answering from the data");
+                metrics::counter!("brain_answers_total", "outcome" => "fallback").increment(1);
+                fallback(0)
+            }
         }
     }
 }
@@ -505,69 +512,70 @@ fn data_answer(answer: &Bilingual, as_of: &str, lang: Lang) -> String {
     )
 }
 
-/// One request over NATS, masked when the LLM is external; the breaker learns the outcome.
-async fn ask_llm(
-    state: &AppState,
-    caller: &Caller,
-    q: &Question<'_>,
-    intent: Intent,
-    mut messages: Vec<ChatMessage>,
-) -> anyhow::Result<(String, i32)> {
-    let settings = &state.settings.brain;
-    let mut masker = mask::Masker::default();
-    if settings.llm_external {
-        let names: Vec<String> = sqlx::query_scalar(
-            "select name from m_emp where deleted_at is null
+impl Brain {
+    /// One request over NATS, masked when the LLM is external; the breaker learns the outcome.
+    async fn ask_llm(
+        &self,
+        caller: &Caller,
+        q: &Question<'_>,
+        intent: Intent,
+        mut messages: Vec<ChatMessage>,
+    ) -> anyhow::Result<(String, i32)> {
+        let settings = &self.prep.settings;
+        let mut masker = mask::Masker::default();
+        if settings.llm_external {
+            let names: Vec<String> = sqlx::query_scalar(
+                "select name from m_emp where deleted_at is null
              union select full_name from adm_user where deleted_at is null",
-        )
-        .fetch_all(&state.db)
-        .await
-        .context("reading names to mask")?;
-        for m in &mut messages {
-            m.content = masker.mask(&m.content, &names);
-        }
-    }
-    let mut meta = serde_json::Map::new();
-    meta.insert("intent".into(), serde_json::to_value(intent)?);
-    meta.insert("role".into(), Value::from(caller.role.clone()));
-    meta.insert("wamid".into(), Value::from(q.wamid));
-    let request = ChatRequest {
-        request_id: uuid::Uuid::new_v4().to_string(),
-        messages,
-        max_tokens: Some(settings.max_tokens),
-        temperature: Some(settings.temperature),
-        meta,
-    };
-    let timeout = Duration::from_secs(settings.llm_timeout_secs);
-    let reply =
-        crate::llm::client::ask(&state.nats, &state.settings.llm.subject, &request, timeout).await;
-    match reply {
-        Ok(ChatReply::Answer(a)) if !a.content.trim().is_empty() => {
-            state.breaker.success();
-            let tokens = (a.prompt_tokens + a.completion_tokens).min(i32::MAX as u64) as i32;
-            Ok((masker.unmask(a.content.trim()), tokens))
-        }
-        Ok(ChatReply::Answer(_)) => {
-            state.breaker.failure();
-            anyhow::bail!("the LLM answered nothing")
-        }
-        Ok(ChatReply::Failure(f)) => {
-            state.breaker.failure();
-            anyhow::bail!(
-                "the LLM worker answered {}: {}",
-                f.error.code.as_str(),
-                f.error.message
             )
+            .fetch_all(&self.prep.db)
+            .await
+            .context("reading names to mask")?;
+            for m in &mut messages {
+                m.content = masker.mask(&m.content, &names);
+            }
         }
-        Err(e) => {
-            state.breaker.failure();
-            Err(anyhow::Error::new(e))
+        let mut meta = serde_json::Map::new();
+        meta.insert("intent".into(), serde_json::to_value(intent)?);
+        meta.insert("role".into(), Value::from(caller.role.clone()));
+        meta.insert("wamid".into(), Value::from(q.wamid));
+        let request = ChatRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            messages,
+            max_tokens: Some(settings.max_tokens),
+            temperature: Some(settings.temperature),
+            meta,
+        };
+        let timeout = Duration::from_secs(settings.llm_timeout_secs);
+        let reply = crate::llm::client::ask(&self.nats, &self.llm_subject, &request, timeout).await;
+        match reply {
+            Ok(ChatReply::Answer(a)) if !a.content.trim().is_empty() => {
+                self.breaker.success();
+                let tokens = (a.prompt_tokens + a.completion_tokens).min(i32::MAX as u64) as i32;
+                Ok((masker.unmask(a.content.trim()), tokens))
+            }
+            Ok(ChatReply::Answer(_)) => {
+                self.breaker.failure();
+                anyhow::bail!("the LLM answered nothing")
+            }
+            Ok(ChatReply::Failure(f)) => {
+                self.breaker.failure();
+                anyhow::bail!(
+                    "the LLM worker answered {}: {}",
+                    f.error.code.as_str(),
+                    f.error.message
+                )
+            }
+            Err(e) => {
+                self.breaker.failure();
+                Err(anyhow::Error::new(e))
+            }
         }
     }
 }
 
 /// The last turns of this user within the configured window, oldest first.
-async fn history(db: &PgPool, settings: &Settings, user_id: i64) -> anyhow::Result<Vec<Turn>> {
+async fn history(db: &PgPool, settings: &BrainSettings, user_id: i64) -> anyhow::Result<Vec<Turn>> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "select msg_in, msg_out from ai_chat
          where user_id = $1 and msg_in is not null and msg_out is not null
@@ -575,8 +583,8 @@ async fn history(db: &PgPool, settings: &Settings, user_id: i64) -> anyhow::Resu
          order by ts desc, id desc limit $3",
     )
     .bind(user_id)
-    .bind(settings.brain.history_minutes as i32)
-    .bind(settings.brain.history_turns)
+    .bind(settings.history_minutes as i32)
+    .bind(settings.history_turns)
     .fetch_all(db)
     .await
     .context("reading recent turns")?;
@@ -619,6 +627,26 @@ pub async fn record(
     .await
     .context("writing ai_chat")?;
     Ok(())
+}
+
+/// The sender's hook for sent answers: the chat log learns the wamid of the answer's first
+/// part, in the transaction that records the send.
+pub fn record_sent_answer<'c>(
+    conn: &'c mut sqlx::PgConnection,
+    sent: &'c Sent,
+) -> BoxFuture<'c, anyhow::Result<()>> {
+    Box::pin(async move {
+        let (Some(wamid_in), 1) = (&sent.inbound_wamid, sent.part_no) else {
+            return Ok(());
+        };
+        sqlx::query("update ai_chat set wamid_out = $2 where wamid_in = $1 and wamid_out is null")
+            .bind(wamid_in)
+            .bind(&sent.wamid)
+            .execute(&mut *conn)
+            .await
+            .context("recording the wamid of a sent answer")?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -2,19 +2,32 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-
-use crate::startup::AppState;
+use sqlx::PgPool;
 
 /// How long each readiness probe may take; a probe must answer fast even when a dependency hangs.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn router() -> Router<AppState> {
+/// What the probes look at.
+#[derive(Clone)]
+pub struct HealthState {
+    pub db: PgPool,
+    pub nats: async_nats::Client,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    HealthState: FromRef<S>,
+{
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -28,7 +41,7 @@ async fn healthz() -> impl IntoResponse {
 /// 200 when PostgreSQL answers a query and NATS is connected and answers a flush; 503 otherwise,
 /// naming which dependency failed (not why: causes are logged, not shown).
 #[tracing::instrument(skip_all)]
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+async fn readyz(State(state): State<HealthState>) -> impl IntoResponse {
     let postgres = tokio::time::timeout(
         PROBE_TIMEOUT,
         sqlx::query_scalar::<_, i32>("select 1").fetch_one(&state.db),
@@ -66,7 +79,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(state): State<HealthState>) -> impl IntoResponse {
     state.metrics.run_upkeep();
     (
         [(

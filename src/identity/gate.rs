@@ -11,19 +11,39 @@
 //! - trusted: admitted, with role and permissions.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
+use crate::audit::{self, Entry};
+use crate::config::IdentitySettings;
 use crate::domain::phone::{mask_email, mask_phone, PhoneE164};
-use crate::identity::mailer::OtpMail;
-use crate::identity::{otp, Caller};
-use crate::startup::AppState;
+use crate::domain::Caller;
+use crate::identity::mailer::{OtpMail, SendsCodes};
+use crate::identity::otp;
+use crate::outbox::{self, Outgoing, Purpose};
+use crate::queue::Doorbell;
 use crate::texts::{self, Lang};
+use crate::whatsapp::graph::{content, Recipient};
+
+/// The gate stage. Cheap to clone.
+#[derive(Clone)]
+pub struct Gate {
+    /// Mails the codes.
+    mailer: Arc<dyn SendsCodes>,
+    settings: Arc<IdentitySettings>,
+    /// Zone of the time named in the code mail.
+    timezone: chrono_tz::Tz,
+    /// Longest wait for one code mail (the SMTP timeout and a second).
+    mail_timeout: Duration,
+    /// The sender's, rung when a late code's notice is queued.
+    sender: Doorbell,
+}
 
 /// What the worker needs to know of an inbound message.
 pub struct Inbound<'a> {
@@ -82,83 +102,103 @@ struct OtpRow {
     attempts: i32,
 }
 
-/// Decides what happens to `msg`, recording trust, codes and audit rows in `tx`.
-#[tracing::instrument(skip_all, fields(wamid = msg.wamid))]
-pub async fn admit(
-    tx: &mut PgConnection,
-    state: &AppState,
-    msg: &Inbound<'_>,
-) -> anyhow::Result<Admission> {
-    let phone = msg.wa_id.and_then(|w| PhoneE164::from_wa_id(w).ok());
-    let user = find_user(&mut *tx, phone.as_ref(), msg.bsuid).await?;
-
-    let user = match user {
-        Some(u) if u.is_active && u.permissions.iter().any(|p| p == "AI.CHAT") => u,
-        other => {
-            let reason = match &other {
-                None => "unknown",
-                Some(u) if !u.is_active => "inactive",
-                Some(_) => "no_ai_chat",
-            };
-            return refuse(tx, msg, other.map(|u| u.id), reason).await;
-        }
-    };
-
-    // Meta sent both ids for a known phone: remember the BSUID for messages without a phone.
-    if let (Some(bsuid), Some(phone)) = (msg.bsuid, &phone) {
-        if user.bsuid.as_deref() != Some(bsuid) && user.phone.as_deref() == Some(phone.as_str()) {
-            sqlx::query("update adm_user set bsuid = $2 where id = $1")
-                .bind(user.id)
-                .bind(bsuid)
-                .execute(&mut *tx)
-                .await
-                .context("recording the BSUID")?;
+impl Gate {
+    pub fn new(
+        mailer: Arc<dyn SendsCodes>,
+        settings: IdentitySettings,
+        timezone: chrono_tz::Tz,
+        mail_timeout: Duration,
+        sender: Doorbell,
+    ) -> Self {
+        Self {
+            mailer,
+            settings: Arc::new(settings),
+            timezone,
+            mail_timeout,
+            sender,
         }
     }
 
-    let caller = Caller {
-        user_id: user.id,
-        full_name: user.full_name.clone(),
-        role: user.role.clone(),
-        permissions: user.permissions.iter().cloned().collect::<HashSet<_>>(),
-        lang: Lang::from_code(&user.lang),
-    };
+    /// Decides what happens to `msg`, recording trust, codes and audit rows in `tx`.
+    #[tracing::instrument(skip_all, fields(wamid = msg.wamid))]
+    pub async fn admit(
+        &self,
+        tx: &mut PgConnection,
+        msg: &Inbound<'_>,
+    ) -> anyhow::Result<Admission> {
+        let phone = msg.wa_id.and_then(|w| PhoneE164::from_wa_id(w).ok());
+        let user = find_user(&mut *tx, phone.as_ref(), msg.bsuid).await?;
 
-    if msg.msg_type == "system" {
-        return system_notice(tx, &user, msg).await;
-    }
+        let user = match user {
+            Some(u) if u.is_active && u.permissions.iter().any(|p| p == "AI.CHAT") => u,
+            other => {
+                let reason = match &other {
+                    None => "unknown",
+                    Some(u) if !u.is_active => "inactive",
+                    Some(_) => "no_ai_chat",
+                };
+                return refuse(tx, msg, other.map(|u| u.id), reason).await;
+            }
+        };
 
-    let trust: Option<TrustRow> = sqlx::query_as(
-        "select wa_id, identity_hash, confirmed_at from wa_trust where user_id = $1 for update",
-    )
-    .bind(user.id)
-    .fetch_optional(&mut *tx)
-    .await
-    .context("reading device trust")?;
-
-    let untrusted = match &trust {
-        None => Some("first_contact"),
-        Some(t) => why_not_trusted(t, &user, msg, state.settings.identity.trust_days),
-    };
-    let Some(reason) = untrusted else {
-        if msg.identity_hash.is_some() && trust.as_ref().is_some_and(|t| t.identity_hash.is_none())
-        {
-            sqlx::query("update wa_trust set identity_hash = $2 where user_id = $1")
-                .bind(user.id)
-                .bind(msg.identity_hash)
-                .execute(&mut *tx)
-                .await
-                .context("recording the identity hash")?;
+        // Meta sent both ids for a known phone: remember the BSUID for messages without a phone.
+        if let (Some(bsuid), Some(phone)) = (msg.bsuid, &phone) {
+            if user.bsuid.as_deref() != Some(bsuid) && user.phone.as_deref() == Some(phone.as_str())
+            {
+                sqlx::query("update adm_user set bsuid = $2 where id = $1")
+                    .bind(user.id)
+                    .bind(bsuid)
+                    .execute(&mut *tx)
+                    .await
+                    .context("recording the BSUID")?;
+            }
         }
-        return Ok(Admission::Admitted(caller));
-    };
 
-    match &trust {
-        None => distrust(tx, user.id, reason, false).await?,
-        Some(t) if t.confirmed_at.is_some() => distrust(tx, user.id, reason, true).await?,
-        Some(_) => {} // already waiting for a code
+        let caller = Caller {
+            user_id: user.id,
+            full_name: user.full_name.clone(),
+            role: user.role.clone(),
+            permissions: user.permissions.iter().cloned().collect::<HashSet<_>>(),
+            lang: Lang::from_code(&user.lang),
+        };
+
+        if msg.msg_type == "system" {
+            return system_notice(tx, &user, msg).await;
+        }
+
+        let trust: Option<TrustRow> = sqlx::query_as(
+            "select wa_id, identity_hash, confirmed_at from wa_trust where user_id = $1 for update",
+        )
+        .bind(user.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("reading device trust")?;
+
+        let untrusted = match &trust {
+            None => Some("first_contact"),
+            Some(t) => why_not_trusted(t, &user, msg, self.settings.trust_days),
+        };
+        let Some(reason) = untrusted else {
+            if msg.identity_hash.is_some()
+                && trust.as_ref().is_some_and(|t| t.identity_hash.is_none())
+            {
+                sqlx::query("update wa_trust set identity_hash = $2 where user_id = $1")
+                    .bind(user.id)
+                    .bind(msg.identity_hash)
+                    .execute(&mut *tx)
+                    .await
+                    .context("recording the identity hash")?;
+            }
+            return Ok(Admission::Admitted(caller));
+        };
+
+        match &trust {
+            None => distrust(tx, user.id, reason, false).await?,
+            Some(t) if t.confirmed_at.is_some() => distrust(tx, user.id, reason, true).await?,
+            Some(_) => {} // already waiting for a code
+        }
+        self.challenge(tx, msg, &user).await
     }
-    challenge(tx, state, msg, &user).await
 }
 
 /// The live user holding `phone` (preferred) or `bsuid`, with role and permissions.
@@ -327,295 +367,295 @@ async fn system_notice(
     Ok(Admission::Noted)
 }
 
-/// The sender is whitelisted but not trusted: check a code, or hold the message and ask for one.
-async fn challenge(
-    tx: &mut PgConnection,
-    state: &AppState,
-    msg: &Inbound<'_>,
-    user: &UserRow,
-) -> anyhow::Result<Admission> {
-    let settings = &state.settings.identity;
-    let open: Option<OtpRow> = sqlx::query_as(
-        "select id, code_hash, sent_at, attempts from wa_otp
+impl Gate {
+    /// The sender is whitelisted but not trusted: check a code, or hold the message and ask for one.
+    async fn challenge(
+        &self,
+        tx: &mut PgConnection,
+        msg: &Inbound<'_>,
+        user: &UserRow,
+    ) -> anyhow::Result<Admission> {
+        let settings = &self.settings;
+        let open: Option<OtpRow> = sqlx::query_as(
+            "select id, code_hash, sent_at, attempts from wa_otp
          where user_id = $1 and consumed_at is null and voided_at is null and expires_at > now()
          order by id desc limit 1 for update",
-    )
-    .bind(user.id)
-    .fetch_optional(&mut *tx)
-    .await
-    .context("reading the open code")?;
-    let email_masked = user.email.as_deref().map(mask_email).unwrap_or_default();
+        )
+        .bind(user.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("reading the open code")?;
+        let email_masked = user.email.as_deref().map(mask_email).unwrap_or_default();
 
-    if let Some(code) = msg.body.and_then(otp::parse) {
-        let Some(open) = open.filter(|o| o.sent_at.is_some()) else {
-            audit(tx, Some(user.id), "WA.OTP_INVALID", json!({})).await?;
-            let reply = texts::otp_invalid(msg.lang);
-            // A fresh code follows, unless the hourly limit is reached.
-            let next = new_code(tx, state, msg, user).await?;
-            return Ok(Admission::Code {
-                reply: format!("{reply}\n\n{next}"),
-                released: 0,
-            });
-        };
-        let given = otp::hash(
-            settings.otp_secret.expose_secret().as_bytes(),
-            user.id,
-            &code,
-        );
-        if bool::from(subtle::ConstantTimeEq::ct_eq(
-            given.as_bytes(),
-            open.code_hash.as_bytes(),
-        )) {
-            sqlx::query("update wa_otp set consumed_at = now() where id = $1")
-                .bind(open.id)
-                .execute(&mut *tx)
-                .await
-                .context("consuming the code")?;
-            sqlx::query(
-                "update wa_trust set confirmed_at = now(), reason = 'confirmed', wa_id = $2,
+        if let Some(code) = msg.body.and_then(otp::parse) {
+            let Some(open) = open.filter(|o| o.sent_at.is_some()) else {
+                audit(tx, Some(user.id), "WA.OTP_INVALID", json!({})).await?;
+                let reply = texts::otp_invalid(msg.lang);
+                // A fresh code follows, unless the hourly limit is reached.
+                let next = self.new_code(tx, msg, user).await?;
+                return Ok(Admission::Code {
+                    reply: format!("{reply}\n\n{next}"),
+                    released: 0,
+                });
+            };
+            let given = otp::hash(
+                settings.otp_secret.expose_secret().as_bytes(),
+                user.id,
+                &code,
+            );
+            if bool::from(subtle::ConstantTimeEq::ct_eq(
+                given.as_bytes(),
+                open.code_hash.as_bytes(),
+            )) {
+                sqlx::query("update wa_otp set consumed_at = now() where id = $1")
+                    .bind(open.id)
+                    .execute(&mut *tx)
+                    .await
+                    .context("consuming the code")?;
+                sqlx::query(
+                    "update wa_trust set confirmed_at = now(), reason = 'confirmed', wa_id = $2,
                      bsuid = $3, identity_hash = $4
                  where user_id = $1",
-            )
-            .bind(user.id)
-            .bind(msg.wa_id)
-            .bind(msg.bsuid)
-            .bind(msg.identity_hash)
-            .execute(&mut *tx)
-            .await
-            .context("confirming the device")?;
-            audit(tx, Some(user.id), "WA.OTP_CONFIRMED", json!({})).await?;
-            // Held messages go round the pipeline again, now as a trusted sender's.
-            let released = sqlx::query(
-                "update wa_inbox set status = 'pending', relayed_at = null,
+                )
+                .bind(user.id)
+                .bind(msg.wa_id)
+                .bind(msg.bsuid)
+                .bind(msg.identity_hash)
+                .execute(&mut *tx)
+                .await
+                .context("confirming the device")?;
+                audit(tx, Some(user.id), "WA.OTP_CONFIRMED", json!({})).await?;
+                // Held messages go round the pipeline again, now as a trusted sender's.
+                let released = sqlx::query(
+                    "update wa_inbox set status = 'pending', relayed_at = null,
                      relay_gen = relay_gen + 1
                  where sender_key = $1 and status = 'held'",
-            )
-            .bind(msg.sender_key)
-            .execute(&mut *tx)
-            .await
-            .context("releasing held messages")?
-            .rows_affected() as usize;
-            return Ok(Admission::Code {
-                reply: texts::otp_confirmed(msg.lang, released),
-                released,
-            });
-        }
-        let attempts = open.attempts + 1;
-        let locked = attempts >= settings.otp_max_attempts;
-        sqlx::query(
-            "update wa_otp set attempts = $2,
+                )
+                .bind(msg.sender_key)
+                .execute(&mut *tx)
+                .await
+                .context("releasing held messages")?
+                .rows_affected() as usize;
+                return Ok(Admission::Code {
+                    reply: texts::otp_confirmed(msg.lang, released),
+                    released,
+                });
+            }
+            let attempts = open.attempts + 1;
+            let locked = attempts >= settings.otp_max_attempts;
+            sqlx::query(
+                "update wa_otp set attempts = $2,
                  voided_at = case when $3 then now() else voided_at end
              where id = $1",
-        )
-        .bind(open.id)
-        .bind(attempts)
-        .bind(locked)
-        .execute(&mut *tx)
-        .await
-        .context("counting a wrong code")?;
-        audit(
-            tx,
-            Some(user.id),
-            "WA.OTP_WRONG",
-            json!({ "attempt": attempts }),
-        )
-        .await?;
-        if locked {
-            audit(tx, Some(user.id), "WA.OTP_LOCKED", json!({})).await?;
+            )
+            .bind(open.id)
+            .bind(attempts)
+            .bind(locked)
+            .execute(&mut *tx)
+            .await
+            .context("counting a wrong code")?;
+            audit(
+                tx,
+                Some(user.id),
+                "WA.OTP_WRONG",
+                json!({ "attempt": attempts }),
+            )
+            .await?;
+            if locked {
+                audit(tx, Some(user.id), "WA.OTP_LOCKED", json!({})).await?;
+            }
+            let reply = if locked {
+                texts::otp_locked(msg.lang)
+            } else {
+                texts::otp_wrong(msg.lang, settings.otp_max_attempts - attempts)
+            };
+            return Ok(Admission::Code { reply, released: 0 });
         }
-        let reply = if locked {
-            texts::otp_locked(msg.lang)
-        } else {
-            texts::otp_wrong(msg.lang, settings.otp_max_attempts - attempts)
+
+        // A question: hold it until the device is confirmed.
+        sqlx::query("update wa_inbox set status = 'held' where wamid = $1")
+            .bind(msg.wamid)
+            .execute(&mut *tx)
+            .await
+            .context("holding the message")?;
+        let reply = match open {
+            Some(o) if o.sent_at.is_some() => texts::otp_reminder(msg.lang, &email_masked),
+            Some(_) => texts::otp_send_failed(msg.lang),
+            None => self.new_code(tx, msg, user).await?,
         };
-        return Ok(Admission::Code { reply, released: 0 });
+        Ok(Admission::Held(reply))
     }
 
-    // A question: hold it until the device is confirmed.
-    sqlx::query("update wa_inbox set status = 'held' where wamid = $1")
-        .bind(msg.wamid)
-        .execute(&mut *tx)
-        .await
-        .context("holding the message")?;
-    let reply = match open {
-        Some(o) if o.sent_at.is_some() => texts::otp_reminder(msg.lang, &email_masked),
-        Some(_) => texts::otp_send_failed(msg.lang),
-        None => new_code(tx, state, msg, user).await?,
-    };
-    Ok(Admission::Held(reply))
-}
-
-/// Issues and mails a fresh code (within the hourly limit); returns what to tell the user.
-async fn new_code(
-    tx: &mut PgConnection,
-    state: &AppState,
-    msg: &Inbound<'_>,
-    user: &UserRow,
-) -> anyhow::Result<String> {
-    let settings = &state.settings.identity;
-    let Some(email) = user.email.as_deref() else {
-        audit(tx, Some(user.id), "WA.OTP_NO_EMAIL", json!({})).await?;
-        return Ok(texts::no_email(msg.lang));
-    };
-    let recent: i64 = sqlx::query_scalar(
+    /// Issues and mails a fresh code (within the hourly limit); returns what to tell the user.
+    async fn new_code(
+        &self,
+        tx: &mut PgConnection,
+        msg: &Inbound<'_>,
+        user: &UserRow,
+    ) -> anyhow::Result<String> {
+        let settings = &self.settings;
+        let Some(email) = user.email.as_deref() else {
+            audit(tx, Some(user.id), "WA.OTP_NO_EMAIL", json!({})).await?;
+            return Ok(texts::no_email(msg.lang));
+        };
+        let recent: i64 = sqlx::query_scalar(
         "select count(*) from wa_otp where user_id = $1 and created_at > now() - interval '1 hour'",
     )
     .bind(user.id)
     .fetch_one(&mut *tx)
     .await
     .context("counting recent codes")?;
-    if recent >= settings.otp_max_per_hour {
-        audit(tx, Some(user.id), "WA.OTP_RATE_LIMITED", json!({})).await?;
-        return Ok(texts::otp_rate_limited(msg.lang));
-    }
-    // Older open codes are void once a new one is issued.
-    sqlx::query(
-        "update wa_otp set voided_at = now()
-         where user_id = $1 and consumed_at is null and voided_at is null",
-    )
-    .bind(user.id)
-    .execute(&mut *tx)
-    .await
-    .context("voiding older codes")?;
-    let code = otp::generate();
-    let id: i64 = sqlx::query_scalar(
-        "insert into wa_otp (user_id, code_hash, expires_at)
-         values ($1, $2, now() + make_interval(secs => $3)) returning id",
-    )
-    .bind(user.id)
-    .bind(otp::hash(
-        settings.otp_secret.expose_secret().as_bytes(),
-        user.id,
-        &code,
-    ))
-    .bind(settings.otp_ttl_secs as f64)
-    .fetch_one(&mut *tx)
-    .await
-    .context("storing the code")?;
-    let email_masked = mask_email(email);
-    match mail_code(state, user, email, &code).await {
-        Ok(()) => {
-            sqlx::query("update wa_otp set sent_at = now(), send_tries = 1 where id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .context("recording the sent code")?;
-            audit(
-                tx,
-                Some(user.id),
-                "WA.OTP_SENT",
-                json!({ "to": email_masked }),
-            )
-            .await?;
-            Ok(texts::otp_sent(
-                msg.lang,
-                &email_masked,
-                settings.otp_ttl_secs / 60,
-            ))
+        if recent >= settings.otp_max_per_hour {
+            audit(tx, Some(user.id), "WA.OTP_RATE_LIMITED", json!({})).await?;
+            return Ok(texts::otp_rate_limited(msg.lang));
         }
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "OTP mail not sent; will retry");
-            sqlx::query(
-                "update wa_otp set send_tries = 1, last_error = $2,
+        // Older open codes are void once a new one is issued.
+        sqlx::query(
+            "update wa_otp set voided_at = now()
+         where user_id = $1 and consumed_at is null and voided_at is null",
+        )
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await
+        .context("voiding older codes")?;
+        let code = otp::generate();
+        let id: i64 = sqlx::query_scalar(
+            "insert into wa_otp (user_id, code_hash, expires_at)
+         values ($1, $2, now() + make_interval(secs => $3)) returning id",
+        )
+        .bind(user.id)
+        .bind(otp::hash(
+            settings.otp_secret.expose_secret().as_bytes(),
+            user.id,
+            &code,
+        ))
+        .bind(settings.otp_ttl_secs as f64)
+        .fetch_one(&mut *tx)
+        .await
+        .context("storing the code")?;
+        let email_masked = mask_email(email);
+        match self.mail_code(user, email, &code).await {
+            Ok(()) => {
+                sqlx::query("update wa_otp set sent_at = now(), send_tries = 1 where id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .context("recording the sent code")?;
+                audit(
+                    tx,
+                    Some(user.id),
+                    "WA.OTP_SENT",
+                    json!({ "to": email_masked }),
+                )
+                .await?;
+                Ok(texts::otp_sent(
+                    msg.lang,
+                    &email_masked,
+                    settings.otp_ttl_secs / 60,
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "OTP mail not sent; will retry");
+                sqlx::query(
+                    "update wa_otp set send_tries = 1, last_error = $2,
                      next_try_at = now() + interval '5 seconds'
                  where id = $1",
-            )
-            .bind(id)
-            .bind(format!("{e:#}"))
-            .execute(&mut *tx)
-            .await
-            .context("recording the failed mail")?;
-            audit(tx, Some(user.id), "WA.OTP_SEND_FAILED", json!({})).await?;
-            Ok(texts::otp_send_failed(msg.lang))
+                )
+                .bind(id)
+                .bind(format!("{e:#}"))
+                .execute(&mut *tx)
+                .await
+                .context("recording the failed mail")?;
+                audit(tx, Some(user.id), "WA.OTP_SEND_FAILED", json!({})).await?;
+                Ok(texts::otp_send_failed(msg.lang))
+            }
         }
     }
-}
 
-async fn mail_code(
-    state: &AppState,
-    user: &UserRow,
-    email: &str,
-    code: &str,
-) -> anyhow::Result<()> {
-    let settings = &state.settings;
-    let asked_at = Utc::now()
-        .with_timezone(&settings.app.timezone)
-        .format("%d-%m-%Y %H:%M %Z")
-        .to_string();
-    let mail = OtpMail {
-        name: &user.full_name,
-        to: email,
-        code,
-        phone_masked: &user.phone.as_deref().map(mask_phone).unwrap_or_default(),
-        asked_at: &asked_at,
-        valid_minutes: settings.identity.otp_ttl_secs / 60,
-    };
-    tokio::time::timeout(
-        Duration::from_secs(settings.smtp.timeout_secs + 1),
-        state.mailer.send_otp(&mail),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("SMTP timed out"))?
-}
-
-/// Retries codes whose mail could not be sent: each retry mails a fresh code (only hashes are
-/// stored), with exponential backoff, until the code's time is up. Tells the user on WhatsApp
-/// when it finally went out. Returns how many were handled.
-pub async fn retry_unsent(state: &AppState) -> anyhow::Result<usize> {
-    #[derive(sqlx::FromRow)]
-    struct Due {
-        id: i64,
-        user_id: i64,
-        send_tries: i32,
-        full_name: String,
-        email: Option<String>,
-        phone: Option<String>,
-        bsuid: Option<String>,
-        lang: String,
+    async fn mail_code(&self, user: &UserRow, email: &str, code: &str) -> anyhow::Result<()> {
+        let asked_at = Utc::now()
+            .with_timezone(&self.timezone)
+            .format("%d-%m-%Y %H:%M %Z")
+            .to_string();
+        let mail = OtpMail {
+            name: &user.full_name,
+            to: email,
+            code,
+            phone_masked: &user.phone.as_deref().map(mask_phone).unwrap_or_default(),
+            asked_at: &asked_at,
+            valid_minutes: self.settings.otp_ttl_secs / 60,
+        };
+        tokio::time::timeout(self.mail_timeout, self.mailer.send_otp(&mail))
+            .await
+            .map_err(|_| anyhow::anyhow!("SMTP timed out"))?
     }
-    let mut tx = state.db.begin().await.context("starting mail retry")?;
-    let due: Vec<Due> = sqlx::query_as(
-        "select o.id, o.user_id, o.send_tries, u.full_name, u.email, u.phone, u.bsuid, u.lang
+
+    /// Retries code mails that could not be sent, every two seconds, until `shutdown`.
+    pub async fn run_mail_retries(self, db: PgPool, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Err(e) = self.retry_unsent(&db).await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot retry code mails");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
+    /// Retries codes whose mail could not be sent: each retry mails a fresh code (only hashes are
+    /// stored), with exponential backoff, until the code's time is up. Tells the user on WhatsApp
+    /// when it finally went out. Returns how many were handled.
+    pub async fn retry_unsent(&self, db: &PgPool) -> anyhow::Result<usize> {
+        #[derive(sqlx::FromRow)]
+        struct Due {
+            id: i64,
+            user_id: i64,
+            send_tries: i32,
+            full_name: String,
+            email: Option<String>,
+            phone: Option<String>,
+            bsuid: Option<String>,
+            lang: String,
+        }
+        let mut tx = db.begin().await.context("starting mail retry")?;
+        let due: Vec<Due> = sqlx::query_as(
+            "select o.id, o.user_id, o.send_tries, u.full_name, u.email, u.phone, u.bsuid, u.lang
          from wa_otp o join adm_user u on u.id = o.user_id
          where o.sent_at is null and o.voided_at is null and o.consumed_at is null
            and o.next_try_at <= now()
          order by o.id limit 20
          for update of o skip locked",
-    )
-    .fetch_all(&mut *tx)
-    .await
-    .context("reading unsent codes")?;
-    let secret = state
-        .settings
-        .identity
-        .otp_secret
-        .expose_secret()
-        .as_bytes();
-    let ttl = state.settings.identity.otp_ttl_secs as f64;
-    for d in &due {
-        let Some(email) = d.email.as_deref() else {
-            sqlx::query("update wa_otp set voided_at = now() where id = $1")
-                .bind(d.id)
-                .execute(&mut *tx)
-                .await?;
-            continue;
-        };
-        let user = UserRow {
-            id: d.user_id,
-            full_name: d.full_name.clone(),
-            email: d.email.clone(),
-            phone: d.phone.clone(),
-            bsuid: d.bsuid.clone(),
-            lang: d.lang.clone(),
-            is_active: true,
-            wa_revoked_at: None,
-            role: String::new(),
-            permissions: Vec::new(),
-        };
-        let code = otp::generate();
-        match mail_code(state, &user, email, &code).await {
-            Ok(()) => {
-                sqlx::query(
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading unsent codes")?;
+        let secret = self.settings.otp_secret.expose_secret().as_bytes();
+        let ttl = self.settings.otp_ttl_secs as f64;
+        for d in &due {
+            let Some(email) = d.email.as_deref() else {
+                sqlx::query("update wa_otp set voided_at = now() where id = $1")
+                    .bind(d.id)
+                    .execute(&mut *tx)
+                    .await?;
+                continue;
+            };
+            let user = UserRow {
+                id: d.user_id,
+                full_name: d.full_name.clone(),
+                email: d.email.clone(),
+                phone: d.phone.clone(),
+                bsuid: d.bsuid.clone(),
+                lang: d.lang.clone(),
+                is_active: true,
+                wa_revoked_at: None,
+                role: String::new(),
+                permissions: Vec::new(),
+            };
+            let code = otp::generate();
+            match self.mail_code(&user, email, &code).await {
+                Ok(()) => {
+                    sqlx::query(
                     "update wa_otp set code_hash = $2, sent_at = now(), send_tries = send_tries + 1,
                          expires_at = now() + make_interval(secs => $3), last_error = null
                      where id = $1",
@@ -625,71 +665,83 @@ pub async fn retry_unsent(state: &AppState) -> anyhow::Result<usize> {
                 .bind(ttl)
                 .execute(&mut *tx)
                 .await?;
-                audit(
-                    &mut tx,
-                    Some(d.user_id),
-                    "WA.OTP_SENT",
-                    json!({ "to": mask_email(email), "retry": d.send_tries }),
-                )
-                .await?;
-                let lang = Lang::from_code(&d.lang);
-                let wa_id = d
-                    .phone
-                    .as_deref()
-                    .and_then(|p| PhoneE164::parse(p).ok())
-                    .map(|p| p.wa_id().to_owned());
-                if wa_id.is_some() || d.bsuid.is_some() {
-                    sqlx::query(
-                        "insert into wa_outbox (wa_id, bsuid, kind, payload) values ($1, $2, 'text', $3)",
+                    audit(
+                        &mut tx,
+                        Some(d.user_id),
+                        "WA.OTP_SENT",
+                        json!({ "to": mask_email(email), "retry": d.send_tries }),
                     )
-                    .bind(wa_id)
-                    .bind(&d.bsuid)
-                    .bind(crate::whatsapp::graph::content::text(&texts::otp_sent_later(
-                        lang,
-                        &mask_email(email),
-                    )))
+                    .await?;
+                    let lang = Lang::from_code(&d.lang);
+                    let to = Recipient {
+                        wa_id: d
+                            .phone
+                            .as_deref()
+                            .and_then(|p| PhoneE164::parse(p).ok())
+                            .map(|p| p.wa_id().to_owned()),
+                        bsuid: d.bsuid.clone(),
+                    };
+                    if to.wa_id.is_some() || to.bsuid.is_some() {
+                        outbox::enqueue(
+                            &mut tx,
+                            Outgoing {
+                                purpose: Purpose::Answer,
+                                reply_to: None,
+                                to: &to,
+                                content: content::text(&texts::otp_sent_later(
+                                    lang,
+                                    &mask_email(email),
+                                )),
+                                not_before: None,
+                            },
+                        )
+                        .await?;
+                    }
+                }
+                Err(e) => {
+                    let delay = 5.0 * 2f64.powi(d.send_tries.min(6));
+                    sqlx::query(
+                        "update wa_otp set send_tries = send_tries + 1, last_error = $2,
+                         next_try_at = now() + make_interval(secs => $3),
+                         voided_at = case when expires_at < now() then now() else null end
+                     where id = $1",
+                    )
+                    .bind(d.id)
+                    .bind(format!("{e:#}"))
+                    .bind(delay)
                     .execute(&mut *tx)
                     .await?;
                 }
             }
-            Err(e) => {
-                let delay = 5.0 * 2f64.powi(d.send_tries.min(6));
-                sqlx::query(
-                    "update wa_otp set send_tries = send_tries + 1, last_error = $2,
-                         next_try_at = now() + make_interval(secs => $3),
-                         voided_at = case when expires_at < now() then now() else null end
-                     where id = $1",
-                )
-                .bind(d.id)
-                .bind(format!("{e:#}"))
-                .bind(delay)
-                .execute(&mut *tx)
-                .await?;
-            }
         }
+        tx.commit().await.context("committing mail retries")?;
+        if !due.is_empty() {
+            self.sender.ring();
+        }
+        Ok(due.len())
     }
-    tx.commit().await.context("committing mail retries")?;
-    if !due.is_empty() {
-        state.wake.sender.notify_one();
-    }
-    Ok(due.len())
 }
 
+/// The gate's audit row: `action` about the user (or an unknown sender), `detail` as its value.
 async fn audit(
     tx: &mut PgConnection,
     user_id: Option<i64>,
     action: &str,
     detail: Value,
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "insert into log_audit (user_id, action, entity_type, entity_id, new_value)
-         values ($1, $2, case when $1 is null then 'wa_sender' else 'adm_user' end, $1, $3)",
-    )
-    .bind(user_id)
-    .bind(action)
-    .bind(detail)
-    .execute(&mut *tx)
-    .await
-    .with_context(|| format!("writing audit {action}"))?;
-    Ok(())
+    let entry = Entry {
+        action,
+        entity_type: if user_id.is_some() {
+            "adm_user"
+        } else {
+            "wa_sender"
+        },
+        entity_id: user_id,
+        entity_uuid: None,
+        old: None,
+        new: Some(detail),
+    };
+    audit::record(tx, user_id, None, entry)
+        .await
+        .with_context(|| format!("writing audit {action}"))
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -64,7 +65,7 @@ impl Mailer {
     }
 
     /// Sends the code. The error says what failed, never the code.
-    pub async fn send_otp(&self, mail: &OtpMail<'_>) -> anyhow::Result<()> {
+    async fn send(&self, mail: &OtpMail<'_>) -> anyhow::Result<()> {
         let to: Mailbox = format!("{} <{}>", mail.name.replace(['<', '>', '"'], ""), mail.to)
             .parse()
             .map_err(|e| anyhow::anyhow!("recipient address: {e}"))?;
@@ -82,6 +83,18 @@ impl Mailer {
             .await
             .map_err(|e| anyhow::anyhow!("SMTP delivery failed: {e}"))?;
         Ok(())
+    }
+}
+
+/// What mails one-time codes: the SMTP [`Mailer`], or a fake in tests.
+pub trait SendsCodes: Send + Sync {
+    /// Mails `mail`; an error means it did not go out (the gate retries later).
+    fn send_otp<'a>(&'a self, mail: &'a OtpMail<'_>) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+impl SendsCodes for Mailer {
+    fn send_otp<'a>(&'a self, mail: &'a OtpMail<'_>) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.send(mail))
     }
 }
 

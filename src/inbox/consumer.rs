@@ -2,6 +2,9 @@
 //! with at most one message in flight each (`max_ack_pending = 1`). So a sender's messages are
 //! handled in order and never concurrently, on any number of instances.
 //!
+//! A tapped alert button goes to the alert acknowledgement; anything else an admitted sender
+//! says goes to the brain.
+//!
 //! Delivery is at-least-once; the effect is exactly-once: the inbox row is locked, its reply is
 //! written to the outbox under a unique `(inbound_wamid, part_no)` and the row marked done in one
 //! transaction. A redelivery of a done row is acknowledged without doing anything. A failure is
@@ -10,20 +13,26 @@
 
 use std::time::Duration;
 
+use std::time::Instant;
+
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::brain;
+use crate::alerts::ack;
+use crate::brain::{self, intent::Intent, Brain};
 use crate::config::{InboxSettings, StalePolicy};
-use crate::identity::gate::{self, Admission, Inbound};
+use crate::domain::Caller;
+use crate::identity::gate::{Admission, Gate, Inbound};
 use crate::inbox::relay::Job;
 use crate::inbox::subject;
-use crate::startup::AppState;
+use crate::outbox::{enqueue_reply, Purpose};
+use crate::queue::Doorbell;
 use crate::texts::{self, Lang};
-use crate::whatsapp::graph::{content, split_text, Recipient};
+use crate::whatsapp::graph::{Recipient, Transport};
 
 /// The durable consumer of each partition, created when missing.
 pub async fn ensure_consumers(
@@ -54,23 +63,74 @@ pub async fn ensure_consumers(
     Ok(consumers)
 }
 
-/// Pulls and handles messages of one partition until `shutdown`. The message being handled is
-/// finished before the loop stops.
-pub async fn run(
-    state: AppState,
-    consumer: jetstream::consumer::Consumer<pull::Config>,
-    shutdown: CancellationToken,
-) {
-    let state = &state;
-    crate::queue::pull(&consumer, &shutdown, "inbox", |message| async move {
-        handle(state, message).await
-    })
-    .await;
+/// What the consumer takes from the settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// `inbox.max_deliver`: deliveries before a failing message is marked dead.
+    pub max_deliver: i64,
+    /// `whatsapp.stale_after_secs`: age after which an inbound message is stale.
+    pub stale_after_secs: u64,
+    /// `whatsapp.stale_policy`: what a stale message gets.
+    pub stale_policy: StalePolicy,
+    /// `app.timezone`: the zone of the time named in a stale notice and an acknowledgement.
+    pub timezone: chrono_tz::Tz,
 }
 
+/// The consuming stage: gate, then brain (or alert acknowledgement), then the reply. Cheap to
+/// clone; one clone runs per partition.
+#[derive(Clone)]
+pub struct Consumer {
+    db: PgPool,
+    gate: Gate,
+    brain: Brain,
+    /// For the blue ticks and "typing…" on a first delivery.
+    transport: Transport,
+    settings: std::sync::Arc<ConsumerSettings>,
+    /// The sender's, rung after replies were written.
+    sender: Doorbell,
+    /// The relay's, rung after a right code released held messages.
+    relay: Doorbell,
+}
+
+impl Consumer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        db: PgPool,
+        gate: Gate,
+        brain: Brain,
+        transport: Transport,
+        settings: ConsumerSettings,
+        sender: Doorbell,
+        relay: Doorbell,
+    ) -> Self {
+        Self {
+            db,
+            gate,
+            brain,
+            transport,
+            settings: std::sync::Arc::new(settings),
+            sender,
+            relay,
+        }
+    }
+
+    /// Pulls and handles messages of one partition until `shutdown`. The message being handled
+    /// is finished before the loop stops.
+    pub async fn run(
+        self,
+        consumer: jetstream::consumer::Consumer<pull::Config>,
+        shutdown: CancellationToken,
+    ) {
+        let this = &self;
+        crate::queue::pull(&consumer, &shutdown, "inbox", |message| async move {
+            this.handle(message).await
+        })
+        .await;
+    }
+}
 /// What processing one inbox row came to.
 #[derive(Debug, PartialEq, Eq)]
-enum Outcome {
+pub enum Outcome {
     /// Reply parts written to the outbox (0 = nothing to say).
     Answered(usize),
     /// Already processed earlier: a redelivery.
@@ -79,79 +139,83 @@ enum Outcome {
     Missing,
 }
 
-#[tracing::instrument(skip_all, fields(wamid))]
-async fn handle(state: &AppState, message: jetstream::Message) {
-    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-    let job: Job = match serde_json::from_slice(&message.payload) {
-        Ok(job) => job,
-        Err(e) => {
-            tracing::error!(error = %e, "unreadable job on the inbox stream; terminating it");
-            let _ = sqlx::query(
-                "insert into wa_dead_letter (source, reason, body) values ('consumer', $1, $2)",
-            )
-            .bind(format!("unreadable job: {e}"))
-            .bind(message.payload.as_ref())
-            .execute(&state.db)
-            .await;
-            finish(&message, AckKind::Term).await;
-            return;
-        }
-    };
-    tracing::Span::current().record("wamid", job.wamid.as_str());
-    if delivered == 1 {
-        // Blue ticks and "typing…" while the answer is prepared; best effort, off the hot path.
-        let transport = state.transport.clone();
-        let wamid = job.wamid.clone();
-        tokio::spawn(async move {
-            if let Err(e) = transport.mark_read_typing(&wamid).await {
-                tracing::debug!(error = %e, "mark-as-read failed");
+impl Consumer {
+    #[tracing::instrument(skip_all, fields(wamid))]
+    async fn handle(&self, message: jetstream::Message) {
+        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+        let job: Job = match serde_json::from_slice(&message.payload) {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable job on the inbox stream; terminating it");
+                let reason = format!("unreadable job: {e}");
+                let _ = crate::dead_letter::keep(
+                    &self.db,
+                    "consumer",
+                    &reason,
+                    message.payload.as_ref(),
+                    None,
+                )
+                .await;
+                finish(&message, AckKind::Term).await;
+                return;
             }
-        });
-    }
-    match process(state, &job).await {
-        Ok(Outcome::Answered(parts)) => {
-            metrics::counter!("inbox_processed_total", "outcome" => "answered").increment(1);
-            tracing::debug!(parts, "message processed");
-            if parts > 0 {
-                state.wake.sender.notify_one();
+        };
+        tracing::Span::current().record("wamid", job.wamid.as_str());
+        if delivered == 1 {
+            // Blue ticks and "typing…" while the answer is prepared; best effort, off the hot path.
+            let transport = self.transport.clone();
+            let wamid = job.wamid.clone();
+            tokio::spawn(async move {
+                if let Err(e) = transport.mark_read_typing(&wamid).await {
+                    tracing::debug!(error = %e, "mark-as-read failed");
+                }
+            });
+        }
+        match self.process(&job).await {
+            Ok(Outcome::Answered(parts)) => {
+                metrics::counter!("inbox_processed_total", "outcome" => "answered").increment(1);
+                tracing::debug!(parts, "message processed");
+                if parts > 0 {
+                    self.sender.ring();
+                }
+                finish(&message, AckKind::Ack).await;
             }
-            finish(&message, AckKind::Ack).await;
-        }
-        Ok(Outcome::AlreadyDone) => {
-            metrics::counter!("inbox_processed_total", "outcome" => "redelivery").increment(1);
-            finish(&message, AckKind::Ack).await;
-        }
-        Ok(Outcome::Missing) => {
-            metrics::counter!("inbox_processed_total", "outcome" => "missing").increment(1);
-            tracing::error!(id = job.id, "job points at no inbox row; terminating it");
-            finish(&message, AckKind::Term).await;
-        }
-        Err(e) if delivered >= state.settings.inbox.max_deliver => {
-            metrics::counter!("inbox_processed_total", "outcome" => "dead").increment(1);
-            tracing::error!(error = %format!("{e:#}"), delivered, "poison message: marked dead");
-            let _ = sqlx::query(
-                "update wa_inbox set status = 'dead', attempts = attempts + 1, last_error = $2
+            Ok(Outcome::AlreadyDone) => {
+                metrics::counter!("inbox_processed_total", "outcome" => "redelivery").increment(1);
+                finish(&message, AckKind::Ack).await;
+            }
+            Ok(Outcome::Missing) => {
+                metrics::counter!("inbox_processed_total", "outcome" => "missing").increment(1);
+                tracing::error!(id = job.id, "job points at no inbox row; terminating it");
+                finish(&message, AckKind::Term).await;
+            }
+            Err(e) if delivered >= self.settings.max_deliver => {
+                metrics::counter!("inbox_processed_total", "outcome" => "dead").increment(1);
+                tracing::error!(error = %format!("{e:#}"), delivered, "poison message: marked dead");
+                let _ = sqlx::query(
+                    "update wa_inbox set status = 'dead', attempts = attempts + 1, last_error = $2
                  where id = $1 and status <> 'done'",
-            )
-            .bind(job.id)
-            .bind(format!("{e:#}"))
-            .execute(&state.db)
-            .await;
-            finish(&message, AckKind::Term).await;
-        }
-        Err(e) => {
-            metrics::counter!("inbox_processed_total", "outcome" => "retry").increment(1);
-            tracing::warn!(error = %format!("{e:#}"), delivered, "processing failed; will retry");
-            let _ = sqlx::query(
-                "update wa_inbox set attempts = attempts + 1, last_error = $2 where id = $1",
-            )
-            .bind(job.id)
-            .bind(format!("{e:#}"))
-            .execute(&state.db)
-            .await;
-            // The NAKed message stays pending, so the partition waits for it: order is kept.
-            let delay = Duration::from_millis(250 * 2u64.pow(delivered.clamp(1, 8) as u32 - 1));
-            finish(&message, AckKind::Nak(Some(delay))).await;
+                )
+                .bind(job.id)
+                .bind(format!("{e:#}"))
+                .execute(&self.db)
+                .await;
+                finish(&message, AckKind::Term).await;
+            }
+            Err(e) => {
+                metrics::counter!("inbox_processed_total", "outcome" => "retry").increment(1);
+                tracing::warn!(error = %format!("{e:#}"), delivered, "processing failed; will retry");
+                let _ = sqlx::query(
+                    "update wa_inbox set attempts = attempts + 1, last_error = $2 where id = $1",
+                )
+                .bind(job.id)
+                .bind(format!("{e:#}"))
+                .execute(&self.db)
+                .await;
+                // The NAKed message stays pending, so the partition waits for it: order is kept.
+                let delay = Duration::from_millis(250 * 2u64.pow(delivered.clamp(1, 8) as u32 - 1));
+                finish(&message, AckKind::Nak(Some(delay))).await;
+            }
         }
     }
 }
@@ -198,126 +262,144 @@ async fn load(tx: &mut sqlx::PgConnection, id: i64) -> anyhow::Result<Option<Inb
 ///    the LLM), so no connection or lock is held while the model thinks;
 /// 3. in one transaction: lock the row again and, unless another delivery finished it meanwhile,
 ///    write the answer to the outbox, the exchange to `ai_chat`, and mark the row done.
-async fn process(state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
-    let mut tx = state
-        .db
-        .begin()
-        .await
-        .context("starting processing transaction")?;
-    let Some(row) = load(&mut tx, job.id).await? else {
-        return Ok(Outcome::Missing);
-    };
-    if matches!(row.status.as_str(), "done" | "dead" | "held") {
-        return Ok(Outcome::AlreadyDone);
-    }
-    let lang = row.body.as_deref().map(Lang::detect).unwrap_or(Lang::Id);
-    let inbound = Inbound {
-        wamid: &row.wamid,
-        sender_key: &row.sender_key,
-        wa_id: row.wa_id.as_deref(),
-        bsuid: row.bsuid.as_deref(),
-        identity_hash: row.identity_hash.as_deref(),
-        msg_type: &row.msg_type,
-        body: row.body.as_deref(),
-        payload: &row.payload,
-        lang,
-    };
-    let to = Recipient {
-        wa_id: row.wa_id.clone(),
-        bsuid: row.bsuid.clone(),
-    };
-    let caller = match gate::admit(&mut tx, state, &inbound).await? {
-        Admission::Admitted(caller) => caller,
-        Admission::Refused(reply) => {
-            let parts = write_reply(&mut tx, &row.wamid, "answer", &to, reply.as_deref()).await?;
-            mark_done(tx, row.id).await?;
-            return Ok(Outcome::Answered(parts));
+impl Consumer {
+    /// Processes the inbox row `job` points at (see above); safe to call again for the same job,
+    /// from any instance: a finished row is left alone.
+    pub async fn process(&self, job: &Job) -> anyhow::Result<Outcome> {
+        let mut tx = self
+            .db
+            .begin()
+            .await
+            .context("starting processing transaction")?;
+        let Some(row) = load(&mut tx, job.id).await? else {
+            return Ok(Outcome::Missing);
+        };
+        if matches!(row.status.as_str(), "done" | "dead" | "held") {
+            return Ok(Outcome::AlreadyDone);
         }
-        Admission::Noted => {
-            mark_done(tx, row.id).await?;
-            return Ok(Outcome::Answered(0));
-        }
-        Admission::Held(reply) => {
-            // The row stays 'held' until the code comes.
-            let parts = write_reply(&mut tx, &row.wamid, "gate", &to, Some(&reply)).await?;
-            tx.commit().await.context("committing a held message")?;
-            return Ok(Outcome::Answered(parts));
-        }
-        Admission::Code { reply, released } => {
-            let parts = write_reply(&mut tx, &row.wamid, "answer", &to, Some(&reply)).await?;
-            mark_done(tx, row.id).await?;
-            if released > 0 {
-                state.wake.relay.notify_one();
+        let lang = row.body.as_deref().map(Lang::detect).unwrap_or(Lang::Id);
+        let inbound = Inbound {
+            wamid: &row.wamid,
+            sender_key: &row.sender_key,
+            wa_id: row.wa_id.as_deref(),
+            bsuid: row.bsuid.as_deref(),
+            identity_hash: row.identity_hash.as_deref(),
+            msg_type: &row.msg_type,
+            body: row.body.as_deref(),
+            payload: &row.payload,
+            lang,
+        };
+        let to = Recipient {
+            wa_id: row.wa_id.clone(),
+            bsuid: row.bsuid.clone(),
+        };
+        let caller = match self.gate.admit(&mut tx, &inbound).await? {
+            Admission::Admitted(caller) => caller,
+            Admission::Refused(reply) => {
+                let parts =
+                    enqueue_reply(&mut tx, &row.wamid, Purpose::Answer, &to, reply.as_deref())
+                        .await?;
+                mark_done(tx, row.id).await?;
+                return Ok(Outcome::Answered(parts));
             }
-            return Ok(Outcome::Answered(parts));
+            Admission::Noted => {
+                mark_done(tx, row.id).await?;
+                return Ok(Outcome::Answered(0));
+            }
+            Admission::Held(reply) => {
+                // The row stays 'held' until the code comes.
+                let parts =
+                    enqueue_reply(&mut tx, &row.wamid, Purpose::Gate, &to, Some(&reply)).await?;
+                tx.commit().await.context("committing a held message")?;
+                return Ok(Outcome::Answered(parts));
+            }
+            Admission::Code { reply, released } => {
+                let parts =
+                    enqueue_reply(&mut tx, &row.wamid, Purpose::Answer, &to, Some(&reply)).await?;
+                mark_done(tx, row.id).await?;
+                if released > 0 {
+                    self.relay.ring();
+                }
+                return Ok(Outcome::Answered(parts));
+            }
+        };
+        // A released message was held on purpose: only a true backlog gets the stale policy.
+        if row.relay_gen == 0 {
+            if let Some(notice) = stale(&self.settings, &row, lang, Utc::now()) {
+                let parts =
+                    enqueue_reply(&mut tx, &row.wamid, Purpose::Answer, &to, notice.as_deref())
+                        .await?;
+                mark_done(tx, row.id).await?;
+                return Ok(Outcome::Answered(parts));
+            }
         }
-    };
-    // A released message was held on purpose: only a true backlog gets the stale policy.
-    if row.relay_gen == 0 {
-        if let Some(notice) = stale(state, &row, lang, Utc::now()) {
-            let parts = write_reply(&mut tx, &row.wamid, "answer", &to, notice.as_deref()).await?;
-            mark_done(tx, row.id).await?;
-            return Ok(Outcome::Answered(parts));
-        }
-    }
-    tx.commit().await.context("committing the gate")?;
+        tx.commit().await.context("committing the gate")?;
 
-    let question = brain::Question {
-        wamid: &row.wamid,
-        msg_type: &row.msg_type,
-        text: row.body.as_deref(),
+        let question = brain::Question {
+            wamid: &row.wamid,
+            msg_type: &row.msg_type,
+            text: row.body.as_deref(),
+            lang,
+            phone: row.wa_id.as_deref(),
+        };
         // The id of a reply button of ours (the hub sends no template quick replies).
-        button: row.payload["interactive"]["button_reply"]["id"].as_str(),
-        lang,
-        phone: row.wa_id.as_deref(),
-    };
-    let answer = brain::answer(state, &caller, &question).await;
+        let button = row.payload["interactive"]["button_reply"]["id"].as_str();
+        let answer = match button.and_then(ack::parse_button) {
+            Some(alert) => self.acknowledge(&caller, alert).await,
+            None => self.brain.answer(&caller, &question).await,
+        };
 
-    let mut tx = state
-        .db
-        .begin()
-        .await
-        .context("starting the answer transaction")?;
-    let Some(again) = load(&mut tx, job.id).await? else {
-        return Ok(Outcome::Missing);
-    };
-    if again.status == "done" || again.status == "dead" {
-        return Ok(Outcome::AlreadyDone);
-    }
-    let parts = write_reply(&mut tx, &row.wamid, "answer", &to, answer.text.as_deref()).await?;
-    brain::record(&mut tx, &caller, &question, &answer).await?;
-    mark_done(tx, row.id).await?;
-    Ok(Outcome::Answered(parts))
-}
-
-/// Writes `text` (split at WhatsApp's limit) as the reply of `purpose` to `wamid`; returns the
-/// parts written. A reply that exists already is left as it is.
-async fn write_reply(
-    tx: &mut sqlx::PgConnection,
-    wamid: &str,
-    purpose: &str,
-    to: &Recipient,
-    text: Option<&str>,
-) -> anyhow::Result<usize> {
-    let Some(text) = text else { return Ok(0) };
-    let parts = split_text(text);
-    for (n, part) in parts.iter().enumerate() {
-        sqlx::query(
-            "insert into wa_outbox (inbound_wamid, purpose, part_no, wa_id, bsuid, kind, payload)
-             values ($1, $2, $3, $4, $5, 'text', $6)
-             on conflict (inbound_wamid, purpose, part_no) do nothing",
+        let mut tx = self
+            .db
+            .begin()
+            .await
+            .context("starting the answer transaction")?;
+        let Some(again) = load(&mut tx, job.id).await? else {
+            return Ok(Outcome::Missing);
+        };
+        if again.status == "done" || again.status == "dead" {
+            return Ok(Outcome::AlreadyDone);
+        }
+        let parts = enqueue_reply(
+            &mut tx,
+            &row.wamid,
+            Purpose::Answer,
+            &to,
+            answer.text.as_deref(),
         )
-        .bind(wamid)
-        .bind(purpose)
-        .bind(n as i32 + 1)
-        .bind(&to.wa_id)
-        .bind(&to.bsuid)
-        .bind(content::text(part))
-        .execute(&mut *tx)
-        .await
-        .context("writing a reply to the outbox")?;
+        .await?;
+        brain::record(&mut tx, &caller, &question, &answer).await?;
+        mark_done(tx, row.id).await?;
+        Ok(Outcome::Answered(parts))
     }
-    Ok(parts.len())
+
+    /// A tap on a pushed alert's button: answered in the user's language, not the label's.
+    async fn acknowledge(&self, caller: &Caller, alert: uuid::Uuid) -> brain::Answer {
+        let started = Instant::now();
+        let lang = caller.lang;
+        let (text, outcome) =
+            match ack::acknowledge(&self.db, caller, alert, lang, self.settings.timezone).await {
+                Ok(reply) if reply.refused => {
+                    metrics::counter!("brain_denied_total").increment(1);
+                    (reply.text, brain::Outcome::Denied)
+                }
+                Ok(reply) => (reply.text, brain::Outcome::Fallback),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot acknowledge an alert");
+                    (
+                        texts::data_unavailable(lang).to_owned(),
+                        brain::Outcome::Error,
+                    )
+                }
+            };
+        brain::Answer {
+            text: Some(text),
+            intent: Some(Intent::Alerts),
+            outcome,
+            tokens: 0,
+            latency_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32,
+        }
+    }
 }
 
 /// Marks the row done and commits.
@@ -337,12 +419,11 @@ async fn mark_done(mut tx: sqlx::Transaction<'_, sqlx::Postgres>, id: i64) -> an
 /// The stale policy for a message processed long after it was sent (a backlog replayed after
 /// an outage): `Some(Some(notice))`, `Some(None)` for silence, `None` when it is fresh.
 fn stale(
-    state: &AppState,
+    settings: &ConsumerSettings,
     row: &InboxRow,
     lang: Lang,
     now: DateTime<Utc>,
 ) -> Option<Option<String>> {
-    let settings = &state.settings.whatsapp;
     let age = now.signed_duration_since(row.sent_at);
     if age.num_seconds() <= settings.stale_after_secs as i64 {
         return None;
@@ -351,7 +432,7 @@ fn stale(
     Some(match settings.stale_policy {
         StalePolicy::Ignore => None,
         StalePolicy::Notice => {
-            let local = row.sent_at.with_timezone(&state.settings.app.timezone);
+            let local = row.sent_at.with_timezone(&settings.timezone);
             Some(texts::stale_notice(
                 lang,
                 &local.format("%d-%m-%Y %H:%M").to_string(),

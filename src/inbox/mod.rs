@@ -1,10 +1,13 @@
-//! The durable inbox: every inbound message is committed to PostgreSQL (unique by wamid) before
-//! Meta gets its 200; a relay hands committed rows to JetStream; workers process them in
-//! per-sender order and record exactly one reply per message.
+//! The durable inbox: the webhook ([`webhook`]) commits every inbound message to PostgreSQL
+//! (unique by wamid, [`store`]) before Meta gets its 200; the [`relay`] hands committed rows to
+//! JetStream; the [`consumer`] processes them in per-sender order — through the gate, then to
+//! the brain, or to the alert acknowledgement for a tapped alert button — and records exactly
+//! one reply per message.
 
 pub mod consumer;
 pub mod relay;
 pub mod store;
+pub mod webhook;
 
 /// The JetStream subject of a sender's partition.
 pub fn subject(prefix: &str, partition: u16) -> String {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::InboxSettings;
 use crate::inbox::{partition_of, subject};
-use crate::startup::AppState;
+use crate::queue::Doorbell;
 
 /// Advisory lock key of the relay ("WAIN").
 const RELAY_LOCK: i64 = 0x5741_494e;
@@ -40,35 +40,64 @@ pub async fn ensure_stream(
     .await
 }
 
-/// Runs until `shutdown`: relays on every wake-up, and every `relay_idle_ms` regardless (rows
-/// committed while NATS was down, or by another instance whose relay died).
-pub async fn run(state: AppState, shutdown: CancellationToken) {
-    let settings = &state.settings.inbox;
-    let idle = Duration::from_millis(settings.relay_idle_ms);
-    loop {
-        loop {
-            match relay_once(&state.db, &state.js, settings).await {
-                Ok(n) if n as i64 >= settings.relay_batch => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    metrics::counter!("inbox_relay_errors_total").increment(1);
-                    tracing::warn!(error = %format!("{e:#}"), "relay round failed; rows stay pending");
-                    break;
-                }
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = state.wake.relay.notified() => {}
-            () = tokio::time::sleep(idle) => {}
-        }
-    }
-    tracing::debug!("relay stopped");
+/// The relay stage. Cheap to clone.
+#[derive(Clone)]
+pub struct Relay {
+    db: PgPool,
+    js: jetstream::Context,
+    settings: InboxSettings,
+    /// Rung by the ingestor (new rows) and by the consumer (released held rows).
+    doorbell: Doorbell,
 }
 
-/// One round: up to `relay_batch` unrelayed rows, in id order, published and acknowledged by
-/// JetStream, then marked. Returns how many rows moved.
-pub async fn relay_once(
+impl Relay {
+    pub fn new(
+        db: PgPool,
+        js: jetstream::Context,
+        settings: InboxSettings,
+        doorbell: Doorbell,
+    ) -> Self {
+        Self {
+            db,
+            js,
+            settings,
+            doorbell,
+        }
+    }
+
+    /// Runs until `shutdown`: relays on every wake-up, and every `relay_idle_ms` regardless
+    /// (rows committed while NATS was down, or by another instance whose relay died).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let idle = Duration::from_millis(self.settings.relay_idle_ms);
+        loop {
+            loop {
+                match self.relay_once().await {
+                    Ok(n) if n as i64 >= self.settings.relay_batch => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        metrics::counter!("inbox_relay_errors_total").increment(1);
+                        tracing::warn!(error = %format!("{e:#}"), "relay round failed; rows stay pending");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.doorbell.rung() => {}
+                () = tokio::time::sleep(idle) => {}
+            }
+        }
+        tracing::debug!("relay stopped");
+    }
+
+    /// One round: up to `relay_batch` unrelayed rows, in id order, published and acknowledged
+    /// by JetStream, then marked. Returns how many rows moved.
+    pub async fn relay_once(&self) -> anyhow::Result<usize> {
+        relay_round(&self.db, &self.js, &self.settings).await
+    }
+}
+
+async fn relay_round(
     db: &PgPool,
     js: &jetstream::Context,
     settings: &InboxSettings,

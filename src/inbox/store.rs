@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::whatsapp::payload::{Delivery, DeliveryStatus, InboundMessage};
+use crate::queue::Doorbell;
+use crate::whatsapp::payload::{Delivery, InboundMessage};
 
 /// Deliveries waiting for a committer; beyond this, callers wait to enqueue (back-pressure).
 const QUEUE: usize = 4096;
@@ -39,7 +40,10 @@ struct Pending {
 /// Handle to the committer tasks. Cheap to clone; the tasks end when the last handle is gone.
 #[derive(Clone)]
 pub struct Ingestor {
+    /// Deliveries on their way to a committer.
     queue: mpsc::Sender<Pending>,
+    /// The relay's doorbell, rung when new messages are committed.
+    relay: Doorbell,
 }
 
 impl Ingestor {
@@ -70,19 +74,31 @@ impl Ingestor {
                 }
             });
         }
-        Self { queue }
+        Self {
+            queue,
+            relay: Doorbell::default(),
+        }
     }
 
-    /// Stores `delivery`; returns once it is committed.
+    /// What the relay waits on: rung whenever new inbox rows are committed (or released).
+    pub fn relay_doorbell(&self) -> Doorbell {
+        self.relay.clone()
+    }
+
+    /// Stores `delivery`; returns once it is committed (and the relay was told of new rows).
     pub async fn ingest(&self, delivery: Delivery) -> Result<Ingested, IngestError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending { delivery, reply })
             .await
             .map_err(|_| anyhow::anyhow!("ingest committers have stopped"))?;
-        answer
+        let ingested = answer
             .await
-            .map_err(|_| anyhow::anyhow!("ingest committer dropped the delivery"))?
+            .map_err(|_| anyhow::anyhow!("ingest committer dropped the delivery"))??;
+        if ingested.new > 0 {
+            self.relay.ring();
+        }
+        Ok(ingested)
     }
 }
 
@@ -207,7 +223,7 @@ pub async fn ingest(db: &PgPool, deliveries: &[&Delivery]) -> anyhow::Result<Vec
                 out.duplicates += 1;
             }
         }
-        out.statuses = apply_statuses(&mut tx, delivery).await?;
+        out.statuses = crate::outbox::apply_statuses(&mut tx, &delivery.statuses).await?;
         results.push(out);
     }
     tx.commit().await.context("committing ingest")?;
@@ -263,61 +279,4 @@ async fn touch_windows(
     .await
     .context("updating service windows")?;
     Ok(())
-}
-
-/// Moves outbox rows forward from status webhooks, matched by the wamid Meta returned or by
-/// our own `biz_opaque_callback_data` (the outbox uuid). A status never moves a row backwards
-/// (a late "delivered" after "read" changes nothing); "failed" records Meta's error.
-async fn apply_statuses(tx: &mut sqlx::PgConnection, delivery: &Delivery) -> anyhow::Result<usize> {
-    let mut moved = 0;
-    for status in &delivery.statuses {
-        let (word, rank) = match &status.status {
-            DeliveryStatus::Sent => ("sent", 1),
-            DeliveryStatus::Delivered => ("delivered", 2),
-            DeliveryStatus::Read => ("read", 3),
-            DeliveryStatus::Failed => ("failed", 4),
-            DeliveryStatus::Other(other) => {
-                tracing::debug!(status = %other, "status kind not tracked");
-                continue;
-            }
-        };
-        let error = status.errors.first();
-        let callback = status
-            .callback
-            .as_deref()
-            .and_then(|c| uuid::Uuid::parse_str(c).ok());
-        let result = sqlx::query(
-            "update wa_outbox set
-                 status = $2,
-                 wamid = coalesce(wamid, $1),
-                 sent_at = coalesce(sent_at, $4),
-                 delivered_at = case when $3 >= 2 and $3 <> 4 then coalesce(delivered_at, $4) else delivered_at end,
-                 read_at = case when $3 = 3 then coalesce(read_at, $4) else read_at end,
-                 failed_at = case when $3 = 4 then $4 else failed_at end,
-                 error_code = case when $3 = 4 then $5 else error_code end,
-                 error_text = case when $3 = 4 then $6 else error_text end,
-                 lease_until = null
-             where (wamid = $1 or ($7::uuid is not null and uuid = $7))
-               and (case status when 'sent' then 1 when 'delivered' then 2 when 'read' then 3
-                                when 'failed' then 4 else 0 end) < $3",
-        )
-        .bind(&status.wamid)
-        .bind(word)
-        .bind(rank)
-        .bind(status.timestamp)
-        .bind(error.map(|e| e.code as i32))
-        .bind(error.map(|e| {
-            e.details
-                .clone()
-                .or_else(|| e.message.clone())
-                .or_else(|| e.title.clone())
-                .unwrap_or_default()
-        }))
-        .bind(callback)
-        .execute(&mut *tx)
-        .await
-        .context("applying a status update")?;
-        moved += result.rows_affected() as usize;
-    }
-    Ok(moved)
 }

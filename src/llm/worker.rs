@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 use super::openai::OpenAiClient;
 use super::{strip_reasoning, ChatAnswer, ChatReply, ChatRequest, ErrorCode};
 use crate::config::{LlmSettings, Settings};
-use crate::{startup, telemetry};
+use crate::{queue, telemetry};
 
 /// After the grace period, how long the aborted calls, and requests still arriving, get to
 /// publish their `shutting_down`.
@@ -167,7 +167,7 @@ impl Worker {
         // The recorder must exist before the metric handles are taken, or they record nothing.
         let metrics = telemetry::metrics_handle();
         let upstream = OpenAiClient::from_settings(llm)?;
-        let nats = startup::connect_nats(&settings.nats).await?;
+        let nats = queue::connect_nats(&settings.nats).await?;
         let requests = nats
             .queue_subscribe(llm.subject.clone(), llm.queue_group.clone())
             .await

@@ -1,6 +1,12 @@
-//! The outbox: every message the hub sends is a row first, then a Graph API call. The sender
-//! loop claims due rows, respects the global rate and each recipient's order and 24-hour window,
-//! retries what Meta says is temporary, and records what Meta answered.
+//! The outbox: every message the hub sends is a row first, then a Graph API call. This module is
+//! the only writer of `wa_outbox`: [`enqueue`] (and [`enqueue_reply`] for answers split into
+//! parts) for everyone who sends, [`apply_statuses`] for Meta's status webhooks, and the
+//! [`Sender`] loop, which claims due rows, respects the global rate and each recipient's order
+//! and 24-hour window, retries what Meta says is temporary, and records what Meta answered.
+//!
+//! The outbox knows nothing of what it carries. A feature that must veto a send at the last
+//! moment, or learn that its message went out, registers that with the [`Sender`] at start-up
+//! for its [`Purpose`] (the alerts' "still wanted?", the chat log's "answer sent as wamid …").
 //!
 //! At most once, by design: a row is marked `sending` (with a lease) before the call. If the
 //! process dies after Meta accepted the message but before the hub recorded it, the expired
@@ -11,3 +17,167 @@
 
 pub mod ratelimit;
 pub mod sender;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+pub use sender::Sender;
+
+use crate::whatsapp::graph::{content, split_text, Recipient};
+use crate::whatsapp::payload::{DeliveryStatus, StatusUpdate};
+
+/// Why a message is sent (`wa_outbox.purpose`): what the sender's hooks are keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// The reply to an inbound message (or a notice to a user).
+    Answer,
+    /// The gate's reply to a message it holds until the device is confirmed.
+    Gate,
+    /// A pushed alert.
+    Alert,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Answer => "answer",
+            Purpose::Gate => "gate",
+            Purpose::Alert => "alert",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Purpose> {
+        [Purpose::Answer, Purpose::Gate, Purpose::Alert]
+            .into_iter()
+            .find(|p| p.as_str() == word)
+    }
+}
+
+/// One message to send.
+pub struct Outgoing<'a> {
+    pub purpose: Purpose,
+    /// The inbound wamid this replies to and the part number: a reply is written once per
+    /// `(wamid, purpose, part)`, however often its message is processed.
+    pub reply_to: Option<(&'a str, i32)>,
+    pub to: &'a Recipient,
+    /// The Graph API message object ([`content`]); its `type` is the row's kind.
+    pub content: Value,
+    /// Not before this time (a muted recipient's alert); now when `None`.
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+/// Writes `message` in the caller's transaction; returns the row's id, or `None` when this
+/// reply part exists already. Ring the sender's doorbell ([`Sender::doorbell`]) after the commit.
+pub async fn enqueue(
+    conn: &mut sqlx::PgConnection,
+    message: Outgoing<'_>,
+) -> anyhow::Result<Option<i64>> {
+    let (wamid, part) = message.reply_to.unzip();
+    sqlx::query_scalar(
+        "insert into wa_outbox (inbound_wamid, purpose, part_no, wa_id, bsuid, kind, payload,
+                                next_try_at)
+         values ($1, $2, coalesce($3, 1), $4, $5, $6->>'type', $6,
+                 greatest(now(), coalesce($7, now())))
+         on conflict (inbound_wamid, purpose, part_no) do nothing
+         returning id",
+    )
+    .bind(wamid)
+    .bind(message.purpose.as_str())
+    .bind(part)
+    .bind(&message.to.wa_id)
+    .bind(&message.to.bsuid)
+    .bind(&message.content)
+    .bind(message.not_before)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("writing to the outbox")
+}
+
+/// Writes `text` (split at WhatsApp's limit) as the reply of `purpose` to `wamid`; returns the
+/// parts written. A reply that exists already is left as it is.
+pub async fn enqueue_reply(
+    conn: &mut sqlx::PgConnection,
+    wamid: &str,
+    purpose: Purpose,
+    to: &Recipient,
+    text: Option<&str>,
+) -> anyhow::Result<usize> {
+    let Some(text) = text else { return Ok(0) };
+    let parts = split_text(text);
+    for (n, part) in parts.iter().enumerate() {
+        enqueue(
+            conn,
+            Outgoing {
+                purpose,
+                reply_to: Some((wamid, n as i32 + 1)),
+                to,
+                content: content::text(part),
+                not_before: None,
+            },
+        )
+        .await?;
+    }
+    Ok(parts.len())
+}
+
+/// Moves outbox rows forward from status webhooks, matched by the wamid Meta returned or by
+/// our own `biz_opaque_callback_data` (the outbox uuid). A status never moves a row backwards
+/// (a late "delivered" after "read" changes nothing); "failed" records Meta's error. Returns
+/// how many rows moved.
+pub async fn apply_statuses(
+    tx: &mut sqlx::PgConnection,
+    statuses: &[StatusUpdate],
+) -> anyhow::Result<usize> {
+    let mut moved = 0;
+    for status in statuses {
+        let (word, rank) = match &status.status {
+            DeliveryStatus::Sent => ("sent", 1),
+            DeliveryStatus::Delivered => ("delivered", 2),
+            DeliveryStatus::Read => ("read", 3),
+            DeliveryStatus::Failed => ("failed", 4),
+            DeliveryStatus::Other(other) => {
+                tracing::debug!(status = %other, "status kind not tracked");
+                continue;
+            }
+        };
+        let error = status.errors.first();
+        let callback = status
+            .callback
+            .as_deref()
+            .and_then(|c| uuid::Uuid::parse_str(c).ok());
+        let result = sqlx::query(
+            "update wa_outbox set
+                 status = $2,
+                 wamid = coalesce(wamid, $1),
+                 sent_at = coalesce(sent_at, $4),
+                 delivered_at = case when $3 >= 2 and $3 <> 4 then coalesce(delivered_at, $4) else delivered_at end,
+                 read_at = case when $3 = 3 then coalesce(read_at, $4) else read_at end,
+                 failed_at = case when $3 = 4 then $4 else failed_at end,
+                 error_code = case when $3 = 4 then $5 else error_code end,
+                 error_text = case when $3 = 4 then $6 else error_text end,
+                 lease_until = null
+             where (wamid = $1 or ($7::uuid is not null and uuid = $7))
+               and (case status when 'sent' then 1 when 'delivered' then 2 when 'read' then 3
+                                when 'failed' then 4 else 0 end) < $3",
+        )
+        .bind(&status.wamid)
+        .bind(word)
+        .bind(rank)
+        .bind(status.timestamp)
+        .bind(error.map(|e| e.code as i32))
+        .bind(error.map(|e| {
+            e.details
+                .clone()
+                .or_else(|| e.message.clone())
+                .or_else(|| e.title.clone())
+                .unwrap_or_default()
+        }))
+        .bind(callback)
+        .execute(&mut *tx)
+        .await
+        .context("applying a status update")?;
+        moved += result.rows_affected() as usize;
+    }
+    Ok(moved)
+}

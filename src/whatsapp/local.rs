@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::config::Settings;
-use crate::startup::connect_nats;
+use crate::queue::connect_nats;
 use crate::whatsapp::signature;
 
 /// The subject the local sink publishes replies for `wa_id` on.

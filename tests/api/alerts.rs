@@ -51,7 +51,7 @@ async fn open_window(app: &TestApp, wa_id: &str) {
 
 async fn publish(app: &TestApp, body: &str) {
     let settings = &app.test_db.settings;
-    let nats = sentient_hub::startup::connect_nats(&settings.nats)
+    let nats = sentient_hub::queue::connect_nats(&settings.nats)
         .await
         .unwrap();
     nats.publish(settings.alerts.subject.clone(), body.to_owned().into())

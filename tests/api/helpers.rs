@@ -131,7 +131,7 @@ impl Drop for TestDb {
                 .expect("cleanup runtime")
                 .block_on(async {
                     drop_database(&admin, &name).await;
-                    if let Ok(client) = sentient_hub::startup::connect_nats(&nats).await {
+                    if let Ok(client) = sentient_hub::queue::connect_nats(&nats).await {
                         let js = async_nats::jetstream::new(client);
                         for stream in &streams {
                             let _ = js.delete_stream(stream).await;
@@ -520,7 +520,7 @@ impl FakeLlm {
             requests: Arc::default(),
             behaviour: Arc::new(Mutex::new(behaviour)),
         };
-        let client = sentient_hub::startup::connect_nats(&app.test_db.settings.nats)
+        let client = sentient_hub::queue::connect_nats(&app.test_db.settings.nats)
             .await
             .expect("nats");
         let mut sub = client

@@ -134,7 +134,7 @@ async fn spawn_worker(settings: Settings) -> RunningWorker {
     let task = tokio::spawn(worker.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    let nats = sentient_hub::startup::connect_nats(&settings.nats)
+    let nats = sentient_hub::queue::connect_nats(&settings.nats)
         .await
         .expect("NATS is reachable");
     RunningWorker {
@@ -682,7 +682,7 @@ async fn the_llm_worker_command_answers_in_flight_requests_on_sigterm_and_exits_
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    let nats = sentient_hub::startup::connect_nats(&settings.nats)
+    let nats = sentient_hub::queue::connect_nats(&settings.nats)
         .await
         .unwrap();
     let subject = settings.llm.subject.clone();

@@ -1,4 +1,5 @@
-//! `GET /webhook` (Meta's verification handshake) and `POST /webhook` (signed deliveries).
+//! The inbox's front door: `GET /webhook` (Meta's verification handshake) and `POST /webhook`
+//! (signed deliveries).
 //!
 //! What POST does with each kind of input:
 //! - missing or wrong `X-Hub-Signature-256`: 401, nothing stored;
@@ -12,19 +13,36 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
-use crate::inbox::store::IngestError;
-use crate::startup::AppState;
+use crate::inbox::store::{IngestError, Ingestor};
 use crate::whatsapp::{payload, signature};
 
-pub fn router(max_body_bytes: usize) -> Router<AppState> {
+/// What the webhook handlers use.
+#[derive(Clone)]
+pub struct WebhookState {
+    /// For dead letters.
+    pub db: PgPool,
+    /// Commits deliveries (and tells the relay).
+    pub ingestor: Ingestor,
+    /// Compared with `hub.verify_token` in the handshake.
+    pub verify_token: SecretString,
+    /// Key of `X-Hub-Signature-256`.
+    pub app_secret: SecretString,
+}
+
+pub fn router<S>(max_body_bytes: usize) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    WebhookState: FromRef<S>,
+{
     Router::new()
         .route("/webhook", get(handshake).post(receive))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -32,15 +50,10 @@ pub fn router(max_body_bytes: usize) -> Router<AppState> {
 
 /// Answers `hub.challenge` when `hub.mode=subscribe` and the token matches; 403 otherwise.
 async fn handshake(
-    State(state): State<AppState>,
+    State(state): State<WebhookState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let expected = state
-        .settings
-        .whatsapp
-        .verify_token
-        .expose_secret()
-        .as_bytes();
+    let expected = state.verify_token.expose_secret().as_bytes();
     let mode_ok = query.get("hub.mode").map(String::as_str) == Some("subscribe");
     let token_ok = query
         .get("hub.verify_token")
@@ -58,16 +71,11 @@ async fn handshake(
 }
 
 #[tracing::instrument(skip_all, fields(bytes = body.len()))]
-async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
     let header = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
-    let secret = state
-        .settings
-        .whatsapp
-        .app_secret
-        .expose_secret()
-        .as_bytes();
+    let secret = state.app_secret.expose_secret().as_bytes();
     if !signature::verify(secret, &body, header) {
         metrics::counter!("webhook_deliveries_total", "outcome" => "bad_signature").increment(1);
         tracing::warn!(
@@ -96,9 +104,6 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
                 .increment(ingested.new as u64);
             metrics::counter!("inbox_messages_total", "kind" => "duplicate")
                 .increment(ingested.duplicates as u64);
-            if ingested.new > 0 {
-                state.wake.relay.notify_one();
-            }
             tracing::debug!(
                 new = ingested.new,
                 duplicates = ingested.duplicates,
@@ -118,13 +123,8 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
 
 /// Keeps a signed but unreadable body and acknowledges it, so Meta stops retrying something
 /// that will never parse. If even that cannot be stored, 503 asks Meta to retry.
-async fn dead_letter(state: &AppState, body: &[u8], reason: &str) -> Response {
-    let stored =
-        sqlx::query("insert into wa_dead_letter (source, reason, body) values ('webhook', $1, $2)")
-            .bind(reason)
-            .bind(body)
-            .execute(&state.db)
-            .await;
+async fn dead_letter(state: &WebhookState, body: &[u8], reason: &str) -> Response {
+    let stored = crate::dead_letter::keep(&state.db, "webhook", reason, body, None).await;
     match stored {
         Ok(_) => {
             metrics::counter!("webhook_deliveries_total", "outcome" => "dead_letter").increment(1);
