@@ -31,7 +31,11 @@ fn shown(send: &GraphRequest) -> &str {
 
 async fn wait_sends(app: &TestApp, to: &str, n: usize) -> Vec<GraphRequest> {
     assert!(
-        eventually(WAIT, || async { sends_to(app, to).len() >= n }).await,
+        eventually(WAIT, || async {
+            app.settle().await;
+            sends_to(app, to).len() >= n
+        })
+        .await,
         "expected {n} sends to {to}, got {:?}",
         sends_to(app, to)
     );
@@ -102,6 +106,7 @@ async fn an_alert_on_nats_reaches_each_confirmed_user_its_rules_name_once() {
     .await;
     assert!(
         eventually(WAIT, || async {
+            app.settle().await;
             app.count("select count(*) from ai_alert where alert_type = 'MARKER'")
                 .await
                 == 1
@@ -162,6 +167,7 @@ async fn an_alert_on_nats_reaches_each_confirmed_user_its_rules_name_once() {
          join adm_user u on u.id = r.user_id where u.phone = '+' || $1 and o.status = 'sent'";
     assert!(
         eventually(WAIT, || async {
+            app.settle().await;
             sqlx::query_scalar::<_, String>(director_row)
                 .bind(&director)
                 .fetch_optional(&app.db)
@@ -215,6 +221,7 @@ async fn garbage_on_the_alert_subject_is_kept_as_a_dead_letter_and_the_next_aler
     .await;
     assert!(
         eventually(WAIT, || async {
+            app.settle().await;
             app.count("select count(*) from ai_alert where module = 'SYS'")
                 .await
                 == 1
@@ -333,6 +340,7 @@ async fn a_muted_user_gets_the_alert_when_the_mute_ends_and_answers_meanwhile() 
     assert!(shown(&to_briefly_muted[0]).contains("Saldo kas negatif"));
     assert!(
         eventually(WAIT, || async {
+            app.settle().await;
             app.count(
                 "select count(*) from wa_outbox o join ai_alert_recipient r on r.outbox_id = o.id
                  join adm_user u on u.id = r.user_id
@@ -527,6 +535,7 @@ async fn detectors_raise_what_is_not_open_yet_at_most_once_a_day_and_it_is_pushe
     assert!(text.contains("Reject rate MCH-003"), "{text}");
     assert!(
         eventually(WAIT, || async {
+            app.settle().await;
             app.count(
                 "select count(*) from ai_alert where dedup_key like 'detect:%' and not is_sent",
             )
@@ -570,6 +579,7 @@ async fn alerts_of_a_module_the_user_may_not_read_are_neither_pushed_nor_told() 
     );
     assert!(
         eventually(WAIT, || async {
+            app.settle().await;
             app.count("select count(*) from ai_alert where not is_sent")
                 .await
                 == 0
@@ -728,6 +738,7 @@ async fn tapping_the_button_acknowledges_the_alert_and_what_still_waits_is_withd
     .unwrap();
     assert!(
         eventually(WAIT, || async {
+            app.settle().await;
             app.count(
                 "select count(*) from wa_outbox where purpose = 'alert' and status = 'withdrawn'",
             )

@@ -1,19 +1,23 @@
 //! `spawn_app()`: the real application on a random port, against a fresh PostgreSQL database
 //! (dropped when the test ends) and the machine's real NATS.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sentient_hub::config::Settings;
-use sentient_hub::startup::Application;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sentient_hub::startup::{Application, Stages};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
 use uuid::Uuid;
+
+#[path = "../support/setup.rs"]
+mod setup;
+use setup::{Isolated, Schema};
 
 pub struct TestApp {
     pub address: String,
@@ -22,16 +26,19 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The fake Graph API the app sends to (None in local mode).
     pub graph: Option<FakeGraph>,
+    /// The app's pipeline stages, to drive by hand ([`TestApp::settle`]).
+    pub stages: Stages,
     /// The test's database; dropped with the app.
     pub test_db: TestDb,
 }
 
-/// A fresh, empty database that is dropped (with force) when this guard goes away.
+/// A fresh database that is dropped (with force), with the test's streams, when this guard
+/// goes away.
 pub struct TestDb {
     /// Settings pointing at this database, port 0, no auto-creation.
     pub settings: Settings,
     pub name: String,
-    admin: PgConnectOptions,
+    isolated: Isolated,
 }
 
 pub fn config_dir() -> PathBuf {
@@ -40,36 +47,27 @@ pub fn config_dir() -> PathBuf {
 
 /// Settings as a developer's machine has them (config files + environment), for tests.
 pub fn base_settings() -> Settings {
-    let vars: HashMap<String, String> = std::env::vars().collect();
-    Settings::load_from(&config_dir(), "test", &vars).expect("test settings load")
+    setup::test_settings()
 }
 
+/// A fresh database with every migration applied.
 pub async fn fresh_database() -> TestDb {
-    let mut settings = base_settings();
-    let admin = settings.database.connect_options().database("postgres");
-    let name = format!("sentient_test_{}", Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect_with(&admin)
+    test_db(Schema::Migrated).await
+}
+
+/// A fresh database without any table: the app migrates it at start.
+pub async fn empty_database() -> TestDb {
+    test_db(Schema::Empty).await
+}
+
+async fn test_db(schema: Schema) -> TestDb {
+    let isolated = Isolated::new("sentient_test", schema)
         .await
-        .expect("connect to the postgres database");
-    conn.execute(format!(r#"create database "{name}""#).as_str())
-        .await
-        .expect("create test database");
-    let mut url = url::Url::parse(settings.database.url.expose_secret()).expect("database url");
-    url.set_path(&format!("/{name}"));
-    settings.database.url = SecretString::from(url.to_string());
-    settings.database.create_if_missing = false;
-    settings.server.port = 0;
-    // Each test gets its own JetStream stream and subjects on the shared NATS server.
-    let tag = Uuid::new_v4().simple().to_string();
-    settings.inbox.stream = format!("WA_INBOX_TEST_{tag}");
-    settings.inbox.subject_prefix = format!("test.{tag}.inbox");
-    settings.llm.subject = format!("test.{tag}.llm");
-    settings.alerts.stream = format!("AI_ALERTS_TEST_{tag}");
-    settings.alerts.subject = format!("test.{tag}.alerts");
+        .expect("a test database");
     TestDb {
-        settings,
-        name,
-        admin,
+        settings: isolated.settings.clone(),
+        name: isolated.name.clone(),
+        isolated,
     }
 }
 
@@ -84,6 +82,7 @@ pub async fn start(test_db: TestDb, graph: Option<FakeGraph>) -> TestApp {
         .await
         .expect("application builds");
     let port = app.port();
+    let stages = app.stages();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let db = PgPoolOptions::new()
         .max_connections(4)
@@ -95,6 +94,7 @@ pub async fn start(test_db: TestDb, graph: Option<FakeGraph>) -> TestApp {
         db,
         client: reqwest::Client::new(),
         graph,
+        stages,
         test_db,
     }
 }
@@ -110,45 +110,23 @@ impl TestApp {
 
     /// Drops the test's database while the app is still connected to it.
     pub async fn kill_database(&self) {
-        drop_database(&self.test_db.admin, &self.test_db.name).await;
+        setup::drop_database(self.test_db.isolated.admin(), &self.test_db.name).await;
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let admin = self.admin.clone();
-        let name = self.name.clone();
         // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
-        let nats = self.settings.nats.clone();
-        let streams = [
-            self.settings.inbox.stream.clone(),
-            self.settings.alerts.stream.clone(),
-        ];
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime")
-                .block_on(async {
-                    drop_database(&admin, &name).await;
-                    if let Ok(client) = sentient_hub::queue::connect_nats(&nats).await {
-                        let js = async_nats::jetstream::new(client);
-                        for stream in &streams {
-                            let _ = js.delete_stream(stream).await;
-                        }
-                    }
-                });
-        })
-        .join()
-        .expect("cleanup thread");
-    }
-}
-
-async fn drop_database(admin: &PgConnectOptions, name: &str) {
-    if let Ok(mut conn) = PgConnection::connect_with(admin).await {
-        let _ = conn
-            .execute(format!(r#"drop database if exists "{name}" with (force)"#).as_str())
-            .await;
+        let isolated = &self.isolated;
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("cleanup runtime")
+                    .block_on(isolated.remove());
+            });
+        });
     }
 }
 
@@ -356,6 +334,60 @@ impl TestApp {
 
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
+    }
+}
+
+impl TestApp {
+    /// Runs the pipeline by hand until it has nothing left to do: relays committed messages,
+    /// processes every unfinished inbox row (as the consumer would for its job), routes due
+    /// alerts and sends what is due — while the app's own workers may do the same (every step
+    /// is safe to race). Returns once no inbox row waits and no outbox row is due or in flight;
+    /// panics after 20 s. A retry due within a second is waited for; rows that wait longer on
+    /// purpose (held for a code, a muted alert, Meta's pair-rate pause) do not count.
+    pub async fn settle(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let stages = &self.stages;
+            let mut moved = stages.relay.relay_once().await.expect("relay round");
+            let jobs: Vec<(i64, String)> = sqlx::query_as(
+                "select id, wamid from wa_inbox where status in ('pending', 'relayed') order by id",
+            )
+            .fetch_all(&self.db)
+            .await
+            .expect("unfinished inbox rows");
+            for (id, wamid) in jobs {
+                let job = sentient_hub::inbox::relay::Job { id, wamid };
+                // A failure stays for the app's own retry, as a NAK would.
+                let _ = stages.consumer.process(&job).await;
+                moved += 1;
+            }
+            moved += stages
+                .dispatcher
+                .dispatch_due()
+                .await
+                .expect("dispatch round");
+            moved += stages.sender.send_due().await.expect("send round");
+            let busy = self
+                .count(
+                    "select (select count(*) from wa_inbox where status in ('pending', 'relayed'))
+                          + (select count(*) from wa_outbox
+                             where status = 'sending'
+                                or (status = 'pending'
+                                    and next_try_at <= now() + interval '1 second'))",
+                )
+                .await;
+            if moved == 0 && busy == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the pipeline did not settle in 20 s"
+            );
+            if moved == 0 {
+                // Another worker holds the rest (a send in flight): let it finish.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 }
 

@@ -27,7 +27,11 @@ fn texts_to(app: &TestApp, to: &str) -> Vec<String> {
 
 async fn wait_texts(app: &TestApp, to: &str, n: usize) -> Vec<String> {
     assert!(
-        eventually(WAIT, || async { texts_to(app, to).len() >= n }).await,
+        eventually(WAIT, || async {
+            app.settle().await;
+            texts_to(app, to).len() >= n
+        })
+        .await,
         "expected {n} messages to {to}, got {:?}",
         texts_to(app, to)
     );
@@ -62,13 +66,11 @@ async fn an_unknown_sender_is_refused_once_a_day_and_every_attempt_is_audited() 
     say(&app, &stranger, "wamid.u1", "omzet bulan ini berapa?").await;
     say(&app, &stranger, "wamid.u2", "halo?").await;
     say(&app, &stranger, "wamid.u3", "What is the revenue?").await;
-    assert!(
-        eventually(WAIT, || async {
-            app.count("select count(*) from wa_inbox where status = 'done'")
-                .await
-                == 3
-        })
-        .await
+    app.settle().await;
+    assert_eq!(
+        app.count("select count(*) from wa_inbox where status = 'done'")
+            .await,
+        3
     );
     // The refusal goes out after its row is committed; then give a second one time to show up.
     wait_texts(&app, &stranger, 1).await;
@@ -139,9 +141,8 @@ async fn first_contact_needs_the_mailed_code_and_then_the_held_question_is_answe
     // The right code, typed the way people type it.
     let typed = format!("{} {}.", &second[..3], &second[3..]);
     say(&app, &me, "wamid.code", &typed).await;
-    assert!(eventually(WAIT, || async {
-        app.count("select count(*) from wa_outbox where purpose = 'answer' and inbound_wamid in ('wamid.code', 'wamid.q1', 'wamid.q2', 'wamid.q2b')").await == 4
-    }).await);
+    app.settle().await;
+    assert_eq!(app.count("select count(*) from wa_outbox where purpose = 'answer' and inbound_wamid in ('wamid.code', 'wamid.q1', 'wamid.q2', 'wamid.q2b')").await, 4);
     let replies: Vec<(String, String)> = sqlx::query_as(
         "select inbound_wamid, payload->'text'->>'body' from wa_outbox
          where purpose = 'answer' and inbound_wamid in ('wamid.code', 'wamid.q1', 'wamid.q2', 'wamid.q2b') order by id")
@@ -160,13 +161,11 @@ async fn first_contact_needs_the_mailed_code_and_then_the_held_question_is_answe
 
     // Trusted now: the next question goes straight through.
     say(&app, &me, "wamid.q3", "omzet bulan lalu?").await;
-    assert!(
-        eventually(WAIT, || async {
-            app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.q3'")
-                .await
-                == 1
-        })
-        .await
+    app.settle().await;
+    assert_eq!(
+        app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.q3'")
+            .await,
+        1
     );
     assert_eq!(sink.mails().len(), 2);
 
@@ -176,13 +175,11 @@ async fn first_contact_needs_the_mailed_code_and_then_the_held_question_is_answe
         .await
         .unwrap();
     say(&app, &me, "wamid.replay", &second).await;
+    app.settle().await;
     assert!(
-        eventually(WAIT, || async {
-            texts_to(&app, &me)
-                .iter()
-                .any(|t| t.contains("tidak berlaku"))
-        })
-        .await,
+        texts_to(&app, &me)
+            .iter()
+            .any(|t| t.contains("tidak berlaku")),
         "{:?}",
         texts_to(&app, &me)
     );
@@ -200,13 +197,11 @@ async fn an_expired_code_is_refused_and_a_new_one_is_sent() {
     say(&app, &me, "wamid.e1", "status SO-202412-0002?").await;
     let code = sink.code(1).await;
     // The mail leaves before the worker commits the code's row: wait for the row, then age it.
-    assert!(
-        eventually(WAIT, || async {
-            app.count("select count(*) from wa_otp where sent_at is not null")
-                .await
-                == 1
-        })
-        .await
+    app.settle().await;
+    assert_eq!(
+        app.count("select count(*) from wa_otp where sent_at is not null")
+            .await,
+        1
     );
     sqlx::query("update wa_otp set expires_at = now() - interval '1 second'")
         .execute(&app.db)
@@ -353,9 +348,8 @@ async fn when_smtp_is_down_the_user_is_told_and_the_code_follows_when_it_returns
     let texts = wait_texts(&app, &me, 2).await;
     assert!(texts[1].contains("sudah terkirim"), "{texts:?}");
     say(&app, &me, "wamid.s2", &code).await;
-    assert!(eventually(WAIT, || async {
-        app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.s1' and purpose = 'answer'").await == 1
-    }).await, "the held question is answered");
+    app.settle().await;
+    assert_eq!(app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.s1' and purpose = 'answer'").await, 1, "the held question is answered");
 }
 
 #[tokio::test]
@@ -384,9 +378,14 @@ async fn a_bsuid_is_recorded_and_then_identifies_the_user_without_a_phone() {
     );
 
     app.post_webhook(&delivery(None, "wamid.b2")).await;
-    assert!(eventually(WAIT, || async {
-        app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.b2' and status = 'sent'").await == 1
-    }).await);
+    app.settle().await;
+    assert_eq!(
+        app.count(
+            "select count(*) from wa_outbox where inbound_wamid = 'wamid.b2' and status = 'sent'"
+        )
+        .await,
+        1
+    );
     let to_bsuid = app
         .graph()
         .sends()

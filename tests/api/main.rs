@@ -8,6 +8,7 @@ mod brain;
 mod chat;
 mod cli;
 mod demo;
+mod gate;
 mod health;
 mod helpers;
 mod identity;

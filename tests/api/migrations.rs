@@ -1,7 +1,7 @@
 use sentient_hub::db::MIGRATOR;
 use sqlx::migrate::Migrator;
 
-use crate::helpers::{fresh_database, spawn_app};
+use crate::helpers::{empty_database, fresh_database, spawn_app, start};
 
 /// Every table of the blueprint (section 1: admin, masters, transactions, logs, AI).
 const BLUEPRINT_TABLES: &[&str] = &[
@@ -53,7 +53,7 @@ async fn public_tables(db: &sqlx::PgPool) -> Vec<String> {
 
 #[tokio::test]
 async fn migrations_create_the_whole_blueprint_schema_and_rerun_as_a_no_op() {
-    let app = spawn_app().await; // the app migrated its empty database at start
+    let app = start(empty_database().await, None).await; // the app migrates at start
     let tables = public_tables(&app.db).await;
     for table in BLUEPRINT_TABLES {
         assert!(tables.iter().any(|t| t == table), "missing table {table}");

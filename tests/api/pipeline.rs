@@ -18,8 +18,15 @@ async fn sends_to(app: &TestApp, to: &str) -> usize {
         .count()
 }
 
+/// Waits for the app's own workers (through JetStream) to send `to` at least `n` messages.
 async fn wait_for_sends(app: &TestApp, to: &str, n: usize) -> bool {
     eventually(WAIT, || async { sends_to(app, to).await >= n }).await
+}
+
+/// Runs the pipeline to quiescence, then: whether `to` got at least `n` sends.
+async fn settled_sends(app: &TestApp, to: &str, n: usize) -> bool {
+    app.settle().await;
+    sends_to(app, to).await >= n
 }
 
 #[tokio::test]
@@ -33,7 +40,7 @@ async fn a_text_message_gets_exactly_one_reply_in_its_language() {
         now(),
     ))
     .await;
-    assert!(wait_for_sends(&app, &from, 1).await, "no reply sent");
+    assert!(settled_sends(&app, &from, 1).await, "no reply sent");
 
     let send = app
         .graph()
@@ -53,9 +60,8 @@ async fn a_text_message_gets_exactly_one_reply_in_its_language() {
         .unwrap()
         .contains("Revenue this month"));
 
-    assert!(eventually(WAIT, || async {
-        app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.one' and status = 'sent' and wamid is not null").await == 1
-    }).await);
+    app.settle().await;
+    assert_eq!(app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.one' and status = 'sent' and wamid is not null").await, 1);
     assert_eq!(
         app.count("select count(*) from wa_inbox where wamid = 'wamid.one' and status = 'done'")
             .await,
@@ -78,12 +84,12 @@ async fn duplicate_deliveries_cause_one_reply() {
     let from = app.trusted_sender().await;
     let body = text_delivery(&from, "wamid.twice", "omzet bulan ini brp?", now());
     futures::future::join_all((0..10).map(|_| app.post_webhook(&body))).await;
-    assert!(wait_for_sends(&app, &from, 1).await);
+    assert!(settled_sends(&app, &from, 1).await);
     for _ in 0..3 {
         app.post_webhook(&body).await;
     }
-    // Give any second processing every chance to show up before asserting it did not.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Any second processing would have been done by now.
+    app.settle().await;
     assert_eq!(sends_to(&app, &from).await, 1);
     let reply: String = sqlx::query_scalar(
         "select payload->'text'->>'body' from wa_outbox where inbound_wamid = 'wamid.twice'",
@@ -107,21 +113,18 @@ async fn a_senders_messages_are_answered_in_order() {
         );
         assert_eq!(app.post_webhook(&body).await.status(), 200);
     }
-    assert!(wait_for_sends(&app, &from, 6).await);
+    assert!(settled_sends(&app, &from, 6).await);
     let order: Vec<String> = sqlx::query_scalar("select inbound_wamid from wa_outbox order by id")
         .fetch_all(&app.db)
         .await
         .unwrap();
     let expected: Vec<String> = (0..6).map(|i| format!("wamid.order.{i}")).collect();
     assert_eq!(order, expected);
-    // The last send is recorded a moment after Meta's fake has it.
-    assert!(
-        eventually(WAIT, || async {
-            app.count("select count(*) from wa_outbox where status = 'sent'")
-                .await
-                == 6
-        })
-        .await
+    // The last send is recorded a moment after Meta's fake has it: settled, it is.
+    assert_eq!(
+        app.count("select count(*) from wa_outbox where status = 'sent'")
+            .await,
+        6
     );
     let sent_order: Vec<String> =
         sqlx::query_scalar("select inbound_wamid from wa_outbox order by sent_at, id")
@@ -137,13 +140,11 @@ async fn statuses_move_the_outbox_forward_never_back() {
     let from = app.trusted_sender().await;
     app.post_webhook(&text_delivery(&from, "wamid.st", "halo", now()))
         .await;
-    assert!(
-        eventually(WAIT, || async {
-            app.count("select count(*) from wa_outbox where status = 'sent'")
-                .await
-                == 1
-        })
-        .await
+    app.settle().await;
+    assert_eq!(
+        app.count("select count(*) from wa_outbox where status = 'sent'")
+            .await,
+        1
     );
     let wamid: String = sqlx::query_scalar("select wamid from wa_outbox")
         .fetch_one(&app.db)
@@ -174,9 +175,8 @@ async fn retryable_errors_are_retried_and_others_are_not() {
     let patient = app.trusted_sender().await;
     app.post_webhook(&text_delivery(&patient, "wamid.retry", "halo", now()))
         .await;
-    assert!(eventually(WAIT, || async {
-        app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.retry' and status = 'sent'").await == 1
-    }).await);
+    app.settle().await;
+    assert_eq!(app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.retry' and status = 'sent'").await, 1);
     assert_eq!(sends_to(&app, &patient).await, 3);
     assert_eq!(
         app.count("select attempts::bigint from wa_outbox where inbound_wamid = 'wamid.retry'")
@@ -193,9 +193,8 @@ async fn retryable_errors_are_retried_and_others_are_not() {
         let to = app.trusted_sender().await;
         app.post_webhook(&text_delivery(&to, wamid, "halo", now()))
             .await;
-        assert!(eventually(WAIT, || async {
-            app.count(&format!("select count(*) from wa_outbox where inbound_wamid = '{wamid}' and status = 'failed' and error_code = {code}")).await == 1
-        }).await, "{code}");
+        app.settle().await;
+        assert_eq!(app.count(&format!("select count(*) from wa_outbox where inbound_wamid = '{wamid}' and status = 'failed' and error_code = {code}")).await, 1, "{code}");
         assert_eq!(sends_to(&app, &to).await, 1, "{code} must not be retried");
     }
 }
@@ -209,15 +208,11 @@ async fn retries_stop_after_the_configured_attempts() {
     let to = app.trusted_sender().await;
     app.post_webhook(&text_delivery(&to, "wamid.giveup", "halo", now()))
         .await;
-    assert!(
-        eventually(WAIT, || async {
-            app.count(
-                "select count(*) from wa_outbox where status = 'failed' and error_code = 131000",
-            )
-            .await
-                == 1
-        })
-        .await
+    app.settle().await;
+    assert_eq!(
+        app.count("select count(*) from wa_outbox where status = 'failed' and error_code = 131000")
+            .await,
+        1
     );
     assert_eq!(sends_to(&app, &to).await, 3);
 }
@@ -229,7 +224,7 @@ async fn a_closed_window_switches_to_the_configured_template() {
     let to = app.trusted_sender().await;
     app.post_webhook(&text_delivery(&to, "wamid.window", "halo", now()))
         .await;
-    assert!(wait_for_sends(&app, &to, 2).await);
+    assert!(settled_sends(&app, &to, 2).await);
     let sends: Vec<_> = app
         .graph()
         .sends()
@@ -243,13 +238,11 @@ async fn a_closed_window_switches_to_the_configured_template() {
         .as_str()
         .unwrap();
     assert!(param.contains("Saya bisa menjawab"), "{param}");
-    assert!(
-        eventually(WAIT, || async {
-            app.count("select count(*) from wa_outbox where kind = 'template' and status = 'sent'")
-                .await
-                == 1
-        })
-        .await
+    app.settle().await;
+    assert_eq!(
+        app.count("select count(*) from wa_outbox where kind = 'template' and status = 'sent'")
+            .await,
+        1
     );
 }
 
@@ -262,16 +255,11 @@ async fn without_a_template_a_closed_window_is_recorded_and_nothing_is_sent() {
         .bind(&to).execute(&app.db).await.unwrap();
     sqlx::query("insert into wa_outbox (wa_id, kind, payload) values ($1, 'text', '{\"type\":\"text\",\"text\":{\"body\":\"alert\"}}')")
         .bind(&to).execute(&app.db).await.unwrap();
-    // The sender polls every second; no wake-up needed.
-    assert!(
-        eventually(WAIT, || async {
-            app.count(
-                "select count(*) from wa_outbox where status = 'failed' and error_code = 131047",
-            )
-            .await
-                == 1
-        })
-        .await
+    app.settle().await;
+    assert_eq!(
+        app.count("select count(*) from wa_outbox where status = 'failed' and error_code = 131047")
+            .await,
+        1
     );
     assert_eq!(sends_to(&app, &to).await, 0);
 }
@@ -288,7 +276,7 @@ async fn a_stale_backlog_message_gets_a_notice_not_an_answer() {
         two_hours_ago,
     ))
     .await;
-    assert!(wait_for_sends(&app, &from, 1).await);
+    assert!(settled_sends(&app, &from, 1).await);
     let send = app
         .graph()
         .sends()
@@ -310,14 +298,12 @@ async fn a_stale_backlog_message_gets_a_notice_not_an_answer() {
             two_hours_ago,
         ))
         .await;
-    assert!(
-        eventually(WAIT, || async {
-            quiet
-                .count("select count(*) from wa_inbox where status = 'done'")
-                .await
-                == 1
-        })
-        .await
+    quiet.settle().await;
+    assert_eq!(
+        quiet
+            .count("select count(*) from wa_inbox where status = 'done'")
+            .await,
+        1
     );
     assert_eq!(quiet.count("select count(*) from wa_outbox").await, 0);
 }
@@ -332,16 +318,14 @@ async fn a_send_interrupted_by_a_crash_is_not_repeated_and_is_reconciled_by_its_
          values ('wamid.crashed', $1, 'text', '{\"type\":\"text\",\"text\":{\"body\":\"x\"}}', 'sending', 1, now() - interval '1 minute')
          returning uuid")
         .bind(&to).fetch_one(&app.db).await.unwrap();
-    // The sender polls every second; no wake-up needed.
-    assert!(
-        eventually(WAIT, || async {
-            app.count("select count(*) from wa_outbox where status = 'unknown'")
-                .await
-                == 1
-        })
-        .await
+    // The sender expires leases every round; driven here by hand.
+    app.stages.sender.expire_leases().await.unwrap();
+    app.settle().await;
+    assert_eq!(
+        app.count("select count(*) from wa_outbox where status = 'unknown'")
+            .await,
+        1
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(sends_to(&app, &to).await, 0, "never resent");
 
     // Meta did send it: its status webhook carries our callback data.
