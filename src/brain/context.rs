@@ -120,15 +120,9 @@ async fn build_once(
     today: NaiveDate,
     as_of: &str,
 ) -> anyhow::Result<Built> {
-    let doc = p.doc.as_deref();
+    let may = |code: &str| permissions.iter().any(|p| p == code);
     match intent {
-        Intent::OrderStatus if doc.is_some_and(|d| d.starts_with("DO-")) => {
-            delivery_status(db, p, as_of).await
-        }
-        Intent::OrderStatus if doc.is_some_and(|d| d.starts_with("PO-")) => {
-            purchase_status(db, p, as_of).await
-        }
-        Intent::OrderStatus => order_status(db, p, as_of).await,
+        Intent::OrderStatus => order_status(db, p, may("FIN.READ"), may("DO.READ"), as_of).await,
         Intent::DeliveryStatus => delivery_status(db, p, as_of).await,
         Intent::SalesSummary => sales_summary(db, p, today, as_of).await,
         Intent::StockLevel => stock_level(db, p, as_of).await,
@@ -136,11 +130,11 @@ async fn build_once(
         Intent::MachineHealth => machine_health(db, p, today, as_of).await,
         Intent::Receivables => receivables(db, p, today, as_of).await,
         Intent::Payables => payables(db, today, as_of).await,
-        Intent::PurchaseStatus => purchase_status(db, p, as_of).await,
+        Intent::PurchaseStatus => purchase_status(db, p, may("FIN.READ"), as_of).await,
         Intent::CashPosition => cash_position(db, today, as_of).await,
         Intent::Alerts | Intent::AlertMute => alerts(db, permissions, as_of).await,
         Intent::VendorScore => vendor_score(db, p, today, as_of).await,
-        Intent::CustomerInsight => customer_insight(db, p, today, as_of).await,
+        Intent::CustomerInsight => customer_insight(db, p, may("FIN.READ"), today, as_of).await,
         Intent::Help | Intent::OtpCode | Intent::GeneralQuestion => Ok(Built::Data(Snapshot {
             as_of: as_of.to_owned(),
             data: json!({}),
@@ -183,7 +177,15 @@ fn date(d: Option<NaiveDate>) -> String {
         .unwrap_or_else(|| "-".to_owned())
 }
 
-async fn order_status(db: &PgPool, p: &Params, as_of: &str) -> anyhow::Result<Built> {
+/// A sales order; its invoice status only for a caller with `FIN.READ` (`finance`), its
+/// deliveries only with `DO.READ` (`deliveries_too`): neither is read otherwise.
+async fn order_status(
+    db: &PgPool,
+    p: &Params,
+    finance: bool,
+    deliveries_too: bool,
+    as_of: &str,
+) -> anyhow::Result<Built> {
     let Some(doc) = p.doc.as_deref().filter(|d| d.starts_with("SO-")) else {
         let recent: Vec<(String, String)> = sqlx::query_as(
             "select s.doc_no, c.name from t_so s join m_cust c on c.id = s.cust_id
@@ -210,13 +212,16 @@ async fn order_status(db: &PgPool, p: &Params, as_of: &str) -> anyhow::Result<Bu
         Option<String>,
     )> = sqlx::query_as(
         "select s.doc_no, s.status, s.order_dt, s.deadline_dt, s.total_amt, c.name,
-                    (select string_agg(d.doc_no || ' (' || d.status || ')', ', ' order by d.doc_no)
-                     from t_do d where d.so_id = s.id and d.deleted_at is null),
-                    (select ar.status from t_ar ar where ar.so_id = s.id)
+                    case when $3 then
+                        (select string_agg(d.doc_no || ' (' || d.status || ')', ', ' order by d.doc_no)
+                         from t_do d where d.so_id = s.id and d.deleted_at is null) end,
+                    case when $2 then (select ar.status from t_ar ar where ar.so_id = s.id) end
              from t_so s join m_cust c on c.id = s.cust_id
              where s.doc_no = $1 and s.deleted_at is null",
     )
     .bind(doc)
+    .bind(finance)
+    .bind(deliveries_too)
     .fetch_optional(db)
     .await
     .context("reading the order")?;
@@ -236,20 +241,33 @@ async fn order_status(db: &PgPool, p: &Params, as_of: &str) -> anyhow::Result<Bu
         .map(|(name, qty, uom)| format!("{name} {} {uom}", number(*qty)))
         .collect::<Vec<_>>()
         .join(", ");
-    let deliveries = deliveries.unwrap_or_else(|| "-".to_owned());
-    let ar = ar.unwrap_or_else(|| "-".to_owned());
-    data(
-        as_of,
-        json!({ "order": no, "status": status, "customer": customer, "order_date": order_dt,
-                "deadline": deadline, "total_rp": total, "items": items,
-                "deliveries": deliveries, "invoice_status": ar }),
-        Bilingual::new(
-            format!("📦 {no} — {customer}\nStatus: {status}\nTanggal order: {}, tenggat: {}\nNilai: {}\nItem: {items}\nPengiriman: {deliveries}\nTagihan: {ar}",
-                date(Some(order_dt)), date(deadline), rupiah(total)),
-            format!("📦 {no} — {customer}\nStatus: {status}\nOrdered: {}, due: {}\nValue: {}\nItems: {items}\nDeliveries: {deliveries}\nInvoice: {ar}",
-                date(Some(order_dt)), date(deadline), rupiah(total)),
-        ),
-    )
+    let mut fields = json!({ "order": no, "status": status, "customer": customer,
+        "order_date": order_dt, "deadline": deadline, "total_rp": total, "items": items });
+    let mut id = format!(
+        "📦 {no} — {customer}\nStatus: {status}\nTanggal order: {}, tenggat: {}\nNilai: {}\nItem: {items}",
+        date(Some(order_dt)),
+        date(deadline),
+        rupiah(total)
+    );
+    let mut en = format!(
+        "📦 {no} — {customer}\nStatus: {status}\nOrdered: {}, due: {}\nValue: {}\nItems: {items}",
+        date(Some(order_dt)),
+        date(deadline),
+        rupiah(total)
+    );
+    if deliveries_too {
+        let deliveries = deliveries.unwrap_or_else(|| "-".to_owned());
+        id.push_str(&format!("\nPengiriman: {deliveries}"));
+        en.push_str(&format!("\nDeliveries: {deliveries}"));
+        fields["deliveries"] = json!(deliveries);
+    }
+    if finance {
+        let ar = ar.unwrap_or_else(|| "-".to_owned());
+        id.push_str(&format!("\nTagihan: {ar}"));
+        en.push_str(&format!("\nInvoice: {ar}"));
+        fields["invoice_status"] = json!(ar);
+    }
+    data(as_of, fields, Bilingual::new(id, en))
 }
 
 async fn delivery_status(db: &PgPool, p: &Params, as_of: &str) -> anyhow::Result<Built> {
@@ -704,39 +722,49 @@ async fn payables(db: &PgPool, today: NaiveDate, as_of: &str) -> anyhow::Result<
     )
 }
 
-async fn purchase_status(db: &PgPool, p: &Params, as_of: &str) -> anyhow::Result<Built> {
+/// A purchase order (its payable status only for a caller with `FIN.READ`, `finance`), or
+/// those not yet received.
+async fn purchase_status(
+    db: &PgPool,
+    p: &Params,
+    finance: bool,
+    as_of: &str,
+) -> anyhow::Result<Built> {
     if let Some(doc) = p.doc.as_deref().filter(|d| d.starts_with("PO-")) {
         let row: Option<(String, String, String, NaiveDate, Decimal, Option<String>)> =
             sqlx::query_as(
                 "select p.doc_no, p.status, v.name, p.order_dt, p.total_amt,
-                    (select ap.status from t_ap ap where ap.po_id = p.id)
+                    case when $2 then (select ap.status from t_ap ap where ap.po_id = p.id) end
              from t_po p join m_vendor v on v.id = p.vendor_id
              where p.doc_no = $1 and p.deleted_at is null",
             )
             .bind(doc)
+            .bind(finance)
             .fetch_optional(db)
             .await
             .context("reading the purchase order")?;
         let Some((no, status, vendor, order_dt, total, ap)) = row else {
             return Ok(not_found(doc));
         };
-        let ap = ap.unwrap_or_else(|| "-".to_owned());
-        return data(
-            as_of,
-            json!({ "purchase_order": no, "status": status, "vendor": vendor, "order_date": order_dt, "total_rp": total, "payable_status": ap }),
-            Bilingual::new(
-                format!(
-                    "🧾 {no} — {vendor}\nStatus: {status}\nTanggal: {}\nNilai: {}\nHutang: {ap}",
-                    date(Some(order_dt)),
-                    rupiah(total)
-                ),
-                format!(
-                    "🧾 {no} — {vendor}\nStatus: {status}\nDate: {}\nValue: {}\nPayable: {ap}",
-                    date(Some(order_dt)),
-                    rupiah(total)
-                ),
-            ),
+        let mut fields = json!({ "purchase_order": no, "status": status, "vendor": vendor,
+            "order_date": order_dt, "total_rp": total });
+        let mut id = format!(
+            "🧾 {no} — {vendor}\nStatus: {status}\nTanggal: {}\nNilai: {}",
+            date(Some(order_dt)),
+            rupiah(total)
         );
+        let mut en = format!(
+            "🧾 {no} — {vendor}\nStatus: {status}\nDate: {}\nValue: {}",
+            date(Some(order_dt)),
+            rupiah(total)
+        );
+        if finance {
+            let ap = ap.unwrap_or_else(|| "-".to_owned());
+            id.push_str(&format!("\nHutang: {ap}"));
+            en.push_str(&format!("\nPayable: {ap}"));
+            fields["payable_status"] = json!(ap);
+        }
+        return data(as_of, fields, Bilingual::new(id, en));
     }
     let pending: Vec<(String, String, String, Decimal)> = sqlx::query_as(
         "select p.doc_no, v.name, p.status, p.total_amt from t_po p join m_vendor v on v.id = p.vendor_id
@@ -886,16 +914,28 @@ async fn vendor_score(
     )
 }
 
+/// The largest customers, or one; open receivables only for a caller with `FIN.READ`
+/// (`finance`).
 async fn customer_insight(
     db: &PgPool,
     p: &Params,
+    finance: bool,
     today: NaiveDate,
     as_of: &str,
 ) -> anyhow::Result<Built> {
     let code = p.code.as_deref().filter(|c| c.starts_with("CUST-"));
-    let rows: Vec<(String, String, String, i64, Decimal, Option<NaiveDate>, Decimal)> = sqlx::query_as(
+    type Row = (
+        String,
+        String,
+        String,
+        i64,
+        Decimal,
+        Option<NaiveDate>,
+        Option<Decimal>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
         "select c.code, c.name, c.segment, count(s.id), coalesce(sum(s.total_amt), 0), max(s.order_dt),
-                (select coalesce(sum(ar.amt), 0) from t_ar ar where ar.cust_id = c.id and ar.paid_dt is null and ar.status <> 'Paid')
+                case when $3 then (select coalesce(sum(ar.amt), 0) from t_ar ar where ar.cust_id = c.id and ar.paid_dt is null and ar.status <> 'Paid') end
          from m_cust c left join t_so s on s.cust_id = c.id and s.deleted_at is null
               and s.status not in ('Cancel', 'Draft') and s.order_dt >= $1 - 365
          where c.deleted_at is null and ($2::text is null or c.code = $2)
@@ -903,6 +943,7 @@ async fn customer_insight(
     )
     .bind(today)
     .bind(code)
+    .bind(finance)
     .fetch_all(db)
     .await
     .context("reading customers")?;
@@ -913,19 +954,26 @@ async fn customer_insight(
     let mut en = vec!["👥 Customers (12 months):".to_owned()];
     let mut items = Vec::new();
     for (code, name, segment, n, total, last, open) in &rows {
-        id.push(format!(
-            "• {name} ({code}, {segment}): {n} order, {}, order terakhir {}, piutang terbuka {}",
+        let mut line_id = format!(
+            "• {name} ({code}, {segment}): {n} order, {}, order terakhir {}",
             rupiah_short(*total),
-            date(*last),
-            rupiah(*open)
-        ));
-        en.push(format!(
-            "• {name} ({code}, {segment}): {n} orders, {}, last order {}, open receivables {}",
+            date(*last)
+        );
+        let mut line_en = format!(
+            "• {name} ({code}, {segment}): {n} orders, {}, last order {}",
             rupiah_short(*total),
-            date(*last),
-            rupiah(*open)
-        ));
-        items.push(json!({ "customer": code, "name": name, "segment": segment, "orders_12m": n, "revenue_12m_rp": total, "last_order": last, "open_receivables_rp": open }));
+            date(*last)
+        );
+        let mut item = json!({ "customer": code, "name": name, "segment": segment,
+            "orders_12m": n, "revenue_12m_rp": total, "last_order": last });
+        if let Some(open) = open.filter(|_| finance) {
+            line_id.push_str(&format!(", piutang terbuka {}", rupiah(open)));
+            line_en.push_str(&format!(", open receivables {}", rupiah(open)));
+            item["open_receivables_rp"] = json!(open);
+        }
+        id.push(line_id);
+        en.push(line_en);
+        items.push(item);
     }
     data(
         as_of,

@@ -61,6 +61,20 @@ impl Intent {
         }
     }
 
+    /// What a question naming document `doc` is really about: a document-status question
+    /// (order, delivery, purchase) naming a DO or a PO number asks for that delivery or purchase
+    /// order, and needs its permission; a purchase question naming an SO asks for the order.
+    /// (A delivery question naming an SO asks for that order's deliveries.)
+    pub fn for_document(self, doc: Option<&str>) -> Intent {
+        use Intent::*;
+        match (self, doc) {
+            (OrderStatus | PurchaseStatus, Some(d)) if d.starts_with("DO-") => DeliveryStatus,
+            (OrderStatus | DeliveryStatus, Some(d)) if d.starts_with("PO-") => PurchaseStatus,
+            (PurchaseStatus, Some(d)) if d.starts_with("SO-") => OrderStatus,
+            (intent, _) => intent,
+        }
+    }
+
     /// The area named in a refusal.
     pub fn area(self, lang: Lang) -> &'static str {
         use Intent::*;

@@ -198,19 +198,20 @@ pub fn understand(
         if let Some(prev) = previous {
             let before = understand(prev, catalog, today, None);
             if before.intent != Intent::GeneralQuestion {
+                let params = Params {
+                    doc: params.doc.or(before.params.doc),
+                    code: params.code.or(before.params.code),
+                    period: params.period.or(before.params.period),
+                };
                 return Understanding {
-                    intent: before.intent,
-                    params: Params {
-                        doc: params.doc.or(before.params.doc),
-                        code: params.code.or(before.params.code),
-                        period: params.period.or(before.params.period),
-                    },
+                    intent: before.intent.for_document(params.doc.as_deref()),
+                    params,
                 };
             }
         }
     }
     Understanding {
-        intent: c.intent,
+        intent: c.intent.for_document(params.doc.as_deref()),
         params,
     }
 }
