@@ -150,6 +150,19 @@ impl Caller {
     }
 
     /// Refuses acting on (or handing out) a role that outranks the caller's.
+    /// Whether the caller may give someone (themselves included) the role of `level` holding
+    /// `permissions`: not above their own, and nothing in it they do not hold themselves — the
+    /// rule of granting permissions to a role.
+    pub fn may_assign(&self, level: i32, permissions: &[String]) -> Result<()> {
+        self.may_manage_level(level)?;
+        if let Some(code) = permissions.iter().find(|p| !self.has(p)) {
+            return Err(Error::refused(format!(
+                "You cannot assign this role: it holds {code}, which your own role does not."
+            )));
+        }
+        Ok(())
+    }
+
     pub fn may_manage_level(&self, level: i32) -> Result<()> {
         if level < self.role_level {
             return Err(Error::refused(

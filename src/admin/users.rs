@@ -248,8 +248,8 @@ async fn create(
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
-    let (role_id, role_level) = role.expect("checked above");
-    caller.may_manage_level(role_level)?;
+    let (role_id, role_level, role_permissions) = role.expect("checked above");
+    caller.may_assign(role_level, &role_permissions)?;
     let hash = match req.password {
         Some(p) => Some(state.auth.hasher.hash(p).await?),
         None => None,
@@ -344,8 +344,8 @@ async fn update(
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
-    if let Some((_, level)) = role {
-        caller.may_manage_level(level)?;
+    if let Some((_, level, permissions)) = &role {
+        caller.may_assign(*level, permissions)?;
     }
     let full_name = full_name.map(str::to_owned);
     let lang = req.lang;
@@ -360,7 +360,7 @@ async fn update(
             )
             .bind(id)
             .bind(full_name)
-            .bind(role.map(|(id, _)| id))
+            .bind(role.map(|(id, _, _)| id))
             .bind(lang)
             .bind(by)
             .execute(&mut **tx)
@@ -791,10 +791,14 @@ async fn snapshot(conn: &mut PgConnection, id: i64) -> Result<Value> {
     )
 }
 
-/// `(id, level)` of a live role by code.
-async fn role_by_code(db: &sqlx::PgPool, code: &str) -> Result<Option<(i64, i32)>> {
+/// `(id, level, permission codes)` of a live role by code.
+async fn role_by_code(db: &sqlx::PgPool, code: &str) -> Result<Option<(i64, i32, Vec<String>)>> {
     Ok(sqlx::query_as(
-        "select id, level from adm_role where code = upper($1) and deleted_at is null",
+        "select r.id, r.level,
+                array(select p.code::text from adm_role_permission rp
+                      join adm_permission p on p.id = rp.permission_id
+                      where rp.role_id = r.id order by p.code)
+         from adm_role r where r.code = upper($1) and r.deleted_at is null",
     )
     .bind(code.trim())
     .fetch_optional(db)

@@ -296,7 +296,11 @@ async fn a_caller_cannot_reach_above_their_own_role() {
          insert into adm_role_permission (role_id, permission_id)
          select r.id, p.id from adm_role r, adm_permission p
          where r.code = 'HR_ADMIN' and p.code in ('ADMIN.USER.UPDATE', 'ADMIN.USER.READ',
-                                                  'ADMIN.ROLE.MANAGE')",
+                                                  'ADMIN.ROLE.MANAGE');
+         insert into adm_role (code, name, level) values ('HR_CLERK', 'HR clerk', 30);
+         insert into adm_role_permission (role_id, permission_id)
+         select r.id, p.id from adm_role r, adm_permission p
+         where r.code = 'HR_CLERK' and p.code = 'ADMIN.USER.READ'",
     )
     .execute(&app.db)
     .await
@@ -338,7 +342,20 @@ async fn a_caller_cannot_reach_above_their_own_role() {
         Method::PATCH,
     )
     .await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        status, 403,
+        "cannot hand out a lower role holding what its own does not (AI.CHAT, WO.READ …): {body}"
+    );
+    let (status, body) = post(
+        format!("/api/v1/users/{peer}"),
+        Some(json!({ "role": "HR_CLERK" })),
+        Method::PATCH,
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "a lower role within its own permissions: {body}"
+    );
     let (status, _) = post(
         "/api/v1/roles".to_owned(),
         Some(json!({ "code": "XR", "name": "x", "level": 50, "permissions": ["FIN.APPROVE"] })),

@@ -658,3 +658,65 @@ async fn the_first_admin_is_created_from_the_command_line() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("adm_user_username_live_uq"));
 }
+
+#[tokio::test]
+async fn a_user_administrator_cannot_hand_out_a_role_holding_more_than_their_own() {
+    let app = spawn_app().await;
+    crate::admin_support::role_with(
+        &app,
+        "USER_ADMIN",
+        &["ADMIN.USER.CREATE", "ADMIN.USER.READ", "ADMIN.USER.UPDATE"],
+    )
+    .await;
+    crate::admin_support::role_with(&app, "HELPDESK", &["ADMIN.USER.READ"]).await;
+    let t = signed_in(&app, "useradmin", "USER_ADMIN").await;
+    let me = crate::admin_support::user_with_role(&app, "spare", "HELPDESK").await;
+    let own: String =
+        sqlx::query_scalar("select uuid::text from adm_user where username = 'useradmin'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+
+    // READONLY (level 99, every business READ, FIN.READ among them): not theirs to give.
+    let (status, problem) = create_user(
+        &app,
+        &t,
+        json!({ "username": "reader", "email": "reader@factory.local", "full_name": "Reader",
+                "role": "READONLY" }),
+    )
+    .await;
+    assert_eq!(status, 403, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot assign"),
+        "{problem}"
+    );
+    for target in [own.as_str(), &me.to_string()] {
+        let (status, problem) = send(
+            &app,
+            &t,
+            Method::PATCH,
+            &format!("/api/v1/users/{target}"),
+            Some(json!({ "role": "READONLY" })),
+        )
+        .await;
+        assert_eq!(status, 403, "{problem}");
+    }
+    assert_eq!(
+        app.count("select count(*) from adm_user u join adm_role r on r.id = u.role_id where r.code = 'READONLY'")
+            .await,
+        0
+    );
+
+    // A role whose every permission they hold is theirs to give.
+    let (status, created) = create_user(
+        &app,
+        &t,
+        json!({ "username": "helper", "email": "helper@factory.local", "full_name": "Helper",
+                "role": "HELPDESK" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+}
