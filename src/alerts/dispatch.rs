@@ -1,7 +1,8 @@
 //! The dispatcher: routes each new WhatsApp alert to its recipients and hands it to the outbox.
 //!
-//! Recipients are the active users whose role holds `ALERT.READ` (and `<module>.READ` where the
-//! catalogue has that code: a finance alert is finance data) and is named by an active routing
+//! Recipients are the active users whose role holds `ALERT.READ` and the module's read
+//! permission (`ai_alert_module`: a finance alert is finance data; a module not in that map only
+//! for `ALERT.MANAGE`) and is named by an active routing
 //! rule for the alert's module (or every module) at or below its severity, and whose
 //! WhatsApp device is confirmed (the same trust the chat gate asks for: confirmed by email code,
 //! not expired, not revoked by an admin). The alert goes to the number or BSUID of that device, in

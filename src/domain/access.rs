@@ -2,13 +2,15 @@
 //! routing, the acknowledgement, the admin alert list and the brain's alert answer share.
 
 /// SQL condition: an alert of module `module` (an SQL expression) is data that the holder of the
-/// permission codes `permissions` (an SQL `text[]` expression) may read. A module with a read
-/// permission in the catalogue (`FIN.READ` …) needs it: a finance alert is finance data; any
-/// other module (SYS …) needs nothing beyond `ALERT.READ`, which callers check themselves.
+/// permission codes `permissions` (an SQL `text[]` expression) may read. The module's read
+/// permission comes from the explicit map `ai_alert_module` (FIN → `FIN.READ`, SYS →
+/// `ALERT.READ` …): a finance alert is finance data. A module the map does not name fails
+/// closed: only `ALERT.MANAGE` reads it. Callers check `ALERT.READ` themselves.
 pub fn module_readable(module: &str, permissions: &str) -> String {
     format!(
-        "({module} || '.READ' = any({permissions})
-          or not exists (select 1 from adm_permission mp where mp.code = {module} || '.READ'))"
+        "coalesce((select am.read_perm = any({permissions}) from ai_alert_module am
+                   where am.module = {module}),
+                  'ALERT.MANAGE' = any({permissions}))"
     )
 }
 

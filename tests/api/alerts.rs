@@ -754,3 +754,55 @@ async fn tapping_the_button_acknowledges_the_alert_and_what_still_waits_is_withd
         "only the answer to their tap, not the alert"
     );
 }
+
+#[tokio::test]
+async fn an_alert_of_a_module_outside_the_map_reaches_only_alert_managers() {
+    let app = spawn_app().await;
+    let operator = app.user_with_role("OPERATOR", true).await;
+    let admin = app.user_with_role("SYSADMIN", true).await;
+    for user in [&operator, &admin] {
+        open_window(&app, user).await;
+    }
+    // Every alert routed to both roles; HR is in no module map, SYS is for every alert reader.
+    sqlx::raw_sql(
+        "insert into ai_alert_rule (module, min_severity, role_id)
+         select null, 'Low', id from adm_role where code in ('OPERATOR', 'SYSADMIN');
+         insert into ai_alert (module, alert_type, severity, message) values
+            ('HR', 'PAYROLL', 'High', 'Gaji Budi belum dibayar'),
+            ('SYS', 'DISK_FULL', 'High', 'Disk 98%');",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    app.settle().await;
+    let texts = |to: &str| -> Vec<String> {
+        sends_to(&app, to)
+            .iter()
+            .map(|s| shown(s).to_owned())
+            .collect()
+    };
+    let (to_operator, to_admin) = (texts(&operator), texts(&admin));
+    assert!(
+        to_operator.iter().any(|t| t.contains("Disk 98%")),
+        "{to_operator:?}"
+    );
+    assert!(
+        !to_operator.iter().any(|t| t.contains("Gaji")),
+        "{to_operator:?}"
+    );
+    assert!(to_admin.iter().any(|t| t.contains("Gaji")), "{to_admin:?}");
+
+    // Nor is it told in the operator's "active alerts" answer.
+    app.post_webhook(&text_delivery(
+        &operator,
+        "wamid.op.hr",
+        "alert aktif apa aja?",
+        now(),
+    ))
+    .await;
+    app.settle().await;
+    let sends = sends_to(&app, &operator);
+    let answer = shown(sends.last().unwrap());
+    assert!(answer.contains("Disk 98%"), "{answer}");
+    assert!(!answer.contains("Gaji"), "{answer}");
+}
