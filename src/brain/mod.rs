@@ -297,7 +297,7 @@ impl Preparer {
         let catalog = &*catalog;
         let now = Utc::now().with_timezone(&self.timezone);
         let today = now.date_naive();
-        let history = history(db, settings, caller.user_id).await?;
+        let history = history(db, settings, caller).await?;
         let c = classify(text, catalog);
         let u = understand(
             text,
@@ -575,24 +575,40 @@ impl Brain {
     }
 }
 
-/// The last turns of this user within the configured window, oldest first.
-async fn history(db: &PgPool, settings: &BrainSettings, user_id: i64) -> anyhow::Result<Vec<Turn>> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "select msg_in, msg_out from ai_chat
+/// The last turns of `caller` within the configured window, oldest first — only those the
+/// caller may still see: asked under their current role, about an intent whose permission they
+/// still hold. A lowered role leaves its earlier answers out of the prompt.
+async fn history(
+    db: &PgPool,
+    settings: &BrainSettings,
+    caller: &Caller,
+) -> anyhow::Result<Vec<Turn>> {
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "select msg_in, msg_out, intent, user_role from ai_chat
          where user_id = $1 and msg_in is not null and msg_out is not null
            and ts > now() - make_interval(mins => $2)
          order by ts desc, id desc limit $3",
     )
-    .bind(user_id)
+    .bind(caller.user_id)
     .bind(settings.history_minutes as i32)
     .bind(settings.history_turns)
     .fetch_all(db)
     .await
     .context("reading recent turns")?;
+    let still_visible = |intent: Option<&str>, role: Option<&str>| {
+        let intent_ok = match intent {
+            None => true,
+            Some(name) => name
+                .parse::<Intent>()
+                .is_ok_and(|i| i.permission().is_none_or(|p| caller.may(p))),
+        };
+        intent_ok && role == Some(caller.role.as_str())
+    };
     Ok(rows
         .into_iter()
         .rev()
-        .map(|(question, answer)| Turn { question, answer })
+        .filter(|(_, _, intent, role)| still_visible(intent.as_deref(), role.as_deref()))
+        .map(|(question, answer, _, _)| Turn { question, answer })
         .collect())
 }
 

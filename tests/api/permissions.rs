@@ -306,3 +306,73 @@ async fn a_follow_up_naming_a_purchase_order_needs_the_purchase_permission() {
         }
     }
 }
+
+#[tokio::test]
+async fn after_a_role_is_lowered_the_prompt_history_carries_nothing_it_may_no_longer_see() {
+    let test_db = fresh_database().await;
+    let db = PgPool::connect_with(test_db.settings.database.connect_options())
+        .await
+        .unwrap();
+    demo::load(&db).await.unwrap();
+    let prep = Preparer::new(
+        db.clone(),
+        SharedCatalog::new(Catalog::load(&db).await.unwrap()),
+        test_db.settings.brain.clone(),
+        chrono_tz::Asia::Jakarta,
+    );
+    let all = roles(&db).await;
+    let of = |code: &str| all.iter().find(|(r, _)| r == code).unwrap().1.clone();
+    let sales_manager = of("MANAGER_SALES");
+    assert!(sales_manager.iter().any(|p| p == "FIN.READ"));
+    let caller = caller_of(&db, "MANAGER_SALES", &sales_manager).await;
+    // What the chat log holds from when the user was a sales manager.
+    sqlx::query(
+        "insert into ai_chat (user_id, user_role, msg_in, msg_out, intent, outcome, wamid_in, ts)
+         values ($1, 'MANAGER_SALES', 'piutang overdue?', 'RAHASIA-PIUTANG Rp 1,2 M', 'receivables',
+                 'fallback', 'wamid.hist.1', now() - interval '3 minutes'),
+                ($1, 'MANAGER_SALES', 'omzet bulan ini?', 'OMZET-TURN Rp 3 M', 'sales_summary',
+                 'fallback', 'wamid.hist.2', now() - interval '2 minutes')",
+    )
+    .bind(caller.user_id)
+    .execute(&db)
+    .await
+    .unwrap();
+    let prompt_of = |caller: Caller| {
+        let prep = prep.clone();
+        async move {
+            match prep
+                .prepare(&caller, "status SO-202412-0002?", Lang::Id)
+                .await
+                .unwrap()
+            {
+                Prepared::Ask { messages, .. } => messages
+                    .iter()
+                    .map(|m| m.content.clone())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                Prepared::Direct { text, .. } => panic!("an order question is answered: {text}"),
+            }
+        }
+    };
+    // Unchanged: both earlier turns are in the history.
+    let prompt = prompt_of(caller.clone()).await;
+    assert!(prompt.contains("RAHASIA-PIUTANG"), "{prompt}");
+    assert!(prompt.contains("OMZET-TURN"), "{prompt}");
+
+    // The same role without FIN.READ: the receivables turn leaves, the sales turn stays.
+    let mut without_finance = caller.clone();
+    without_finance.permissions.remove("FIN.READ");
+    let prompt = prompt_of(without_finance).await;
+    assert!(!prompt.contains("RAHASIA-PIUTANG"), "{prompt}");
+    assert!(prompt.contains("OMZET-TURN"), "{prompt}");
+
+    // Moved to another role: nothing said under the old one is carried over.
+    let staff = Caller {
+        role: "STAFF_SALES".into(),
+        permissions: of("STAFF_SALES").into_iter().collect(),
+        ..caller
+    };
+    let prompt = prompt_of(staff).await;
+    assert!(!prompt.contains("RAHASIA-PIUTANG"), "{prompt}");
+    assert!(!prompt.contains("OMZET-TURN"), "{prompt}");
+}
