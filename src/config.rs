@@ -185,6 +185,8 @@ pub struct BrainSettings {
     pub circuit_open_secs: u64,
     /// Mask personal data before the LLM sees it.
     pub llm_external: bool,
+    /// Longest question answered, in characters.
+    pub max_question_chars: usize,
     /// Turns of history in the prompt.
     pub history_turns: i64,
     /// Age limit of those turns.
@@ -503,8 +505,9 @@ impl Settings {
         if self.brain.llm_timeout_secs == 0
             || self.brain.circuit_failures == 0
             || self.brain.circuit_open_secs == 0
+            || self.brain.max_question_chars == 0
         {
-            bail!("invalid configuration: brain.llm_timeout_secs, brain.circuit_failures and brain.circuit_open_secs must be at least 1");
+            bail!("invalid configuration: brain.llm_timeout_secs, brain.circuit_failures, brain.circuit_open_secs and brain.max_question_chars must be at least 1");
         }
         if self.smtp.timeout_secs == 0 {
             bail!("invalid configuration: smtp.timeout_secs must be at least 1");

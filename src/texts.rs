@@ -199,6 +199,18 @@ pub fn stale_notice(lang: Lang, sent_at_local: &str) -> String {
 }
 
 /// A message the hub cannot read (media without a caption, location, contacts …).
+/// A question over `brain.max_question_chars`.
+pub fn question_too_long(lang: Lang, max_chars: usize) -> String {
+    match lang {
+        Lang::Id => format!(
+            "Maaf, pertanyaan Anda terlalu panjang untuk saya proses (paling banyak {max_chars} karakter). Silakan kirim pertanyaan yang lebih singkat."
+        ),
+        Lang::En => format!(
+            "Sorry, your question is too long for me to handle (at most {max_chars} characters). Please send a shorter question."
+        ),
+    }
+}
+
 pub fn text_only(lang: Lang) -> &'static str {
     match lang {
         Lang::Id => {

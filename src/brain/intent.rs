@@ -1259,6 +1259,9 @@ struct Token<'a> {
 }
 
 /// Normalises one lower-case word: abbreviation map, "-nya"/"di-" affixes, one typo.
+/// Longest word (in bytes) that typo correction looks at.
+const MAX_TYPO_WORD: usize = 32;
+
 fn normalise<'a>(word: &'a str, catalog: &'a Catalog) -> (&'a str, bool) {
     let lex = &*LEXICON;
     if let Some(c) = lex.canon.get(word) {
@@ -1285,7 +1288,9 @@ fn normalise<'a>(word: &'a str, catalog: &'a Catalog) -> (&'a str, bool) {
             }
         }
     }
-    if word.len() >= 4 && word.chars().all(char::is_alphabetic) {
+    // Typo correction costs a string per letter, each as long as the word: only words of a
+    // length a lexicon or catalogue word can have are tried.
+    if (4..=MAX_TYPO_WORD).contains(&word.len()) && word.chars().all(char::is_alphabetic) {
         let variants = if word.chars().count() >= 5 {
             crate::brain::catalog::deletions(word)
         } else {

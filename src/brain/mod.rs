@@ -293,6 +293,14 @@ impl Preparer {
         lang: Lang,
     ) -> anyhow::Result<Prepared> {
         let (db, settings) = (&self.db, &*self.settings);
+        if text.chars().nth(settings.max_question_chars).is_some() {
+            metrics::counter!("brain_too_long_total").increment(1);
+            return Ok(Prepared::Direct {
+                text: texts::question_too_long(lang, settings.max_question_chars),
+                intent: Intent::GeneralQuestion,
+                outcome: Outcome::Clarify,
+            });
+        }
         let catalog = self.catalog.current();
         let catalog = &*catalog;
         let now = Utc::now().with_timezone(&self.timezone);
@@ -577,7 +585,8 @@ impl Brain {
 
 /// The last turns of `caller` within the configured window, oldest first — only those the
 /// caller may still see: asked under their current role, about an intent whose permission they
-/// still hold. A lowered role leaves its earlier answers out of the prompt.
+/// still hold (a lowered role leaves its earlier answers out of the prompt), and short enough
+/// to have been answered.
 async fn history(
     db: &PgPool,
     settings: &BrainSettings,
@@ -604,10 +613,14 @@ async fn history(
         };
         intent_ok && role == Some(caller.role.as_str())
     };
+    // A question too long to be answered is not worth its place in the prompt either.
+    let answerable = |q: &str| q.chars().nth(settings.max_question_chars).is_none();
     Ok(rows
         .into_iter()
         .rev()
-        .filter(|(_, _, intent, role)| still_visible(intent.as_deref(), role.as_deref()))
+        .filter(|(q, _, intent, role)| {
+            answerable(q) && still_visible(intent.as_deref(), role.as_deref())
+        })
         .map(|(question, answer, _, _)| Turn { question, answer })
         .collect())
 }

@@ -331,7 +331,9 @@ async fn after_a_role_is_lowered_the_prompt_history_carries_nothing_it_may_no_lo
          values ($1, 'MANAGER_SALES', 'piutang overdue?', 'RAHASIA-PIUTANG Rp 1,2 M', 'receivables',
                  'fallback', 'wamid.hist.1', now() - interval '3 minutes'),
                 ($1, 'MANAGER_SALES', 'omzet bulan ini?', 'OMZET-TURN Rp 3 M', 'sales_summary',
-                 'fallback', 'wamid.hist.2', now() - interval '2 minutes')",
+                 'fallback', 'wamid.hist.2', now() - interval '2 minutes'),
+                ($1, 'MANAGER_SALES', 'TOO-LONG-TURN ' || repeat('x', 5000), 'too long',
+                 'general_question', 'clarify', 'wamid.hist.3', now() - interval '1 minute')",
     )
     .bind(caller.user_id)
     .execute(&db)
@@ -354,10 +356,11 @@ async fn after_a_role_is_lowered_the_prompt_history_carries_nothing_it_may_no_lo
             }
         }
     };
-    // Unchanged: both earlier turns are in the history.
+    // Unchanged: both earlier answered turns are in the history; one too long to answer is not.
     let prompt = prompt_of(caller.clone()).await;
     assert!(prompt.contains("RAHASIA-PIUTANG"), "{prompt}");
     assert!(prompt.contains("OMZET-TURN"), "{prompt}");
+    assert!(!prompt.contains("TOO-LONG-TURN"), "{prompt}");
 
     // The same role without FIN.READ: the receivables turn leaves, the sales turn stays.
     let mut without_finance = caller.clone();

@@ -585,3 +585,41 @@ async fn a_poison_message_is_retried_a_bounded_number_of_times_then_marked_dead(
         0
     );
 }
+
+#[tokio::test]
+async fn a_question_over_the_length_limit_gets_ask_it_shorter_in_its_language() {
+    let app = spawn_app().await;
+    let from = app.trusted_sender().await;
+    // One 65,536-letter word: once 26 s and 4 GiB of typo correction.
+    let huge = "a".repeat(65_536);
+    app.post_webhook(&text_delivery(&from, "wamid.huge", &huge, now()))
+        .await;
+    let long_english = format!("what is the revenue {}", "really ".repeat(200));
+    app.post_webhook(&text_delivery(&from, "wamid.long.en", &long_english, now()))
+        .await;
+    app.post_webhook(&text_delivery(
+        &from,
+        "wamid.after",
+        "omzet bulan ini?",
+        now(),
+    ))
+    .await;
+    assert!(settled_sends(&app, &from, 3).await);
+    let replies: Vec<(String, String)> =
+        sqlx::query_as("select inbound_wamid, payload->'text'->>'body' from wa_outbox order by id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(replies.len(), 3, "{replies:?}");
+    assert_eq!(replies[0].0, "wamid.huge");
+    assert!(replies[0].1.contains("terlalu panjang"), "{replies:?}");
+    assert!(replies[0].1.contains("1000"), "{replies:?}");
+    assert!(replies[1].1.contains("too long"), "{replies:?}");
+    assert!(replies[2].1.contains("Omzet bulan ini"), "{replies:?}");
+    assert_eq!(
+        app.count("select count(*) from wa_inbox where status = 'done'")
+            .await,
+        3,
+        "answered once, not retried"
+    );
+}
