@@ -53,7 +53,7 @@ const DETECTORS: [(&str, &str); 3] = [
          where x.rate > $2::numeric
            and not exists (
                select 1 from ai_alert o
-               where o.acked_at is null and o.module = 'WO' and o.alert_type = 'ANOMALY'
+               where o.acked_at is null and o.is_sent and o.module = 'WO' and o.alert_type = 'ANOMALY'
                  and o.payload ->> 'machine' = x.code)
          on conflict (dedup_key) do nothing",
     ),
@@ -80,7 +80,7 @@ const DETECTORS: [(&str, &str); 3] = [
          where (x.available < 0 or x.available < x.min_stock)
            and not exists (
                select 1 from ai_alert o
-               where o.acked_at is null and o.module = 'INV' and o.alert_type = 'STOCK'
+               where o.acked_at is null and o.is_sent and o.module = 'INV' and o.alert_type = 'STOCK'
                  and o.payload ->> 'item' = x.item and o.payload ->> 'wh' = x.wh
                  -- an open below-minimum (Low) alert does not hide that it is now oversold
                  and (o.severity <> 'Low' or x.available >= 0))
@@ -103,7 +103,7 @@ const DETECTORS: [(&str, &str); 3] = [
          having count(*) > 0
             and not exists (
                 select 1 from ai_alert o
-                where o.acked_at is null and o.module = 'FIN' and o.alert_type = 'OVERDUE')
+                where o.acked_at is null and o.is_sent and o.module = 'FIN' and o.alert_type = 'OVERDUE')
          on conflict (dedup_key) do nothing",
     ),
 ];

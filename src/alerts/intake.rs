@@ -38,6 +38,9 @@ pub const MAX_BODY: usize = 64 * 1024;
 const MAX_MESSAGE_CHARS: usize = 3000;
 /// Longest `dedup_key` (the column's width).
 const MAX_DEDUP_KEY: usize = 100;
+/// Key prefixes of the hub's own alerts: the detectors' (`detect:`) and the stream positions it
+/// keys messages without a key by (`js:`).
+const RESERVED_KEY_PREFIXES: [&str; 2] = ["detect:", "js:"];
 /// How long a message waits before JetStream offers it again after the database failed.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -124,6 +127,16 @@ pub fn parse(body: &[u8]) -> Result<NewAlert, String> {
     if dedup_key.as_ref().is_some_and(|k| k.len() > MAX_DEDUP_KEY) {
         return Err(format!(
             "dedup_key is longer than {MAX_DEDUP_KEY} characters"
+        ));
+    }
+    if let Some(prefix) = dedup_key.as_deref().and_then(|k| {
+        RESERVED_KEY_PREFIXES
+            .iter()
+            .find(|p| k.to_ascii_lowercase().starts_with(**p))
+    }) {
+        // A publisher must not take the key of a detector's (or a later message's) alert.
+        return Err(format!(
+            "dedup_key may not start with {prefix:?}: reserved for the hub's own alerts"
         ));
     }
     Ok(NewAlert {

@@ -806,3 +806,39 @@ async fn an_alert_of_a_module_outside_the_map_reaches_only_alert_managers() {
     assert!(answer.contains("Disk 98%"), "{answer}");
     assert!(!answer.contains("Gaji"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_publisher_cannot_silence_the_detectors() {
+    let app = spawn_app().await;
+    sentient_hub::db::demo::load(&app.db).await.unwrap();
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .date_naive();
+    // A detector's key (or a stream position's) is not a publisher's to take.
+    for key in [format!("detect:overdue:{today}"), "js:1:2026".to_owned()] {
+        let body = format!(
+            r#"{{"module":"FIN","alert_type":"OVERDUE","severity":"Low","message":"x","dedup_key":"{key}"}}"#
+        );
+        let reason = sentient_hub::alerts::intake::parse(body.as_bytes()).unwrap_err();
+        assert!(reason.contains("reserved"), "{key}: {reason}");
+    }
+    // An open alert of the same kind that was never pushed (Dashboard only) hides nothing.
+    sqlx::query(
+        "insert into ai_alert (module, alert_type, severity, message, channel)
+         values ('FIN', 'OVERDUE', 'Low', 'decoy', 'Dashboard')",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sentient_hub::alerts::detect::detect(&app.db, today)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.count(&format!(
+            "select count(*) from ai_alert where dedup_key = 'detect:overdue:{today}'"
+        ))
+        .await,
+        1,
+        "the receivables over 30 days late are raised"
+    );
+}
