@@ -72,10 +72,8 @@ impl Mailer {
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(format!(
-                "Kode verifikasi Sentient Hub / Verification code: {}",
-                mail.code
-            ))
+            // Not the code: a phone's lock screen shows the subject line.
+            .subject("Kode verifikasi Sentient Hub / Verification code")
             .header(ContentType::TEXT_PLAIN)
             .body(body(mail))?;
         self.transport

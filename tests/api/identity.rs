@@ -397,3 +397,18 @@ async fn a_bsuid_is_recorded_and_then_identifies_the_user_without_a_phone() {
         .unwrap()
         .contains("Saya bisa menjawab"));
 }
+
+#[tokio::test]
+async fn the_code_mail_keeps_the_code_out_of_its_subject_line() {
+    let (app, sink) = app_with_mail().await;
+    let me = app.user_with_role("DIRECTOR", false).await;
+    say(&app, &me, "wamid.subj", "omzet?").await;
+    let code = sink.code(1).await;
+    let mail = &sink.mails()[0];
+    let subject = mail
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("subject:"))
+        .expect("a subject line");
+    assert!(!subject.contains(&code), "{subject}");
+    assert!(mail.contains(&code), "the code is in the body");
+}
