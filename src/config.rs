@@ -107,6 +107,8 @@ pub struct WhatsAppSettings {
     pub graph_timeout_secs: u64,
     /// Largest webhook body accepted.
     pub max_body_bytes: usize,
+    /// Webhook POSTs handled at once; more get 503.
+    pub max_concurrent_webhooks: usize,
     /// Global send rate of this instance.
     pub messages_per_second: u32,
     /// Attempts per outbound message for retryable errors.
@@ -479,6 +481,10 @@ impl Settings {
             ),
             ("whatsapp.retry_base_ms", wa.retry_base_ms),
             ("whatsapp.max_body_bytes", wa.max_body_bytes as u64),
+            (
+                "whatsapp.max_concurrent_webhooks",
+                wa.max_concurrent_webhooks as u64,
+            ),
             ("inbox.partitions", u64::from(self.inbox.partitions)),
             ("inbox.ack_wait_secs", self.inbox.ack_wait_secs),
             ("inbox.relay_idle_ms", self.inbox.relay_idle_ms),

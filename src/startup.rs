@@ -27,7 +27,7 @@ use crate::alerts::detect::Detector;
 use crate::alerts::dispatch::{DispatchSettings, Dispatcher};
 use crate::alerts::intake::AlertIntake;
 use crate::brain::{catalog::Catalog, Brain, Preparer, SharedCatalog};
-use crate::config::Settings;
+use crate::config::{Settings, WhatsAppSettings};
 use crate::http::health::HealthState;
 use crate::identity::gate::Gate;
 use crate::identity::mailer::Mailer;
@@ -201,7 +201,7 @@ impl Application {
         };
         let router = build_router(
             http_state,
-            settings.whatsapp.max_body_bytes,
+            &settings.whatsapp,
             Duration::from_secs(settings.server.request_timeout_secs),
         );
         Ok(Self {
@@ -303,12 +303,15 @@ impl Application {
 
 /// All routes, with request ids, tracing, metrics and a time limit of `timeout`. Separate from
 /// serving so it can be exercised on its own.
-pub fn build_router(state: HttpState, max_body_bytes: usize, timeout: Duration) -> Router {
+pub fn build_router(state: HttpState, whatsapp: &WhatsAppSettings, timeout: Duration) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(http::health::router())
         .merge(crate::admin::router())
-        .merge(inbox::webhook::router(max_body_bytes))
+        .merge(inbox::webhook::router(
+            whatsapp.max_body_bytes,
+            whatsapp.max_concurrent_webhooks,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(telemetry::track_http))
         .layer(TimeoutLayer::with_status_code(
@@ -332,6 +335,26 @@ pub fn build_router(state: HttpState, max_body_bytes: usize, timeout: Duration) 
             }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unfit_request_id))
+}
+
+/// Longest `x-request-id` a caller may choose.
+const MAX_REQUEST_ID: usize = 64;
+
+/// A caller's `x-request-id` goes into every log line of the request: one that is too long or
+/// holds anything but letters, digits and `-_.:` is dropped (a fresh UUID takes its place).
+async fn drop_unfit_request_id<B>(mut req: Request<B>) -> Request<B> {
+    let fit = |v: &axum::http::HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+    };
+    if req.headers().get("x-request-id").is_some_and(|v| !fit(v)) {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

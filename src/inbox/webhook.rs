@@ -2,7 +2,10 @@
 //! (signed deliveries).
 //!
 //! What POST does with each kind of input:
-//! - missing or wrong `X-Hub-Signature-256`: 401, nothing stored;
+//! - missing or malformed `X-Hub-Signature-256`: 401 before the body is read, nothing stored;
+//! - more than `whatsapp.max_concurrent_webhooks` POSTs at once: 503 before the body is read
+//!   (Meta retries), so bodies in flight stay bounded;
+//! - wrong `X-Hub-Signature-256`: 401, nothing stored;
 //! - body over `whatsapp.max_body_bytes`: 413, nothing stored;
 //! - signed but unparseable (not JSON, unknown shape): stored raw in `wa_dead_letter`, 200;
 //! - signed and parsed: messages committed to `wa_inbox` (duplicates add nothing), statuses
@@ -18,9 +21,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use std::sync::Arc;
+
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
 use crate::inbox::store::{IngestError, Ingestor};
 use crate::whatsapp::{payload, signature};
@@ -38,14 +44,53 @@ pub struct WebhookState {
     pub app_secret: SecretString,
 }
 
-pub fn router<S>(max_body_bytes: usize) -> Router<S>
+/// The webhook's routes: bodies up to `max_body_bytes`, at most `max_in_flight` POSTs at once.
+pub fn router<S>(max_body_bytes: usize, max_in_flight: usize) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     WebhookState: FromRef<S>,
 {
     Router::new()
-        .route("/webhook", get(handshake).post(receive))
+        .route(
+            "/webhook",
+            get(handshake)
+                .post(receive)
+                .route_layer(axum::middleware::from_fn_with_state(
+                    Arc::new(Semaphore::new(max_in_flight)),
+                    guard,
+                )),
+        )
         .layer(DefaultBodyLimit::max(max_body_bytes))
+}
+
+/// Before the body is read: no well-formed signature header, 401; no permit of `in_flight`
+/// left, 503.
+async fn guard(
+    State(in_flight): State<Arc<Semaphore>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let header = req
+        .headers()
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    if !signature::well_formed(header) {
+        metrics::counter!("webhook_deliveries_total", "outcome" => "bad_signature").increment(1);
+        tracing::warn!(
+            has_header = header.is_some(),
+            "webhook signature missing or malformed"
+        );
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(_permit) = in_flight.try_acquire_owned() else {
+        metrics::counter!("webhook_deliveries_total", "outcome" => "shed").increment(1);
+        tracing::warn!("too many webhook deliveries at once; 503, Meta retries");
+        return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]).into_response();
+    };
+    next.run(req).await
 }
 
 /// Answers `hub.challenge` when `hub.mode=subscribe` and the token matches; 403 otherwise.

@@ -19,6 +19,14 @@ pub fn verify(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
     mac.verify_slice(&signature).is_ok()
 }
 
+/// Whether `header` has the form of a signature (`sha256=` and 64 hex digits), so a request
+/// without one can be refused before its body is read.
+pub fn well_formed(header: Option<&str>) -> bool {
+    header
+        .and_then(|h| h.trim().strip_prefix("sha256="))
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The header value Meta would send for `body`: used by `sentient-hub chat`, tests and benches.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");

@@ -87,3 +87,32 @@ async fn metrics_expose_request_counts_and_latencies() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_request_id_too_long_or_with_odd_characters_is_replaced() {
+    let app = spawn_app().await;
+    for hostile in [
+        "x".repeat(65),
+        "id with spaces".to_owned(),
+        "a\"b{}".to_owned(),
+    ] {
+        let response = app
+            .client
+            .get(format!("{}/healthz", app.address))
+            .header("x-request-id", hostile.as_str())
+            .send()
+            .await
+            .unwrap();
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{hostile:?} became {id}");
+    }
+    let fit = "req-2026.12.01:abc_DEF";
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", fit)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], fit);
+}

@@ -1,6 +1,8 @@
 //! The door: handshake, signatures, body limit, parsing, durable ingest, duplicates.
 
-use crate::helpers::{new_sender, now, spawn_app, text_delivery, APP_SECRET};
+use crate::helpers::{
+    new_sender, now, spawn_app, spawn_app_with, text_delivery, TestApp, APP_SECRET,
+};
 use sentient_hub::whatsapp::signature::sign;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/whatsapp");
@@ -186,5 +188,89 @@ async fn a_delivery_the_database_refuses_is_a_dead_letter_and_does_not_sink_its_
         )
         .await,
         1
+    );
+}
+
+/// Sends the head of a POST /webhook announcing a 3 MB body (and none of it) on a raw
+/// connection; returns the connection and the status line the hub answered with, if it
+/// answered within `wait`.
+async fn head_only(
+    app: &TestApp,
+    signature: Option<&str>,
+    wait: std::time::Duration,
+) -> (tokio::net::TcpStream, Option<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "POST /webhook HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 3000000\r\n"
+    );
+    if let Some(s) = signature {
+        head.push_str(&format!("x-hub-signature-256: {s}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 512];
+    let answered = match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => Some(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        _ => None,
+    };
+    (stream, answered)
+}
+
+#[tokio::test]
+async fn webhook_refuses_an_unsigned_request_before_reading_its_body() {
+    let app = spawn_app().await;
+    let wait = std::time::Duration::from_secs(10);
+    for signature in [None, Some("sha256=nothex"), Some("md5=abc")] {
+        let (_conn, answered) = head_only(&app, signature, wait).await;
+        assert_eq!(
+            answered.as_deref(),
+            Some("HTTP/1.1 401 Unauthorized"),
+            "{signature:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn webhook_sheds_load_beyond_its_concurrency_with_503() {
+    let app = spawn_app_with(|s| s.whatsapp.max_concurrent_webhooks = 1).await;
+    let well_formed = format!("sha256={}", "0".repeat(64));
+    // The first request holds the one permit while its body never comes.
+    let (_held, answered) = head_only(
+        &app,
+        Some(&well_formed),
+        std::time::Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(answered, None, "the first request waits for its body");
+    // Once the hub has read that head (a bounded wait), a second delivery is shed.
+    let mut shed = None;
+    for n in 0..50 {
+        let wamid = format!("wamid.shed.{n}");
+        let response = app
+            .post_webhook(&text_delivery(&new_sender(), &wamid, "halo", now()))
+            .await;
+        if response.status() == 503 {
+            assert_eq!(response.headers()["retry-after"], "1");
+            shed = Some(wamid);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let wamid = shed.expect("a delivery beyond the limit gets 503");
+    assert_eq!(
+        app.count(&format!(
+            "select count(*) from wa_inbox where wamid = '{wamid}'"
+        ))
+        .await,
+        0,
+        "nothing of a shed delivery is stored"
     );
 }
