@@ -419,12 +419,38 @@ async fn login(
     .bind(&login)
     .fetch_optional(&state.db)
     .await?;
-    let eligible = candidate.as_ref().filter(|c| c.is_active && !c.locked);
-    // One hash per attempt whatever the case, so timing tells nothing.
-    let matched = auth
-        .hasher
-        .verify(req.password, eligible.and_then(|c| c.password_hash.clone()))
+    // The attempt is counted as a failure before its password is hashed, in one statement that
+    // refuses it once the account is locked: however many attempts run at once, at most
+    // `auth.max_failed_logins` of them are evaluated per lockout. A success resets the count.
+    let mut reserved_lock = false;
+    // The hash this attempt is checked against: only a reserved attempt's.
+    let mut evaluated: Option<String> = None;
+    if let Some(c) = candidate
+        .as_ref()
+        .filter(|c| c.is_active && !c.locked && c.password_hash.is_some())
+    {
+        let reservation: Option<bool> = sqlx::query_scalar(
+            "update adm_user set
+                 failed_login_count = case when failed_login_count + 1 >= $2 then 0
+                                           else failed_login_count + 1 end,
+                 locked_until = case when failed_login_count + 1 >= $2
+                                     then now() + make_interval(secs => $3)
+                                     else locked_until end
+             where id = $1 and not coalesce(locked_until > now(), false)
+             returning coalesce(locked_until > now(), false)",
+        )
+        .bind(c.id)
+        .bind(auth.settings.max_failed_logins)
+        .bind(auth.settings.lockout_secs as f64)
+        .fetch_optional(&state.db)
         .await?;
+        if let Some(locks) = reservation {
+            reserved_lock = locks;
+            evaluated = c.password_hash.clone();
+        }
+    }
+    // One hash per attempt whatever the case, so timing tells nothing.
+    let matched = auth.hasher.verify(req.password, evaluated.clone()).await?;
     let ip_text = ip.map(|ip| ip.to_string());
     let Some(user) = candidate else {
         metrics::counter!("admin_logins_total", "outcome" => "unknown").increment(1);
@@ -434,32 +460,16 @@ async fn login(
     if !matched {
         let reason = if !user.is_active {
             "inactive"
-        } else if user.locked {
-            "locked"
         } else if user.password_hash.is_none() {
             "no_password"
+        } else if evaluated.is_none() {
+            // Locked before, or by the attempts running beside this one.
+            "locked"
         } else {
             "password"
         };
+        let now_locked = reason == "password" && reserved_lock;
         let mut tx = state.db.begin().await?;
-        let mut now_locked = false;
-        if reason == "password" {
-            now_locked = sqlx::query_scalar(
-                "update adm_user set
-                     failed_login_count = case when failed_login_count + 1 >= $2 then 0
-                                               else failed_login_count + 1 end,
-                     locked_until = case when failed_login_count + 1 >= $2
-                                         then now() + make_interval(secs => $3)
-                                         else locked_until end
-                 where id = $1
-                 returning locked_until is not null and locked_until > now()",
-            )
-            .bind(user.id)
-            .bind(auth.settings.max_failed_logins)
-            .bind(auth.settings.lockout_secs as f64)
-            .fetch_one(&mut *tx)
-            .await?;
-        }
         audit::record(
             &mut tx,
             Some(user.id),

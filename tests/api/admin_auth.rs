@@ -471,3 +471,45 @@ async fn deactivation_force_logout_and_password_reset_take_effect_on_the_next_re
         .await;
     assert_eq!(in_audit, 0, "no hash in the audit log");
 }
+
+#[tokio::test]
+async fn a_burst_of_wrong_passwords_from_many_addresses_gets_only_the_allowed_tries() {
+    let app = spawn_app().await;
+    user_with_role(&app, "target", "OPERATOR").await;
+    let allowed = app.test_db.settings.auth.max_failed_logins as i64;
+    // Six loopback addresses, five attempts each, all at once.
+    let attempts = (2..8u8).flat_map(|host| {
+        let client = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, host]))
+            .build()
+            .unwrap();
+        let url = format!("{}/api/v1/auth/login", app.address);
+        (0..5).map(move |n| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client
+                    .post(url)
+                    .json(&json!({ "login": "target", "password": format!("Wrong-guess-{n}") }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    assert_eq!(statuses.len(), 30);
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    let evaluated: i64 = sqlx::query_scalar(
+        "select count(*) from log_audit
+         where action in ('LOGIN_FAILED', 'LOCK') and new_value->>'reason' = 'password'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(evaluated, allowed, "passwords checked in the burst");
+    assert_eq!(audit_count(&app, "LOCK").await, 1);
+    // Locked: the right password is not even checked.
+    assert_eq!(login(&app, "target", PASSWORD).await.status(), 401);
+}
