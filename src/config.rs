@@ -42,6 +42,40 @@ pub struct Settings {
     pub llm: LlmSettings,
     /// Proactive alerts: where they come in and how they go out to phones.
     pub alerts: AlertSettings,
+    /// The public values that the committed profiles (`local.toml`, `test.toml`) give the
+    /// secrets, by key: fine on one machine, never on a network
+    /// ([`Settings::refuse_public_secrets`]).
+    #[serde(skip)]
+    pub committed_secrets: Vec<(&'static str, SecretString)>,
+}
+
+/// The secrets a committed development profile gives a public value.
+const SECRET_KEYS: [&str; 4] = [
+    "whatsapp.verify_token",
+    "whatsapp.app_secret",
+    "auth.jwt_secret",
+    "identity.otp_secret",
+];
+
+/// The non-empty values `local.toml` and `test.toml` in `dir` give the [`SECRET_KEYS`].
+fn committed_secrets(dir: &Path) -> Vec<(&'static str, SecretString)> {
+    let mut out = Vec::new();
+    for file in ["local.toml", "test.toml"] {
+        let Ok(profile) = config::Config::builder()
+            .add_source(config::File::from(dir.join(file)).required(false))
+            .build()
+        else {
+            continue;
+        };
+        for key in SECRET_KEYS {
+            if let Ok(value) = profile.get_string(key).map(|v| v.trim().to_owned()) {
+                if !value.is_empty() {
+                    out.push((key, SecretString::from(value)));
+                }
+            }
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -415,13 +449,72 @@ impl Settings {
                 builder = builder.set_override(key, value.as_str())?;
             }
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .build()
             .context("reading configuration")?
             .try_deserialize()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         settings.validate()?;
+        settings.committed_secrets = committed_secrets(dir);
         Ok(settings)
+    }
+
+    /// The [`SECRET_KEYS`] whose value is one a committed profile gives.
+    pub fn public_secrets(&self) -> Vec<&'static str> {
+        let value_of = |key: &str| match key {
+            "whatsapp.verify_token" => self.whatsapp.verify_token.expose_secret(),
+            "whatsapp.app_secret" => self.whatsapp.app_secret.expose_secret(),
+            "auth.jwt_secret" => self.auth.jwt_secret.expose_secret(),
+            _ => self.identity.otp_secret.expose_secret(),
+        };
+        let mut keys: Vec<&'static str> = self
+            .committed_secrets
+            .iter()
+            .filter(|(key, value)| value.expose_secret() == value_of(key))
+            .map(|(key, _)| *key)
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// Refuses a start with a public development secret unless nothing leaves the machine: the
+    /// listener is on loopback and replies go to the local sink or a Graph API on loopback.
+    pub fn refuse_public_secrets(&self) -> anyhow::Result<()> {
+        let public = self.public_secrets();
+        if public.is_empty() {
+            return Ok(());
+        }
+        let loopback_host = |host: &str| {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        };
+        let listener_ok = loopback_host(&self.server.host);
+        let graph_ok = self.whatsapp.is_local()
+            || url::Url::parse(&self.whatsapp.graph_base_url)
+                .ok()
+                .and_then(|u| u.host_str().map(loopback_host))
+                .unwrap_or(false);
+        if listener_ok && graph_ok {
+            return Ok(());
+        }
+        let keys = public.join(", ");
+        let vars = public
+            .iter()
+            .map(|k| format!("SENTIENT__{}", k.replace('.', "__").to_uppercase()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let why = if listener_ok {
+            "the Graph API token sends to a real Graph API"
+        } else {
+            "the listener is not on loopback"
+        };
+        bail!(
+            "refusing to start: {keys} hold the public development values of config/local.toml or config/test.toml and {why}; set {vars} (and SENTIENT_ENV=production)"
+        )
     }
 
     /// Checks what serde cannot: ranges and well-formed URLs. Each message names its key.

@@ -96,6 +96,7 @@ pub struct Application {
 impl Application {
     /// Connects to PostgreSQL (migrating when configured) and NATS, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.refuse_public_secrets()?;
         let db = db::connect(&settings.database).await?;
         if settings.database.migrate_on_start {
             db::migrate(&db).await?;

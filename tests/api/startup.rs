@@ -57,3 +57,42 @@ async fn shutdown_stops_the_server_and_frees_the_port() {
         .unwrap();
     assert!(reqwest::get(&url).await.is_err(), "port still answers");
 }
+
+#[tokio::test]
+async fn public_development_secrets_are_refused_once_anything_leaves_the_machine() {
+    let db = fresh_database().await;
+    // On a network interface with the committed test secrets: refused, naming each key.
+    let mut exposed = db.settings.clone();
+    exposed.server.host = "0.0.0.0".into();
+    let err = Application::build(exposed.clone())
+        .await
+        .err()
+        .expect("refused");
+    let message = format!("{err:#}");
+    for key in [
+        "whatsapp.app_secret",
+        "whatsapp.verify_token",
+        "auth.jwt_secret",
+        "identity.otp_secret",
+    ] {
+        assert!(message.contains(key), "{message}");
+    }
+    assert!(message.contains("SENTIENT__AUTH__JWT_SECRET"), "{message}");
+    assert!(
+        !message.contains("test-jwt-secret"),
+        "no secret in the message: {message}"
+    );
+
+    // On loopback, but sending to Meta with a real token: refused too.
+    let mut to_meta = db.settings.clone();
+    to_meta.whatsapp.access_token = SecretString::from("EAAG-real-looking-token");
+    to_meta.whatsapp.graph_base_url = "https://graph.facebook.com".into();
+    assert!(Application::build(to_meta).await.is_err());
+
+    // Secrets of its own: starts on any interface.
+    exposed.whatsapp.verify_token = SecretString::from("own-verify-token-4f1c");
+    exposed.whatsapp.app_secret = SecretString::from("own-app-secret-9a2e");
+    exposed.auth.jwt_secret = SecretString::from("own-jwt-secret-0b7d9c1e5f3a8b2d6c4e0f1a");
+    exposed.identity.otp_secret = SecretString::from("own-otp-secret-77e1");
+    assert!(Application::build(exposed).await.is_ok());
+}
