@@ -173,23 +173,41 @@ impl Caller {
     }
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` hop when so configured.
-pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
-    if trust_forwarded_for {
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        if forwarded.is_some() {
-            return forwarded;
-        }
-    }
-    parts
+/// The client's address: the peer; or, when `auth.trust_forwarded_for` is on, the right-most
+/// `X-Forwarded-For` address that is not a trusted proxy (the left part of the header is
+/// whatever the client wrote). With proxies listed, only a peer that is one of them is believed;
+/// an unreadable hop ends the walk at the last address known good.
+pub fn client_ip(parts: &Parts, settings: &AuthSettings) -> Option<IpAddr> {
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .map(|c| c.0.ip());
+    if !settings.trust_forwarded_for {
+        return peer;
+    }
+    let proxies = &settings.trusted_proxies;
+    let trusted = |ip: IpAddr| proxies.iter().any(|c| c.contains(ip));
+    if !proxies.is_empty() && !peer.is_some_and(trusted) {
+        return peer;
+    }
+    let hops: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = Some(ip);
+        if !trusted(ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// The caller's address as an extractor (login and refresh have no [`Caller`] yet).
@@ -203,10 +221,7 @@ where
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
         let state = AdminState::from_ref(state);
-        Ok(ClientIp(client_ip(
-            parts,
-            state.auth.settings.trust_forwarded_for,
-        )))
+        Ok(ClientIp(client_ip(parts, &state.auth.settings)))
     }
 }
 
@@ -300,7 +315,7 @@ where
             session_id: row.session_id,
             family_id: row.family_id,
             permissions,
-            ip: client_ip(parts, state.auth.settings.trust_forwarded_for).map(|ip| ip.to_string()),
+            ip: client_ip(parts, &state.auth.settings).map(|ip| ip.to_string()),
         };
         parts.extensions.insert(caller.clone());
         Ok(caller)
@@ -771,4 +786,77 @@ async fn me(caller: Caller) -> Json<Me> {
         permissions: caller.permissions,
         session: caller.family_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cidr;
+
+    fn settings(trust: bool, proxies: &[&str]) -> AuthSettings {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut auth = crate::config::Settings::load_from(&dir, "test", &Default::default())
+            .unwrap()
+            .auth;
+        auth.trust_forwarded_for = trust;
+        auth.trusted_proxies = proxies.iter().map(|p| Cidr::parse(p).unwrap()).collect();
+        auth
+    }
+
+    fn parts(peer: &str, forwarded: &[&str]) -> Parts {
+        let mut request = axum::http::Request::builder();
+        for f in forwarded {
+            request = request.header("x-forwarded-for", *f);
+        }
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        parts.extensions.insert(ConnectInfo::<SocketAddr>(
+            format!("{peer}:5000").parse().unwrap(),
+        ));
+        parts
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_forwarded_address_that_is_not_a_trusted_proxy() {
+        // The client wrote 6.6.6.6 itself; the proxy at 10.0.0.5 appended the real peer.
+        let p = parts("10.0.0.5", &["6.6.6.6, 203.0.113.9"]);
+        assert_eq!(client_ip(&p, &settings(false, &[])), ip("10.0.0.5"));
+        assert_eq!(client_ip(&p, &settings(true, &[])), ip("203.0.113.9"));
+        // Two proxies: the inner one's hop is skipped.
+        let p = parts("10.0.0.5", &["6.6.6.6, 203.0.113.9", "10.0.0.7"]);
+        assert_eq!(
+            client_ip(&p, &settings(true, &["10.0.0.0/8"])),
+            ip("203.0.113.9")
+        );
+        // A peer that is not a listed proxy is not believed.
+        let p = parts("198.51.100.1", &["6.6.6.6"]);
+        assert_eq!(
+            client_ip(&p, &settings(true, &["10.0.0.0/8"])),
+            ip("198.51.100.1")
+        );
+        // Garbage ends the walk at the last good address.
+        let p = parts("10.0.0.5", &["203.0.113.9, not-an-ip, 10.0.0.7"]);
+        assert_eq!(
+            client_ip(&p, &settings(true, &["10.0.0.0/8"])),
+            ip("10.0.0.7")
+        );
+    }
+
+    #[test]
+    fn address_blocks_hold_what_they_should() {
+        let net = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains("10.200.1.1".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("garbage").is_none());
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+    }
 }
