@@ -384,7 +384,10 @@ struct LoginCandidate {
     uuid: Uuid,
     password_hash: Option<String>,
     is_active: bool,
+    /// Locked for this attempt's kind of address.
     locked: bool,
+    /// This address signed in to the account within 30 days.
+    known: bool,
 }
 
 /// Signs in with a username or email and a password.
@@ -424,14 +427,21 @@ async fn login(
     if secrecy::ExposeSecret::expose_secret(&req.password).len() > MAX_PASSWORD_BYTES {
         return Err(Error::Unauthorized);
     }
+    let ip_text = ip.map(|ip| ip.to_string());
     let candidate: Option<LoginCandidate> = sqlx::query_as(
-        "select id, uuid, password_hash, is_active,
-                coalesce(locked_until > now(), false) as locked
-         from adm_user
-         where deleted_at is null and (username = $1 or lower(email) = $1)
-         limit 1",
+        "select id, uuid, password_hash, is_active, known,
+                coalesce(case when known then known_unlock_at else locked_until end > now(),
+                         false) as locked
+         from (select u.*, exists (
+                   select 1 from adm_session s
+                   where s.user_id = u.id and s.ip_address = $2
+                     and s.login_at > now() - interval '30 days') as known
+               from adm_user u
+               where u.deleted_at is null and (u.username = $1 or lower(u.email) = $1)
+               limit 1) u",
     )
     .bind(&login)
+    .bind(&ip_text)
     .fetch_optional(&state.db)
     .await?;
     // The attempt is counted as a failure before its password is hashed, in one statement that
@@ -444,7 +454,16 @@ async fn login(
         .as_ref()
         .filter(|c| c.is_active && !c.locked && c.password_hash.is_some())
     {
-        let reservation: Option<bool> = sqlx::query_scalar(
+        // Known addresses count and lock apart from strangers' (see the migration).
+        let statement = if c.known {
+            "update adm_user set
+                 known_fails = case when known_fails + 1 >= $2 then 0 else known_fails + 1 end,
+                 known_unlock_at = case when known_fails + 1 >= $2
+                                        then now() + make_interval(secs => $3)
+                                        else known_unlock_at end
+             where id = $1 and not coalesce(known_unlock_at > now(), false)
+             returning coalesce(known_unlock_at > now(), false)"
+        } else {
             "update adm_user set
                  failed_login_count = case when failed_login_count + 1 >= $2 then 0
                                            else failed_login_count + 1 end,
@@ -452,13 +471,14 @@ async fn login(
                                      then now() + make_interval(secs => $3)
                                      else locked_until end
              where id = $1 and not coalesce(locked_until > now(), false)
-             returning coalesce(locked_until > now(), false)",
-        )
-        .bind(c.id)
-        .bind(auth.settings.max_failed_logins)
-        .bind(auth.settings.lockout_secs as f64)
-        .fetch_optional(&state.db)
-        .await?;
+             returning coalesce(locked_until > now(), false)"
+        };
+        let reservation: Option<bool> = sqlx::query_scalar(statement)
+            .bind(c.id)
+            .bind(auth.settings.max_failed_logins)
+            .bind(auth.settings.lockout_secs as f64)
+            .fetch_optional(&state.db)
+            .await?;
         if let Some(locks) = reservation {
             reserved_lock = locks;
             evaluated = c.password_hash.clone();
@@ -466,7 +486,6 @@ async fn login(
     }
     // One hash per attempt whatever the case, so timing tells nothing.
     let matched = auth.hasher.verify(req.password, evaluated.clone()).await?;
-    let ip_text = ip.map(|ip| ip.to_string());
     let Some(user) = candidate else {
         metrics::counter!("admin_logins_total", "outcome" => "unknown").increment(1);
         tracing::info!("login refused: no such user");
@@ -512,10 +531,14 @@ async fn login(
     let refresh = new_refresh_token();
     let mut tx = state.db.begin().await?;
     sqlx::query(
-        "update adm_user set failed_login_count = 0, locked_until = null, last_login = now()
+        "update adm_user set last_login = now(),
+             failed_login_count = case when $2 then failed_login_count else 0 end,
+             locked_until = case when $2 then locked_until end,
+             known_fails = 0, known_unlock_at = null
          where id = $1",
     )
     .bind(user.id)
+    .bind(user.known)
     .execute(&mut *tx)
     .await?;
     let (sid, family, expires_at): (Uuid, Uuid, DateTime<Utc>) = sqlx::query_as(

@@ -1,3 +1,6 @@
+//! `sentient-hub admin unlock`: lifts every login lock of a user (for the admin who locked
+//! themselves out, or whom a stranger's guesses did), audited.
+//!
 //! `sentient-hub admin create-user`: bootstraps the first admin (no user is seeded). The password
 //! comes from `SENTIENT_ADMIN_PASSWORD` or a prompt on the terminal, never from the command line
 //! (it would land in the shell history and the process list) and is never echoed.
@@ -37,10 +40,17 @@ pub enum AdminCommand {
         #[arg(long)]
         full_name: Option<String>,
     },
+    /// Lift the login locks of a user (wrong passwords from any address).
+    Unlock {
+        /// Login name or email.
+        #[arg(long)]
+        username: String,
+    },
 }
 
 pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
     match command {
+        AdminCommand::Unlock { username } => unlock(settings, &username).await,
         AdminCommand::CreateUser {
             username,
             email,
@@ -149,4 +159,48 @@ fn read_password() -> anyhow::Result<SecretString> {
         bail!("empty password");
     }
     Ok(password)
+}
+
+/// `admin unlock`: both login locks and counts cleared, with an `UNLOCK` audit row.
+async fn unlock(settings: &Settings, login: &str) -> anyhow::Result<()> {
+    let login = login.trim().to_lowercase();
+    let pool = db::connect(&settings.database).await?;
+    let mut tx = pool.begin().await?;
+    let row: Option<(i64, uuid::Uuid, Value)> = sqlx::query_as(
+        "select id, uuid, to_jsonb(u) - 'password_hash' from adm_user u
+         where deleted_at is null and (username = $1 or lower(email) = $1) for update",
+    )
+    .bind(&login)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((id, uuid, old)) = row else {
+        bail!("no live user has the login {login:?}");
+    };
+    let new: Value = sqlx::query_scalar(
+        "update adm_user u set failed_login_count = 0, locked_until = null, known_fails = 0,
+             known_unlock_at = null
+         where id = $1 returning to_jsonb(u) - 'password_hash'",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        None,
+        Some("cli"),
+        Entry {
+            action: "UNLOCK",
+            entity_type: "adm_user",
+            entity_id: Some(id),
+            entity_uuid: Some(uuid),
+            old: Some(old),
+            new: Some(new),
+        },
+    )
+    .await
+    .context("writing the audit row")?;
+    tx.commit().await?;
+    pool.close().await;
+    println!("unlocked {login} ({uuid})");
+    Ok(())
 }

@@ -77,7 +77,7 @@ pub struct UserOut {
 const USER_SELECT: &str = "
     select u.uuid, u.username, u.email, u.full_name, u.phone, u.bsuid, r.code as role,
            r.name as role_name, u.lang, u.is_active,
-           coalesce(u.locked_until > now(), false) as is_locked, u.locked_until,
+           coalesce(u.locked_until > now() or u.known_unlock_at > now(), false) as is_locked, u.locked_until,
            u.failed_login_count, u.password_hash is not null as has_password, u.last_login,
            u.password_changed_at, u.wa_revoked_at, u.created_at, u.updated_at
     from adm_user u join adm_role r on r.id = u.role_id";
@@ -526,7 +526,8 @@ async fn reset_password(
         Box::pin(async move {
             sqlx::query(
                 "update adm_user set password_hash = $2, password_changed_at = now(),
-                        failed_login_count = 0, locked_until = null, updated_by = $3
+                        failed_login_count = 0, locked_until = null, known_fails = 0,
+                        known_unlock_at = null, updated_by = $3
                  where id = $1",
             )
             .bind(id)
@@ -563,7 +564,8 @@ async fn unlock(
     mutate(&state, &caller, uuid, "UNLOCK", |tx, id| {
         Box::pin(async move {
             sqlx::query(
-                "update adm_user set failed_login_count = 0, locked_until = null, updated_by = $2
+                "update adm_user set failed_login_count = 0, locked_until = null, known_fails = 0,
+                     known_unlock_at = null, updated_by = $2
                  where id = $1",
             )
             .bind(id)

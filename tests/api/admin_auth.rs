@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::admin_support::{
     audit_count, call, get, login, signed_in, status_json, tokens, user_with_role, PASSWORD,
 };
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
 #[tokio::test]
 async fn login_by_username_or_email_opens_a_session_and_records_it() {
@@ -512,4 +512,63 @@ async fn a_burst_of_wrong_passwords_from_many_addresses_gets_only_the_allowed_tr
     assert_eq!(audit_count(&app, "LOCK").await, 1);
     // Locked: the right password is not even checked.
     assert_eq!(login(&app, "target", PASSWORD).await.status(), 401);
+}
+
+/// Logs in as `login` from the loopback address 127.0.0.`host`; the status.
+async fn login_from(app: &TestApp, host: u8, login: &str, password: &str) -> u16 {
+    reqwest::Client::builder()
+        .local_address(IpAddr::from([127, 0, 0, host]))
+        .build()
+        .unwrap()
+        .post(format!("{}/api/v1/auth/login", app.address))
+        .json(&json!({ "login": login, "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_strangers_wrong_passwords_do_not_lock_the_owner_out_and_the_cli_unlocks() {
+    let app = spawn_app().await;
+    user_with_role(&app, "owner", "DIRECTOR").await;
+    // The owner signs in from their usual address.
+    assert_eq!(login_from(&app, 2, "owner", PASSWORD).await, 200);
+    // A stranger's five wrong guesses lock the account for strangers.
+    for n in 0..5 {
+        assert_eq!(
+            login_from(&app, 3, "owner", &format!("Wrong-{n}")).await,
+            401
+        );
+    }
+    assert_eq!(audit_count(&app, "LOCK").await, 1);
+    assert_eq!(
+        login_from(&app, 3, "owner", PASSWORD).await,
+        401,
+        "strangers stay locked out"
+    );
+    assert_eq!(
+        login_from(&app, 2, "owner", PASSWORD).await,
+        200,
+        "the owner's known address is not"
+    );
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["admin", "unlock", "--username", "owner"])
+        .env("SENTIENT_ENV", "test")
+        .env(
+            "DATABASE_URL",
+            app.test_db.settings.database.url.expose_secret(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(audit_count(&app, "UNLOCK").await, 1);
+    assert_eq!(login_from(&app, 3, "owner", PASSWORD).await, 200);
 }
