@@ -229,6 +229,8 @@ pub struct IdentitySettings {
     pub otp_max_attempts: i32,
     /// Codes per user per hour.
     pub otp_max_per_hour: i64,
+    /// Messages held for an unconfirmed device at most.
+    pub max_held: i64,
     /// Days a confirmation lasts.
     pub trust_days: i64,
 }
@@ -347,6 +349,8 @@ pub struct InboxSettings {
     pub relay_batch: i64,
     /// Relay poll interval when idle.
     pub relay_idle_ms: u64,
+    /// Questions per sender per minute answered.
+    pub max_per_sender_per_minute: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -645,8 +649,13 @@ impl Settings {
         if !(60..=600).contains(&id.otp_ttl_secs) {
             bail!("invalid configuration: identity.otp_ttl_secs must be between 60 and 600");
         }
-        if id.otp_max_attempts < 1 || id.otp_max_per_hour < 1 || id.trust_days < 1 {
-            bail!("invalid configuration: identity.otp_max_attempts, identity.otp_max_per_hour and identity.trust_days must be at least 1");
+        if id.otp_max_attempts < 1
+            || id.otp_max_per_hour < 1
+            || id.trust_days < 1
+            || id.max_held < 1
+            || self.inbox.max_per_sender_per_minute < 1
+        {
+            bail!("invalid configuration: identity.otp_max_attempts, identity.otp_max_per_hour, identity.trust_days, identity.max_held and inbox.max_per_sender_per_minute must be at least 1");
         }
         if self.smtp.from.parse::<lettre::message::Mailbox>().is_err() {
             bail!("invalid configuration: smtp.from is not a mail address");

@@ -163,6 +163,7 @@ impl Application {
             transport,
             ConsumerSettings {
                 max_deliver: settings.inbox.max_deliver,
+                max_per_sender_per_minute: settings.inbox.max_per_sender_per_minute,
                 stale_after_secs: settings.whatsapp.stale_after_secs,
                 stale_policy: settings.whatsapp.stale_policy,
                 timezone: settings.app.timezone,

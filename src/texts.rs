@@ -199,6 +199,26 @@ pub fn stale_notice(lang: Lang, sent_at_local: &str) -> String {
 }
 
 /// A message the hub cannot read (media without a caption, location, contacts …).
+/// The first message beyond a sender's per-minute allowance.
+pub fn slow_down(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Id => "Pesan Anda datang terlalu cepat. Saya menjawab yang sudah masuk; mohon tunggu sebentar sebelum bertanya lagi. Pertanyaan setelah ini dalam satu menit tidak saya jawab.",
+        Lang::En => "Your messages are coming too fast. I am answering the ones already in; please wait a moment before asking again. Further questions within this minute are not answered.",
+    }
+}
+
+/// The first message beyond `max` held for an unconfirmed device.
+pub fn held_full(lang: Lang, max: i64) -> String {
+    match lang {
+        Lang::Id => format!(
+            "Saya sudah menyimpan {max} pertanyaan Anda sampai perangkat ini terverifikasi; pesan ini dan berikutnya tidak disimpan. Ketik kode dari email Anda dulu."
+        ),
+        Lang::En => format!(
+            "I have kept {max} of your questions until this device is verified; this message and later ones are not kept. Type the code from your email first."
+        ),
+    }
+}
+
 /// A question over `brain.max_question_chars`.
 pub fn question_too_long(lang: Lang, max_chars: usize) -> String {
     match lang {

@@ -66,6 +66,9 @@ pub enum Admission {
     Noted,
     /// Held until the device is confirmed; what to tell the user.
     Held(String),
+    /// Not kept: `identity.max_held` messages wait for the code already; what to tell the user
+    /// (the first time only).
+    Dropped(Option<String>),
     /// A code was checked: the answer to it and, when it was right, how many held messages
     /// were released to be answered.
     Code { reply: String, released: usize },
@@ -472,7 +475,26 @@ impl Gate {
             return Ok(Admission::Code { reply, released: 0 });
         }
 
-        // A question: hold it until the device is confirmed.
+        // A question: hold it until the device is confirmed — up to `identity.max_held` of them.
+        let (held, told): (i64, bool) = sqlx::query_as(
+            "select count(*),
+                    exists (select 1 from log_audit a
+                            where a.user_id = $2 and a.action = 'WA.HELD_FULL'
+                              and a.created_at >= min(i.received_at))
+             from wa_inbox i where i.sender_key = $1 and i.status = 'held'",
+        )
+        .bind(msg.sender_key)
+        .bind(user.id)
+        .fetch_one(&mut *tx)
+        .await
+        .context("counting held messages")?;
+        if held >= settings.max_held {
+            audit(tx, Some(user.id), "WA.HELD_FULL", json!({ "held": held })).await?;
+            metrics::counter!("identity_held_dropped_total").increment(1);
+            return Ok(Admission::Dropped(
+                (!told).then(|| texts::held_full(msg.lang, settings.max_held)),
+            ));
+        }
         sqlx::query("update wa_inbox set status = 'held' where wamid = $1")
             .bind(msg.wamid)
             .execute(&mut *tx)

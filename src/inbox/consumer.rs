@@ -68,6 +68,8 @@ pub async fn ensure_consumers(
 pub struct ConsumerSettings {
     /// `inbox.max_deliver`: deliveries before a failing message is marked dead.
     pub max_deliver: i64,
+    /// `inbox.max_per_sender_per_minute`: questions of one sender answered per minute.
+    pub max_per_sender_per_minute: i64,
     /// `whatsapp.stale_after_secs`: age after which an inbound message is stale.
     pub stale_after_secs: u64,
     /// `whatsapp.stale_policy`: what a stale message gets.
@@ -295,7 +297,7 @@ impl Consumer {
         };
         let caller = match self.gate.admit(&mut tx, &inbound).await? {
             Admission::Admitted(caller) => caller,
-            Admission::Refused(reply) => {
+            Admission::Refused(reply) | Admission::Dropped(reply) => {
                 let parts =
                     enqueue_reply(&mut tx, &row.wamid, Purpose::Answer, &to, reply.as_deref())
                         .await?;
@@ -332,6 +334,26 @@ impl Consumer {
                 mark_done(tx, row.id).await?;
                 return Ok(Outcome::Answered(parts));
             }
+        }
+        // A flood from one sender: answered up to the allowance, told once, then left unanswered.
+        let earlier: i64 = sqlx::query_scalar(
+            "select count(*) from wa_inbox
+         where sender_key = $1 and id < $2 and msg_type <> 'system'
+           and sent_at > $3 - interval '1 minute' and sent_at <= $3",
+        )
+        .bind(&row.sender_key)
+        .bind(row.id)
+        .bind(row.sent_at)
+        .fetch_one(&mut *tx)
+        .await
+        .context("counting the sender's recent messages")?;
+        let allowance = self.settings.max_per_sender_per_minute;
+        if earlier >= allowance {
+            metrics::counter!("inbox_rate_limited_total").increment(1);
+            let notice = (earlier == allowance).then(|| texts::slow_down(lang));
+            let parts = enqueue_reply(&mut tx, &row.wamid, Purpose::Answer, &to, notice).await?;
+            mark_done(tx, row.id).await?;
+            return Ok(Outcome::Answered(parts));
         }
         tx.commit().await.context("committing the gate")?;
 

@@ -623,3 +623,66 @@ async fn a_question_over_the_length_limit_gets_ask_it_shorter_in_its_language() 
         "answered once, not retried"
     );
 }
+
+#[tokio::test]
+async fn a_flood_from_one_sender_is_answered_up_to_the_allowance_then_told_once() {
+    let app = spawn_app().await;
+    let from = app.trusted_sender().await;
+    let at = now();
+    for i in 0..15 {
+        let body = text_delivery(&from, &format!("wamid.flood.{i}"), "omzet bulan ini?", at);
+        assert_eq!(app.post_webhook(&body).await.status(), 200);
+    }
+    app.settle().await;
+    let replies: Vec<(String, String)> =
+        sqlx::query_as("select inbound_wamid, payload->'text'->>'body' from wa_outbox order by id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    let answers = replies
+        .iter()
+        .filter(|(_, t)| t.contains("Omzet bulan ini"))
+        .count();
+    let told: Vec<_> = replies
+        .iter()
+        .filter(|(_, t)| t.contains("terlalu cepat"))
+        .collect();
+    assert_eq!(answers, 10, "{replies:?}");
+    assert_eq!(told.len(), 1, "{replies:?}");
+    assert_eq!(told[0].0, "wamid.flood.10");
+    assert_eq!(
+        app.count("select count(*) from wa_inbox where status = 'done'")
+            .await,
+        15,
+        "every message is settled, none retried"
+    );
+}
+
+#[tokio::test]
+async fn an_unconfirmed_device_keeps_only_its_first_messages_and_is_told_once() {
+    let app = spawn_app().await;
+    let me = app.user_with_role("DIRECTOR", false).await;
+    for i in 0..8 {
+        let body = text_delivery(&me, &format!("wamid.held.{i}"), "omzet?", now());
+        assert_eq!(app.post_webhook(&body).await.status(), 200);
+    }
+    app.settle().await;
+    assert_eq!(
+        app.count("select count(*) from wa_inbox where status = 'held'")
+            .await,
+        5
+    );
+    let full: Vec<String> = sqlx::query_scalar(
+        "select inbound_wamid from wa_outbox
+         where payload->'text'->>'body' like '%tidak disimpan%' order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(full, ["wamid.held.5"]);
+    assert_eq!(
+        app.count("select count(*) from log_audit where action = 'WA.HELD_FULL'")
+            .await,
+        3
+    );
+}
