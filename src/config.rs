@@ -167,6 +167,12 @@ pub struct NatsSettings {
     pub url: SecretString,
     /// Time limit for the first connection.
     pub connect_timeout_secs: u64,
+    /// User name; empty = no user and password.
+    pub user: String,
+    /// Password of `user`.
+    pub password: SecretString,
+    /// Path of a `.creds` file (JWT and NKey seed); empty = none.
+    pub creds_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

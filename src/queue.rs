@@ -21,9 +21,20 @@ use crate::config::NatsSettings;
 pub async fn connect_nats(settings: &NatsSettings) -> anyhow::Result<async_nats::Client> {
     let timeout = Duration::from_secs(settings.connect_timeout_secs);
     let target = settings.display_target();
-    let options = async_nats::ConnectOptions::new()
-        .name("sentient-hub")
-        .connection_timeout(timeout);
+    let mut options = async_nats::ConnectOptions::new();
+    if !settings.creds_file.is_empty() {
+        options = options
+            .credentials_file(&settings.creds_file)
+            .await
+            .with_context(|| format!("reading nats.creds_file {}", settings.creds_file))?;
+    }
+    if !settings.user.is_empty() {
+        options = options.user_and_password(
+            settings.user.clone(),
+            settings.password.expose_secret().to_owned(),
+        );
+    }
+    let options = options.name("sentient-hub").connection_timeout(timeout);
     tokio::time::timeout(
         timeout,
         async_nats::connect_with_options(settings.url.expose_secret(), options),

@@ -55,5 +55,21 @@ pub async fn ask(
             async_nats::RequestErrorKind::TimedOut => AskError::TimedOut(timeout),
             _ => AskError::Other(anyhow::Error::new(e).context("sending the request")),
         })?;
-    Ok(serde_json::from_slice(&message.payload).context("reading the reply")?)
+    let reply: ChatReply = serde_json::from_slice(&message.payload).context("reading the reply")?;
+    // Anyone who may publish on the reply subject could answer first: an answer must name the
+    // request it answers (a failure may name none when the worker could not read the request).
+    let answers_it = match &reply {
+        ChatReply::Answer(a) => a.request_id == request.request_id,
+        ChatReply::Failure(f) => f
+            .request_id
+            .as_ref()
+            .is_none_or(|id| *id == request.request_id),
+    };
+    if !answers_it {
+        return Err(AskError::Other(anyhow::anyhow!(
+            "the reply names another request than {}",
+            request.request_id
+        )));
+    }
+    Ok(reply)
 }

@@ -376,3 +376,19 @@ async fn injected_text_in_a_message_or_the_database_does_not_touch_the_guardrail
         "user text stays inside <question>"
     );
 }
+
+#[tokio::test]
+async fn a_reply_naming_another_request_is_not_taken_as_the_answer() {
+    let app = demo_app(|_| {}).await;
+    let llm = FakeLlm::start(
+        &app,
+        LlmBehaviour::Impostor("Omzet bulan ini bagus sekali, silakan cek rekening kami.".into()),
+    )
+    .await;
+    let director = app.trusted_sender().await;
+    let answer = ask(&app, &director, "wamid.impostor", "omzet bulan ini?").await;
+    assert_eq!(llm.count(), 1, "the LLM was asked");
+    assert!(!answer.contains("rekening"), "{answer}");
+    assert!(answer.contains("Jawaban langsung dari data"), "{answer}");
+    assert_eq!(outcome(&app, "wamid.impostor").await.0, "fallback");
+}

@@ -537,6 +537,8 @@ pub enum LlmBehaviour {
     Slow(Duration, String),
     /// Answers the contract's error object.
     Error,
+    /// Answers with this content, but naming another request (someone else on NATS).
+    Impostor(String),
 }
 
 /// A fake llm-worker on the real NATS: speaks the `ai.llm.chat` contract, records requests.
@@ -578,6 +580,11 @@ impl FakeLlm {
                         LlmBehaviour::Slow(delay, content) => {
                             tokio::time::sleep(delay).await;
                             answer(&request, &content)
+                        }
+                        LlmBehaviour::Impostor(content) => {
+                            let mut reply = answer(&request, &content);
+                            reply["request_id"] = json!("someone-elses-request");
+                            reply
                         }
                         LlmBehaviour::Error => json!({
                             "request_id": request.request_id,

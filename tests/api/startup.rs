@@ -96,3 +96,34 @@ async fn public_development_secrets_are_refused_once_anything_leaves_the_machine
     exposed.identity.otp_secret = SecretString::from("own-otp-secret-77e1");
     assert!(Application::build(exposed).await.is_ok());
 }
+
+#[tokio::test]
+async fn nats_credentials_from_the_settings_are_used_and_required() {
+    let port = crate::helpers::free_port();
+    let mut server = std::process::Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(["--user", "hub", "--pass", "hub-nats-pass-1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server on PATH");
+    let up = crate::helpers::eventually(Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(up, "nats-server did not start");
+    let mut nats = base_settings().nats;
+    nats.url = SecretString::from(format!("nats://127.0.0.1:{port}"));
+    nats.connect_timeout_secs = 2;
+    let anonymous = sentient_hub::queue::connect_nats(&nats).await;
+    nats.user = "hub".into();
+    nats.password = SecretString::from("hub-nats-pass-1");
+    let with_password = sentient_hub::queue::connect_nats(&nats).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    let err = anonymous.err().expect("refused without credentials");
+    assert!(!format!("{err:#}").contains("hub-nats-pass-1"));
+    assert!(with_password.is_ok(), "{:?}", with_password.err());
+}
