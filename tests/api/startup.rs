@@ -123,7 +123,9 @@ async fn nats_credentials_from_the_settings_are_used_and_required() {
     let with_password = sentient_hub::queue::connect_nats(&nats).await;
     let _ = server.kill();
     let _ = server.wait();
-    let err = anonymous.err().expect("refused without credentials");
+    let Err(err) = anonymous else {
+        panic!("connected without credentials");
+    };
     assert!(!format!("{err:#}").contains("hub-nats-pass-1"));
     assert!(with_password.is_ok(), "{:?}", with_password.err());
 }
