@@ -1,6 +1,11 @@
 //! Grounding: every figure in the LLM's answer must come from the context — as it is, or as a
-//! simple derivation (difference, ratio or percentage change of two context figures). Figures
-//! are normalised first (`Rp 1,25 M` = 1.250.000.000, `625,8 jt` = 625.800.000, `8,5%` = 8.5).
+//! simple derivation (difference, ratio or percentage change) of two figures of the same record
+//! (fields of one JSON object: this month's and last month's revenue, an item's stock and its
+//! minimum), never of any two figures anywhere. Support comes only from numeric fields (numbers,
+//! and strings that are a number): a number inside a name ("PT 2000 Jaya", "Motor 12V") supports
+//! nothing. Figures are normalised first (`Rp 1,25 M` = 1.250.000.000, `625,8 jt` =
+//! 625.800.000, `8,5%` = 8.5); money is `Rp`/`IDR` before or `rupiah`/`IDR`/`Rp` after a number,
+//! or a magnitude word. Limit: amounts written in words ("sembilan miliar") are not read.
 
 use std::sync::OnceLock;
 
@@ -22,7 +27,7 @@ fn figure_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         Regex::new(
-            r"(?i)(?P<rp>\b(?:rp|idr)\.?\s?)?(?P<num>[0-9](?:[0-9.,]*[0-9])?)\s?(?P<unit>%|(?:triliun|miliar|milyar|juta|ribu|jt|rb|bn|m|t|k)\b)?",
+            r"(?i)(?P<rp>\b(?:rp|idr)\.?\s?)?(?P<num>[0-9](?:[0-9.,]*[0-9])?)\s?(?P<unit>%|(?:triliun|miliar|milyar|juta|ribu|jt|rb|bn|m|t|k)\b)?(?P<cur>\s?(?:rupiah|idr|rp)\b)?",
         )
         .unwrap()
     })
@@ -68,11 +73,14 @@ pub fn figures(text: &str) -> Vec<Figure> {
     for c in figure_re().captures_iter(text) {
         let m = c.name("num").expect("num is not optional");
         // Part of a code or date: SO-202412-0002, MCH-003, 28-11-2026, 10:30.
+        // Part of a name: "12V", "3rd".
         let before = text[..m.start()].chars().last();
         let after = text[m.end()..].chars().next();
+        let unit_or_currency = c.name("unit").is_some() || c.name("cur").is_some();
         if matches!(before, Some('-' | '/' | ':'))
             || before.is_some_and(|b| b.is_alphabetic())
             || matches!(after, Some('-' | '/' | ':'))
+            || (!unit_or_currency && after.is_some_and(|a| a.is_alphanumeric()))
         {
             continue;
         }
@@ -80,7 +88,7 @@ pub fn figures(text: &str) -> Vec<Figure> {
             continue;
         };
         let unit = c.name("unit").map(|u| u.as_str().to_lowercase());
-        let rp = c.name("rp").is_some();
+        let rp = c.name("rp").is_some() || c.name("cur").is_some();
         let magnitude = match unit.as_deref() {
             Some("triliun" | "t") => 1e12,
             Some("miliar" | "milyar" | "m" | "bn") => 1e9,
@@ -101,19 +109,29 @@ pub fn figures(text: &str) -> Vec<Figure> {
     out
 }
 
-/// Every number in a JSON value (strings included: amounts travel as decimal strings).
-pub fn context_numbers(value: &Value, into: &mut Vec<f64>) {
+/// The numeric fields of a JSON value (numbers, and strings that are one: amounts travel as
+/// decimal strings), grouped by the object that holds them: the records derivations may combine.
+pub fn context_groups(value: &Value, into: &mut Vec<Vec<f64>>) {
+    let numeric = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
     match value {
-        Value::Number(n) => into.extend(n.as_f64()),
-        Value::String(s) => {
-            if let Ok(v) = s.parse::<f64>() {
-                into.push(v);
-            } else {
-                into.extend(figures(s).into_iter().map(|f| f.value));
+        Value::Array(items) => {
+            let here: Vec<f64> = items.iter().filter_map(numeric).collect();
+            if !here.is_empty() {
+                into.push(here);
             }
+            items.iter().for_each(|v| context_groups(v, into));
         }
-        Value::Array(items) => items.iter().for_each(|v| context_numbers(v, into)),
-        Value::Object(map) => map.values().for_each(|v| context_numbers(v, into)),
+        Value::Object(map) => {
+            let here: Vec<f64> = map.values().filter_map(numeric).collect();
+            if !here.is_empty() {
+                into.push(here);
+            }
+            map.values().for_each(|v| context_groups(v, into));
+        }
         _ => {}
     }
 }
@@ -123,24 +141,28 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 0.01 * a.abs().max(b.abs()) || (a * 10.0).round() == (b * 10.0).round()
 }
 
-/// The figures of `answer` that the context does not support. Small whole numbers (≤ 31: days,
-/// counts, list positions) are not checked, unless they are money or percentages.
-pub fn unsupported(answer: &str, context: &[f64]) -> Vec<Figure> {
+/// The figures of `answer` that the context does not support: not one of `context` (every
+/// figure the data holds) and no derivation of two figures of one of `groups` (the records).
+/// Small whole numbers (≤ 31: days, counts, list positions) are not checked, unless they are
+/// money or percentages.
+pub fn unsupported(answer: &str, context: &[f64], groups: &[Vec<f64>]) -> Vec<Figure> {
     let supported = |v: f64| {
         if context.iter().any(|c| close(*c, v)) {
             return true;
         }
-        for a in context {
-            for b in context {
-                if close(a - b, v) || close((a - b).abs(), v) {
-                    return true;
-                }
-                if *b != 0.0
-                    && (close(a / b * 100.0, v)
-                        || close((a - b) / b * 100.0, v)
-                        || close(((a - b) / b * 100.0).abs(), v))
-                {
-                    return true;
+        for group in groups {
+            for a in group {
+                for b in group {
+                    if close(a - b, v) || close((a - b).abs(), v) {
+                        return true;
+                    }
+                    if *b != 0.0
+                        && (close(a / b * 100.0, v)
+                            || close((a - b) / b * 100.0, v)
+                            || close(((a - b) / b * 100.0).abs(), v))
+                    {
+                        return true;
+                    }
                 }
             }
         }
@@ -174,23 +196,48 @@ mod tests {
         let context = [697_333_225.0, 749_731_852.5, 70.0, 71.0];
         let good = "Omzet bulan ini Rp 697.333.225 (Rp 697,3 jt), turun 7% dari Rp 749,7 jt; selisih Rp 52,4 jt. 70 order.";
         assert!(
-            unsupported(good, &context).is_empty(),
+            unsupported(good, &context, &[context.to_vec()]).is_empty(),
             "{:?}",
-            unsupported(good, &context)
+            unsupported(good, &context, &[context.to_vec()])
         );
         let bad = "Omzet bulan ini Rp 812 jt, naik 12%.";
-        let flagged = unsupported(bad, &context);
+        let flagged = unsupported(bad, &context, &[context.to_vec()]);
         assert_eq!(flagged.len(), 2, "{flagged:?}");
         assert!(flagged[0].money);
     }
 
     #[test]
-    fn numbers_inside_json_context_are_collected() {
+    fn numeric_fields_are_collected_by_record_and_names_support_nothing() {
         let mut out = Vec::new();
-        context_numbers(
-            &serde_json::json!({"a": "697333225.00", "b": [1, 2.5], "c": "Rp 1,2 M"}),
+        context_groups(
+            &serde_json::json!({"a": "697333225.00", "b": [1, 2.5], "c": "Rp 1,2 M",
+                                "d": {"name": "PT 2000 Jaya", "x": 7}}),
             &mut out,
         );
-        assert_eq!(out, vec![697_333_225.0, 1.0, 2.5, 1.2e9]);
+        assert_eq!(out, vec![vec![697_333_225.0], vec![1.0, 2.5], vec![7.0]]);
+    }
+
+    #[test]
+    fn adversarial_figures_are_caught() {
+        // Money in every form.
+        for text in [
+            "9.876.543.210 rupiah",
+            "9.876.543.210 IDR",
+            "IDR 9.876.543.210",
+        ] {
+            let f = figures(text);
+            assert!(f[0].money && f[0].value == 9_876_543_210.0, "{text}: {f:?}");
+        }
+        // A number of a name is not a figure of the answer either.
+        assert!(figures("Motor DC 12V").is_empty());
+        // A hundred unrelated records (1e6·i² + 37): a difference across records is not
+        // support, the same difference within one record is.
+        let v = |i: u32| 1_000_000.0 * f64::from(i * i) + 37.0;
+        let groups: Vec<Vec<f64>> = (0..100).map(|i| vec![v(i)]).collect();
+        let context: Vec<f64> = groups.iter().flatten().copied().collect();
+        let invented = "Selisihnya Rp 91.000.000.";
+        assert_eq!(unsupported(invented, &context, &groups).len(), 1);
+        let record = vec![vec![v(10), v(3)]];
+        assert!(unsupported(invented, &context, &record).is_empty());
     }
 }

@@ -473,14 +473,17 @@ impl Brain {
         }
         match self.ask_llm(caller, q, intent, messages).await {
             Ok((content, tokens)) => {
-                let mut numbers = Vec::new();
-                ground::context_numbers(&snapshot.data, &mut numbers);
+                // Support: every numeric field, and the figures of the data answer (derived from
+                // those fields: totals, growth, shares); derivations only within one record.
+                let mut groups = Vec::new();
+                ground::context_groups(&snapshot.data, &mut groups);
+                let mut numbers: Vec<f64> = groups.iter().flatten().copied().collect();
                 numbers.extend(
                     ground::figures(&snapshot.answer.id)
                         .into_iter()
                         .map(|f| f.value),
                 );
-                let invented = ground::unsupported(&content, &numbers);
+                let invented = ground::unsupported(&content, &numbers, &groups);
                 let policy = self.prep.settings.grounding_fallback;
                 let reject = match policy {
                     GroundingFallback::Any => !invented.is_empty(),

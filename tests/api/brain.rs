@@ -392,3 +392,17 @@ async fn a_reply_naming_another_request_is_not_taken_as_the_answer() {
     assert!(answer.contains("Jawaban langsung dari data"), "{answer}");
     assert_eq!(outcome(&app, "wamid.impostor").await.0, "fallback");
 }
+
+#[tokio::test]
+async fn money_written_with_rupiah_after_it_is_checked_against_the_data() {
+    let app = demo_app(|_| {}).await;
+    FakeLlm::start(
+        &app,
+        LlmBehaviour::Answer("Omzet bulan ini 9.876.543.210 rupiah.".into()),
+    )
+    .await;
+    let director = app.trusted_sender().await;
+    let answer = ask(&app, &director, "wamid.rupiah", "omzet bulan ini?").await;
+    assert!(!answer.contains("9.876.543.210"), "{answer}");
+    assert!(answer.contains("Jawaban langsung dari data"), "{answer}");
+}
