@@ -143,6 +143,11 @@ pub struct ServerSettings {
     pub request_timeout_secs: u64,
     /// Upper bound on graceful shutdown.
     pub shutdown_timeout_secs: u64,
+    /// A second listener for `/metrics`, `/docs` and the OpenAPI document (and the probes), so
+    /// the public one carries only `/webhook`, `/api` and the probes; none when absent.
+    pub internal_port: Option<u16>,
+    /// Address of that listener.
+    pub internal_host: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -77,6 +77,8 @@ pub struct Application {
     listener: TcpListener,
     /// Routes with their middleware and state.
     router: Router,
+    /// The internal listener (metrics, docs) and its routes, when configured.
+    internal: Option<(TcpListener, Router)>,
     /// The pipeline's stages.
     stages: Stages,
     /// The inbox consumers, one per partition.
@@ -201,15 +203,28 @@ impl Application {
                 metrics: metrics.clone(),
             },
         };
-        let router = build_router(
+        let split = settings.server.internal_port.is_some();
+        let (router, internal_router) = build_routers(
             http_state,
             &settings.whatsapp,
             Duration::from_secs(settings.server.request_timeout_secs),
+            split,
         );
+        let internal = match (settings.server.internal_port, internal_router) {
+            (Some(port), Some(router)) => {
+                let address = format!("{}:{port}", settings.server.internal_host);
+                let listener = TcpListener::bind(&address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address}"))?;
+                Some((listener, router))
+            }
+            _ => None,
+        };
         Ok(Self {
             port,
             listener,
             router,
+            internal,
             stages: Stages {
                 relay,
                 consumer,
@@ -234,6 +249,14 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The internal listener's port, when there is one.
+    pub fn internal_port(&self) -> Option<u16> {
+        self.internal
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     /// Serves and runs the pipeline workers until `shutdown` resolves, then stops accepting,
@@ -270,6 +293,22 @@ impl Application {
         );
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop_internal = CancellationToken::new();
+        if let Some((listener, router)) = self.internal {
+            let stop = stop_internal.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "internal listener failed");
+                }
+            });
+        }
+        let _stop_internal = stop_internal.drop_guard();
         let server = axum::serve(
             self.listener,
             self.router
@@ -303,18 +342,44 @@ impl Application {
     }
 }
 
-/// All routes, with request ids, tracing, metrics and a time limit of `timeout`. Separate from
-/// serving so it can be exercised on its own.
-pub fn build_router(state: HttpState, whatsapp: &WhatsAppSettings, timeout: Duration) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+/// The public routes and, when `split`, the internal ones (metrics, docs, OpenAPI and the
+/// probes) apart; each with request ids, tracing, metrics and a time limit of `timeout`.
+/// Separate from serving so they can be exercised on their own.
+pub fn build_routers(
+    state: HttpState,
+    whatsapp: &WhatsAppSettings,
+    timeout: Duration,
+    split: bool,
+) -> (Router, Option<Router>) {
+    let (api, docs) = crate::admin::routers();
+    let public = Router::new()
         .merge(http::health::router())
-        .merge(crate::admin::router())
+        .merge(api)
         .merge(inbox::webhook::router(
             whatsapp.max_body_bytes,
             whatsapp.max_concurrent_webhooks,
-        ))
-        .with_state(state)
+        ));
+    let internal = Router::new()
+        .merge(http::health::metrics_router())
+        .merge(docs);
+    if split {
+        let internal = internal.merge(http::health::router());
+        (
+            layered(public.with_state(state.clone()), timeout),
+            Some(layered(internal.with_state(state), timeout)),
+        )
+    } else {
+        (
+            layered(public.merge(internal).with_state(state), timeout),
+            None,
+        )
+    }
+}
+
+/// Request ids, tracing, HTTP metrics and the time limit around `router`.
+fn layered(router: Router, timeout: Duration) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    router
         .layer(axum::middleware::from_fn(telemetry::track_http))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

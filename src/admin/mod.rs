@@ -48,9 +48,10 @@ pub struct AdminState {
     pub auth: Auth,
 }
 
-/// Every admin route, the OpenAPI document at `/api/v1/openapi.json` and the docs at `/docs`,
-/// in any router state that holds an [`AdminState`].
-pub fn router<S>() -> Router<S>
+/// Every admin route, and apart from them the OpenAPI document at `/api/v1/openapi.json` with
+/// the docs at `/docs` (served on the internal listener when there is one), in any router
+/// state that holds an [`AdminState`].
+pub fn routers<S>() -> (Router<S>, Router<S>)
 where
     S: Clone + Send + Sync + 'static,
     AdminState: FromRef<S>,
@@ -63,7 +64,7 @@ where
         .merge(audit::router())
         .merge(insight::router())
         .split_for_parts();
-    router.merge(docs::router(docs::finish(api)))
+    (router, docs::router(docs::finish(api)))
 }
 
 /// Largest page a list returns.

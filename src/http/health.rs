@@ -31,7 +31,15 @@ where
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+}
+
+/// `/metrics`, served on the internal listener when there is one.
+pub fn metrics_router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    HealthState: FromRef<S>,
+{
+    Router::new().route("/metrics", get(metrics))
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -129,3 +129,36 @@ async fn nats_credentials_from_the_settings_are_used_and_required() {
     assert!(!format!("{err:#}").contains("hub-nats-pass-1"));
     assert!(with_password.is_ok(), "{:?}", with_password.err());
 }
+
+#[tokio::test]
+async fn metrics_and_docs_move_to_the_internal_listener_when_it_is_configured() {
+    let db = fresh_database().await;
+    let mut settings = db.settings.clone();
+    settings.server.internal_port = Some(0);
+    let app = Application::build(settings).await.unwrap();
+    let public = format!("http://127.0.0.1:{}", app.port());
+    let internal = format!(
+        "http://127.0.0.1:{}",
+        app.internal_port().expect("an internal listener")
+    );
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let status = |url: String| async move { reqwest::get(url).await.unwrap().status().as_u16() };
+    for path in ["/metrics", "/api/v1/openapi.json", "/docs/"] {
+        assert_eq!(
+            status(format!("{public}{path}")).await,
+            404,
+            "public {path}"
+        );
+        assert_eq!(
+            status(format!("{internal}{path}")).await,
+            200,
+            "internal {path}"
+        );
+    }
+    for base in [&public, &internal] {
+        assert_eq!(status(format!("{base}/healthz")).await, 200);
+    }
+    // The API itself stays public.
+    assert_eq!(status(format!("{public}/api/v1/users")).await, 401);
+    assert_eq!(status(format!("{internal}/api/v1/users")).await, 404);
+}
