@@ -12,7 +12,7 @@ use sentient_hub::texts::Lang;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::helpers::fresh_database;
+use crate::helpers::{fresh_database, TestDb};
 
 /// Data keys that only a module's data has (as the context builders name them), by the
 /// permission that reads that module. Written for the test, from the schema, not from the code
@@ -140,6 +140,22 @@ const QUESTIONS: &[&str] = &[
     "top customers this year",
 ];
 
+/// A fresh database with the demo data, and the brain's preparer on it.
+async fn demo_preparer() -> (TestDb, PgPool, Preparer) {
+    let test_db = fresh_database().await;
+    let db = PgPool::connect_with(test_db.settings.database.connect_options())
+        .await
+        .unwrap();
+    demo::load(&db).await.unwrap();
+    let prep = Preparer::new(
+        db.clone(),
+        SharedCatalog::new(Catalog::load(&db).await.unwrap()),
+        test_db.settings.brain.clone(),
+        chrono_tz::Asia::Jakarta,
+    );
+    (test_db, db, prep)
+}
+
 /// Every key of `value`, at any depth.
 fn keys(value: &Value, out: &mut BTreeSet<String>) {
     match value {
@@ -210,17 +226,7 @@ fn leaks(permission: &str, text: &str, data: Option<&Value>) -> Vec<String> {
 
 #[tokio::test]
 async fn no_role_gets_a_field_of_a_module_it_may_not_read_for_any_question() {
-    let test_db = fresh_database().await;
-    let db = PgPool::connect_with(test_db.settings.database.connect_options())
-        .await
-        .unwrap();
-    demo::load(&db).await.unwrap();
-    let prep = Preparer::new(
-        db.clone(),
-        SharedCatalog::new(Catalog::load(&db).await.unwrap()),
-        test_db.settings.brain.clone(),
-        chrono_tz::Asia::Jakarta,
-    );
+    let (_test_db, db, prep) = demo_preparer().await;
     let mut problems = Vec::new();
     let mut checked = 0;
     for (role, permissions) in roles(&db).await {
@@ -264,17 +270,7 @@ async fn no_role_gets_a_field_of_a_module_it_may_not_read_for_any_question() {
 
 #[tokio::test]
 async fn a_follow_up_naming_a_purchase_order_needs_the_purchase_permission() {
-    let test_db = fresh_database().await;
-    let db = PgPool::connect_with(test_db.settings.database.connect_options())
-        .await
-        .unwrap();
-    demo::load(&db).await.unwrap();
-    let prep = Preparer::new(
-        db.clone(),
-        SharedCatalog::new(Catalog::load(&db).await.unwrap()),
-        test_db.settings.brain.clone(),
-        chrono_tz::Asia::Jakarta,
-    );
+    let (_test_db, db, prep) = demo_preparer().await;
     let permissions: Vec<String> = roles(&db)
         .await
         .into_iter()
@@ -309,17 +305,7 @@ async fn a_follow_up_naming_a_purchase_order_needs_the_purchase_permission() {
 
 #[tokio::test]
 async fn after_a_role_is_lowered_the_prompt_history_carries_nothing_it_may_no_longer_see() {
-    let test_db = fresh_database().await;
-    let db = PgPool::connect_with(test_db.settings.database.connect_options())
-        .await
-        .unwrap();
-    demo::load(&db).await.unwrap();
-    let prep = Preparer::new(
-        db.clone(),
-        SharedCatalog::new(Catalog::load(&db).await.unwrap()),
-        test_db.settings.brain.clone(),
-        chrono_tz::Asia::Jakarta,
-    );
+    let (_test_db, db, prep) = demo_preparer().await;
     let all = roles(&db).await;
     let of = |code: &str| all.iter().find(|(r, _)| r == code).unwrap().1.clone();
     let sales_manager = of("MANAGER_SALES");
