@@ -5,9 +5,10 @@
 //! What each sender gets:
 //! - unknown, deactivated or deleted: one polite refusal per 24 hours, every attempt audited, no
 //!   data, no LLM call, no OTP;
-//! - whitelisted but not (or no longer) trusted: the message is held, a code is mailed (at most
-//!   `identity.otp_max_per_hour` an hour), and the user is asked for it; when the right code comes
-//!   the held messages are released to the brain, in order;
+//! - whitelisted but not (or no longer) trusted: the message is held (at most
+//!   `identity.max_held`; a later one is not kept, and the user is told so once), a code is mailed
+//!   (at most `identity.otp_max_per_hour` an hour), and the user is asked for it; when the right
+//!   code comes the held messages are released to the brain, in order;
 //! - trusted: admitted, with role and permissions.
 
 use std::collections::HashSet;
