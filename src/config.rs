@@ -552,10 +552,7 @@ impl Settings {
         }
         let loopback_host = |host: &str| {
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            host == "localhost"
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
         };
         let listener_ok = loopback_host(&self.server.host);
         let graph_ok = self.whatsapp.is_local()

@@ -454,38 +454,35 @@ async fn login(
         .as_ref()
         .filter(|c| c.is_active && !c.locked && c.password_hash.is_some())
     {
-        // Known addresses count and lock apart from strangers' (see the migration).
-        let statement = if c.known {
-            "update adm_user set
-                 known_fails = case when known_fails + 1 >= $2 then 0 else known_fails + 1 end,
-                 known_unlock_at = case when known_fails + 1 >= $2
-                                        then now() + make_interval(secs => $3)
-                                        else known_unlock_at end
-             where id = $1 and not coalesce(known_unlock_at > now(), false)
-             returning coalesce(known_unlock_at > now(), false)"
+        // Known addresses count and lock apart from strangers' (see the migration): the same
+        // rule on the other pair of columns.
+        let (count, until) = if c.known {
+            ("known_fails", "known_unlock_at")
         } else {
-            "update adm_user set
-                 failed_login_count = case when failed_login_count + 1 >= $2 then 0
-                                           else failed_login_count + 1 end,
-                 locked_until = case when failed_login_count + 1 >= $2
-                                     then now() + make_interval(secs => $3)
-                                     else locked_until end
-             where id = $1 and not coalesce(locked_until > now(), false)
-             returning coalesce(locked_until > now(), false)"
+            ("failed_login_count", "locked_until")
         };
-        let reservation: Option<bool> = sqlx::query_scalar(statement)
-            .bind(c.id)
-            .bind(auth.settings.max_failed_logins)
-            .bind(auth.settings.lockout_secs as f64)
-            .fetch_optional(&state.db)
-            .await?;
+        let reservation: Option<bool> = sqlx::query_scalar(&format!(
+            "update adm_user set
+                 {count} = case when {count} + 1 >= $2 then 0 else {count} + 1 end,
+                 {until} = case when {count} + 1 >= $2
+                                then now() + make_interval(secs => $3)
+                                else {until} end
+             where id = $1 and not coalesce({until} > now(), false)
+             returning coalesce({until} > now(), false)"
+        ))
+        .bind(c.id)
+        .bind(auth.settings.max_failed_logins)
+        .bind(auth.settings.lockout_secs as f64)
+        .fetch_optional(&state.db)
+        .await?;
         if let Some(locks) = reservation {
             reserved_lock = locks;
             evaluated = c.password_hash.clone();
         }
     }
     // One hash per attempt whatever the case, so timing tells nothing.
-    let matched = auth.hasher.verify(req.password, evaluated.clone()).await?;
+    let checked = evaluated.is_some();
+    let matched = auth.hasher.verify(req.password, evaluated).await?;
     let Some(user) = candidate else {
         metrics::counter!("admin_logins_total", "outcome" => "unknown").increment(1);
         tracing::info!("login refused: no such user");
@@ -496,7 +493,7 @@ async fn login(
             "inactive"
         } else if user.password_hash.is_none() {
             "no_password"
-        } else if evaluated.is_none() {
+        } else if !checked {
             // Locked before, or by the attempts running beside this one.
             "locked"
         } else {

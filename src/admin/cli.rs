@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::password::Hasher;
-use super::users::{parse_email, parse_phone};
+use super::users::{parse_email, parse_phone, CLEAR_LOCKS};
 use crate::audit::{self, Entry};
 use crate::config::Settings;
 use crate::db;
@@ -176,11 +176,10 @@ async fn unlock(settings: &Settings, login: &str) -> anyhow::Result<()> {
     let Some((id, uuid, old)) = row else {
         bail!("no live user has the login {login:?}");
     };
-    let new: Value = sqlx::query_scalar(
-        "update adm_user u set failed_login_count = 0, locked_until = null, known_fails = 0,
-             known_unlock_at = null
-         where id = $1 returning to_jsonb(u) - 'password_hash'",
-    )
+    let new: Value = sqlx::query_scalar(&format!(
+        "update adm_user u set {CLEAR_LOCKS}
+         where id = $1 returning to_jsonb(u) - 'password_hash'"
+    ))
     .bind(id)
     .fetch_one(&mut *tx)
     .await?;

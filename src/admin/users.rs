@@ -524,12 +524,11 @@ async fn reset_password(
     let by = caller.user_id;
     let user = mutate(&state, &caller, uuid, "RESET_PWD", |tx, id| {
         Box::pin(async move {
-            sqlx::query(
+            sqlx::query(&format!(
                 "update adm_user set password_hash = $2, password_changed_at = now(),
-                        failed_login_count = 0, locked_until = null, known_fails = 0,
-                        known_unlock_at = null, updated_by = $3
-                 where id = $1",
-            )
+                        {CLEAR_LOCKS}, updated_by = $3
+                 where id = $1"
+            ))
             .bind(id)
             .bind(hash)
             .bind(by)
@@ -563,11 +562,9 @@ async fn unlock(
     let by = caller.user_id;
     mutate(&state, &caller, uuid, "UNLOCK", |tx, id| {
         Box::pin(async move {
-            sqlx::query(
-                "update adm_user set failed_login_count = 0, locked_until = null, known_fails = 0,
-                     known_unlock_at = null, updated_by = $2
-                 where id = $1",
-            )
+            sqlx::query(&format!(
+                "update adm_user set {CLEAR_LOCKS}, updated_by = $2 where id = $1"
+            ))
             .bind(id)
             .bind(by)
             .execute(&mut **tx)
@@ -792,6 +789,11 @@ async fn snapshot(conn: &mut PgConnection, id: i64) -> Result<Value> {
             .await?,
     )
 }
+
+/// The SQL assignments that lift every login lock of a user: strangers' addresses' count and
+/// lock, and those of the addresses the user signed in from (see `admin::auth::login`).
+pub(crate) const CLEAR_LOCKS: &str =
+    "failed_login_count = 0, locked_until = null, known_fails = 0, known_unlock_at = null";
 
 /// `(id, level, permission codes)` of a live role by code.
 async fn role_by_code(db: &sqlx::PgPool, code: &str) -> Result<Option<(i64, i32, Vec<String>)>> {

@@ -412,7 +412,6 @@ impl Brain {
     #[tracing::instrument(skip_all, fields(wamid = q.wamid))]
     pub async fn answer(&self, caller: &Caller, q: &Question<'_>) -> Answer {
         let started = Instant::now();
-        let elapsed = |started: Instant| started.elapsed().as_millis().min(i32::MAX as u128) as i32;
         let Some(text) = q.text.map(str::trim).filter(|t| !t.is_empty()) else {
             let text = match q.msg_type {
                 "reaction" | "system" | "unsupported" => None,
@@ -435,7 +434,7 @@ impl Brain {
                     intent: None,
                     outcome: Outcome::Error,
                     tokens: 0,
-                    latency_ms: elapsed(started),
+                    latency_ms: elapsed_ms(started),
                 };
             }
         };
@@ -450,7 +449,7 @@ impl Brain {
                     intent: Some(intent),
                     outcome,
                     tokens: 0,
-                    latency_ms: elapsed(started),
+                    latency_ms: elapsed_ms(started),
                 }
             }
             Prepared::Ask {
@@ -465,7 +464,7 @@ impl Brain {
             intent: Some(intent),
             outcome: Outcome::Fallback,
             tokens,
-            latency_ms: elapsed(started),
+            latency_ms: elapsed_ms(started),
         };
         if data_only || !self.breaker.allow() {
             metrics::counter!("brain_answers_total", "outcome" => "fallback").increment(1);
@@ -503,7 +502,7 @@ impl Brain {
                     intent: Some(intent),
                     outcome: Outcome::Llm,
                     tokens,
-                    latency_ms: elapsed(started),
+                    latency_ms: elapsed_ms(started),
                 }
             }
             Err(e) => {
@@ -513,6 +512,11 @@ impl Brain {
             }
         }
     }
+}
+
+/// Milliseconds since `started`, as `ai_chat.latency_ms` holds them.
+pub fn elapsed_ms(started: Instant) -> i32 {
+    started.elapsed().as_millis().min(i32::MAX as u128) as i32
 }
 
 /// The deterministic answer, marked as such.

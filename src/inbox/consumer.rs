@@ -419,7 +419,7 @@ impl Consumer {
             intent: Some(Intent::Alerts),
             outcome,
             tokens: 0,
-            latency_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32,
+            latency_ms: brain::elapsed_ms(started),
         }
     }
 }

@@ -93,74 +93,67 @@ impl Relay {
     /// One round: up to `relay_batch` unrelayed rows, in id order, published and acknowledged
     /// by JetStream, then marked. Returns how many rows moved.
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
-        relay_round(&self.db, &self.js, &self.settings).await
-    }
-}
-
-async fn relay_round(
-    db: &PgPool,
-    js: &jetstream::Context,
-    settings: &InboxSettings,
-) -> anyhow::Result<usize> {
-    let mut tx = db.begin().await.context("starting relay transaction")?;
-    let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
-        .bind(RELAY_LOCK)
-        .fetch_one(&mut *tx)
-        .await?;
-    if !locked {
-        return Ok(0); // another instance is relaying
-    }
-    let rows: Vec<(i64, String, String, i32)> = sqlx::query_as(
-        "select id, wamid, sender_key, relay_gen from wa_inbox
+        let (db, js, settings) = (&self.db, &self.js, &self.settings);
+        let mut tx = db.begin().await.context("starting relay transaction")?;
+        let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(0); // another instance is relaying
+        }
+        let rows: Vec<(i64, String, String, i32)> = sqlx::query_as(
+            "select id, wamid, sender_key, relay_gen from wa_inbox
          where relayed_at is null order by id limit $1",
-    )
-    .bind(settings.relay_batch)
-    .fetch_all(&mut *tx)
-    .await
-    .context("reading unrelayed rows")?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let mut acks = Vec::with_capacity(rows.len());
-    for (id, wamid, sender, gen) in &rows {
-        let partition = partition_of(sender, settings.partitions);
-        let mut headers = async_nats::HeaderMap::new();
-        // A released message goes out again under a new id (see `wa_inbox.relay_gen`).
-        let msg_id = if *gen == 0 {
-            wamid.clone()
-        } else {
-            format!("{wamid}#{gen}")
-        };
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
-        let body = serde_json::to_vec(&Job {
-            id: *id,
-            wamid: wamid.clone(),
-        })?;
-        let ack = js
-            .publish_with_headers(
-                subject(&settings.subject_prefix, partition),
-                headers,
-                body.into(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("publishing to JetStream: {e}"))?;
-        acks.push(ack);
-    }
-    for ack in acks {
-        ack.await
-            .map_err(|e| anyhow::anyhow!("JetStream did not acknowledge: {e}"))?;
-    }
-    let ids: Vec<i64> = rows.iter().map(|(id, _, _, _)| *id).collect();
-    sqlx::query(
-        "update wa_inbox set relayed_at = now(),
+        )
+        .bind(settings.relay_batch)
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading unrelayed rows")?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut acks = Vec::with_capacity(rows.len());
+        for (id, wamid, sender, gen) in &rows {
+            let partition = partition_of(sender, settings.partitions);
+            let mut headers = async_nats::HeaderMap::new();
+            // A released message goes out again under a new id (see `wa_inbox.relay_gen`).
+            let msg_id = if *gen == 0 {
+                wamid.clone()
+            } else {
+                format!("{wamid}#{gen}")
+            };
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
+            let body = serde_json::to_vec(&Job {
+                id: *id,
+                wamid: wamid.clone(),
+            })?;
+            let ack = js
+                .publish_with_headers(
+                    subject(&settings.subject_prefix, partition),
+                    headers,
+                    body.into(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("publishing to JetStream: {e}"))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await
+                .map_err(|e| anyhow::anyhow!("JetStream did not acknowledge: {e}"))?;
+        }
+        let ids: Vec<i64> = rows.iter().map(|(id, _, _, _)| *id).collect();
+        sqlx::query(
+            "update wa_inbox set relayed_at = now(),
              status = case when status = 'pending' then 'relayed' else status end
          where id = any($1)",
-    )
-    .bind(&ids)
-    .execute(&mut *tx)
-    .await
-    .context("marking rows relayed")?;
-    tx.commit().await.context("committing relay round")?;
-    metrics::counter!("inbox_relayed_total").increment(ids.len() as u64);
-    Ok(ids.len())
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .context("marking rows relayed")?;
+        tx.commit().await.context("committing relay round")?;
+        metrics::counter!("inbox_relayed_total").increment(ids.len() as u64);
+        Ok(ids.len())
+    }
 }
