@@ -282,7 +282,7 @@ impl Application {
             stages
                 .gate
                 .clone()
-                .run_mail_retries(self.db.clone(), stop_workers.clone()),
+                .run_mailer(self.db.clone(), stop_workers.clone()),
         );
         workers.spawn(telemetry::upkeep(self.metrics, stop_workers.clone()));
         workers.spawn(

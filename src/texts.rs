@@ -257,14 +257,14 @@ pub fn not_registered(lang: Lang) -> String {
     )
 }
 
-/// A code was mailed.
-pub fn otp_sent(lang: Lang, email_masked: &str, minutes: u64) -> String {
+/// A code is on its way to the user's mailbox.
+pub fn otp_coming(lang: Lang, email_masked: &str, minutes: u64) -> String {
     match lang {
         Lang::Id => format!(
-            "🔐 Demi keamanan data pabrik, perangkat ini perlu diverifikasi. Kami mengirim kode 6 digit ke email perusahaan Anda ({email_masked}). Ketik kode tersebut di sini (berlaku {minutes} menit). Pertanyaan Anda kami simpan dan akan dijawab setelah verifikasi."
+            "🔐 Demi keamanan data pabrik, perangkat ini perlu diverifikasi. Kami sedang mengirim kode 6 digit ke email perusahaan Anda ({email_masked}). Ketik kode tersebut di sini (berlaku {minutes} menit). Pertanyaan Anda kami simpan dan akan dijawab setelah verifikasi."
         ),
         Lang::En => format!(
-            "🔐 To protect factory data, this device needs to be verified. We sent a 6-digit code to your company email ({email_masked}). Type it here (valid for {minutes} minutes). Your question is kept and will be answered after verification."
+            "🔐 To protect factory data, this device needs to be verified. We are sending a 6-digit code to your company email ({email_masked}). Type it here (valid for {minutes} minutes). Your question is kept and will be answered after verification."
         ),
     }
 }

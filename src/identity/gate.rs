@@ -6,9 +6,10 @@
 //! - unknown, deactivated or deleted: one polite refusal per 24 hours, every attempt audited, no
 //!   data, no LLM call, no OTP;
 //! - whitelisted but not (or no longer) trusted: the message is held (at most
-//!   `identity.max_held`; a later one is not kept, and the user is told so once), a code is mailed
-//!   (at most `identity.otp_max_per_hour` an hour), and the user is asked for it; when the right
-//!   code comes the held messages are released to the brain, in order;
+//!   `identity.max_held`; a later one is not kept, and the user is told so once), a code is
+//!   issued (at most `identity.otp_max_per_hour` an hour) and mailed after the transaction, and
+//!   the user is asked for it; when the right code comes the held messages are released to the
+//!   brain, in order;
 //! - trusted: admitted, with role and permissions.
 
 use std::collections::HashSet;
@@ -42,8 +43,10 @@ pub struct Gate {
     timezone: chrono_tz::Tz,
     /// Longest wait for one code mail (the SMTP timeout and a second).
     mail_timeout: Duration,
-    /// The sender's, rung when a late code's notice is queued.
+    /// The sender's, rung when a code mail's notice is queued.
     sender: Doorbell,
+    /// The mailer's, rung once a code to mail has committed.
+    mail: Doorbell,
 }
 
 /// What the worker needs to know of an inbound message.
@@ -103,6 +106,7 @@ struct OtpRow {
     id: i64,
     code_hash: String,
     sent_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
     attempts: i32,
 }
 
@@ -120,6 +124,7 @@ impl Gate {
             timezone,
             mail_timeout,
             sender,
+            mail: Doorbell::default(),
         }
     }
 
@@ -381,7 +386,7 @@ impl Gate {
     ) -> anyhow::Result<Admission> {
         let settings = &self.settings;
         let open: Option<OtpRow> = sqlx::query_as(
-            "select id, code_hash, sent_at, attempts from wa_otp
+            "select id, code_hash, sent_at, last_error, attempts from wa_otp
          where user_id = $1 and consumed_at is null and voided_at is null and expires_at > now()
          order by id desc limit 1 for update",
         )
@@ -502,14 +507,18 @@ impl Gate {
             .await
             .context("holding the message")?;
         let reply = match open {
-            Some(o) if o.sent_at.is_some() => texts::otp_reminder(msg.lang, &email_masked),
+            Some(o) if o.sent_at.is_some() || o.last_error.is_none() => {
+                texts::otp_reminder(msg.lang, &email_masked)
+            }
             Some(_) => texts::otp_send_failed(msg.lang),
             None => self.new_code(tx, msg, user).await?,
         };
         Ok(Admission::Held(reply))
     }
 
-    /// Issues and mails a fresh code (within the hourly limit); returns what to tell the user.
+    /// Issues a code to be mailed (within the hourly limit); returns what to tell the user. The
+    /// mail itself leaves from [`Gate::send_due_codes`] once this transaction has committed, so a
+    /// slow SMTP server never holds a database connection.
     async fn new_code(
         &self,
         tx: &mut PgConnection,
@@ -522,12 +531,12 @@ impl Gate {
             return Ok(texts::no_email(msg.lang));
         };
         let recent: i64 = sqlx::query_scalar(
-        "select count(*) from wa_otp where user_id = $1 and created_at > now() - interval '1 hour'",
-    )
-    .bind(user.id)
-    .fetch_one(&mut *tx)
-    .await
-    .context("counting recent codes")?;
+            "select count(*) from wa_otp where user_id = $1 and created_at > now() - interval '1 hour'",
+        )
+        .bind(user.id)
+        .fetch_one(&mut *tx)
+        .await
+        .context("counting recent codes")?;
         if recent >= settings.otp_max_per_hour {
             audit(tx, Some(user.id), "WA.OTP_RATE_LIMITED", json!({})).await?;
             return Ok(texts::otp_rate_limited(msg.lang));
@@ -535,64 +544,27 @@ impl Gate {
         // Older open codes are void once a new one is issued.
         sqlx::query(
             "update wa_otp set voided_at = now()
-         where user_id = $1 and consumed_at is null and voided_at is null",
+             where user_id = $1 and consumed_at is null and voided_at is null",
         )
         .bind(user.id)
         .execute(&mut *tx)
         .await
         .context("voiding older codes")?;
-        let code = otp::generate();
-        let id: i64 = sqlx::query_scalar(
+        // No code yet: the mailer draws it, and stores its hash, when it sends.
+        sqlx::query(
             "insert into wa_otp (user_id, code_hash, expires_at)
-         values ($1, $2, now() + make_interval(secs => $3)) returning id",
+             values ($1, '', now() + make_interval(secs => $2))",
         )
         .bind(user.id)
-        .bind(otp::hash(
-            settings.otp_secret.expose_secret().as_bytes(),
-            user.id,
-            &code,
-        ))
         .bind(settings.otp_ttl_secs as f64)
-        .fetch_one(&mut *tx)
+        .execute(&mut *tx)
         .await
         .context("storing the code")?;
-        let email_masked = mask_email(email);
-        match self.mail_code(user, email, &code).await {
-            Ok(()) => {
-                sqlx::query("update wa_otp set sent_at = now(), send_tries = 1 where id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .context("recording the sent code")?;
-                audit(
-                    tx,
-                    Some(user.id),
-                    "WA.OTP_SENT",
-                    json!({ "to": email_masked }),
-                )
-                .await?;
-                Ok(texts::otp_sent(
-                    msg.lang,
-                    &email_masked,
-                    settings.otp_ttl_secs / 60,
-                ))
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "OTP mail not sent; will retry");
-                sqlx::query(
-                    "update wa_otp set send_tries = 1, last_error = $2,
-                     next_try_at = now() + interval '5 seconds'
-                 where id = $1",
-                )
-                .bind(id)
-                .bind(format!("{e:#}"))
-                .execute(&mut *tx)
-                .await
-                .context("recording the failed mail")?;
-                audit(tx, Some(user.id), "WA.OTP_SEND_FAILED", json!({})).await?;
-                Ok(texts::otp_send_failed(msg.lang))
-            }
-        }
+        Ok(texts::otp_coming(
+            msg.lang,
+            &mask_email(email),
+            settings.otp_ttl_secs / 60,
+        ))
     }
 
     async fn mail_code(&self, user: &UserRow, email: &str, code: &str) -> anyhow::Result<()> {
@@ -613,25 +585,52 @@ impl Gate {
             .map_err(|_| anyhow::anyhow!("SMTP timed out"))?
     }
 
-    /// Retries code mails that could not be sent, every two seconds, until `shutdown`.
-    pub async fn run_mail_retries(self, db: PgPool, shutdown: tokio_util::sync::CancellationToken) {
+    /// Wakes [`Gate::run_mailer`]: a code was issued in a transaction that has now committed.
+    pub fn ring_mailer(&self) {
+        self.mail.ring();
+    }
+
+    /// Mails the codes issued by [`Gate::admit`] and retries those that could not be sent: at
+    /// each ring, and every two seconds, until `shutdown`.
+    pub async fn run_mailer(self, db: PgPool, shutdown: tokio_util::sync::CancellationToken) {
         loop {
-            if let Err(e) = self.retry_unsent(&db).await {
-                tracing::warn!(error = %format!("{e:#}"), "cannot retry code mails");
+            if let Err(e) = self.send_due_codes(&db).await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot send code mails");
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
+                () = self.mail.rung() => {}
                 () = tokio::time::sleep(Duration::from_secs(2)) => {}
             }
         }
     }
 
-    /// Retries codes whose mail could not be sent: each retry mails a fresh code (only hashes are
-    /// stored), with exponential backoff, until the code's time is up. Tells the user on WhatsApp
-    /// when it finally went out. Returns how many were handled.
-    pub async fn retry_unsent(&self, db: &PgPool) -> anyhow::Result<usize> {
+    /// Mails the codes that are due, with no transaction open while SMTP talks:
+    /// 1. one short transaction claims up to 20 due codes, draws a fresh code for each (only its
+    ///    hash is stored) and leases the row for the mail's time plus half a minute, so a crash
+    ///    leaves it due again (the user may then get two mails; only the second code works);
+    /// 2. each mail is sent;
+    /// 3. one short transaction per code records the result: sent (the user is told on WhatsApp
+    ///    when an earlier try had failed), or failed (told the first time; retried with
+    ///    exponential backoff until the code's time is up).
+    ///
+    /// Returns how many codes were tried.
+    pub async fn send_due_codes(&self, db: &PgPool) -> anyhow::Result<usize> {
+        let due = self.claim_due_codes(db).await?;
+        let mut told = false;
+        for d in &due {
+            let result = self.mail_code(&d.user, &d.email, &d.code).await;
+            told |= self.record_mail(db, d, result).await?;
+        }
+        if told {
+            self.sender.ring();
+        }
+        Ok(due.len())
+    }
+
+    async fn claim_due_codes(&self, db: &PgPool) -> anyhow::Result<Vec<DueCode>> {
         #[derive(sqlx::FromRow)]
-        struct Due {
+        struct Row {
             id: i64,
             user_id: i64,
             send_tries: i32,
@@ -641,108 +640,167 @@ impl Gate {
             bsuid: Option<String>,
             lang: String,
         }
-        let mut tx = db.begin().await.context("starting mail retry")?;
-        let due: Vec<Due> = sqlx::query_as(
+        let mut tx = db.begin().await.context("starting to claim code mails")?;
+        let rows: Vec<Row> = sqlx::query_as(
             "select o.id, o.user_id, o.send_tries, u.full_name, u.email, u.phone, u.bsuid, u.lang
-         from wa_otp o join adm_user u on u.id = o.user_id
-         where o.sent_at is null and o.voided_at is null and o.consumed_at is null
-           and o.next_try_at <= now()
-         order by o.id limit 20
-         for update of o skip locked",
+             from wa_otp o join adm_user u on u.id = o.user_id
+             where o.sent_at is null and o.voided_at is null and o.consumed_at is null
+               and o.next_try_at <= now()
+             order by o.id limit 20
+             for update of o skip locked",
         )
         .fetch_all(&mut *tx)
         .await
-        .context("reading unsent codes")?;
+        .context("reading due codes")?;
         let secret = self.settings.otp_secret.expose_secret().as_bytes();
-        let ttl = self.settings.otp_ttl_secs as f64;
-        for d in &due {
-            let Some(email) = d.email.as_deref() else {
+        let lease = self.mail_timeout.as_secs_f64() + 30.0;
+        let mut due = Vec::with_capacity(rows.len());
+        for r in rows {
+            let Some(email) = r.email else {
                 sqlx::query("update wa_otp set voided_at = now() where id = $1")
-                    .bind(d.id)
+                    .bind(r.id)
                     .execute(&mut *tx)
-                    .await?;
+                    .await
+                    .context("voiding a code without an address")?;
                 continue;
             };
-            let user = UserRow {
-                id: d.user_id,
-                full_name: d.full_name.clone(),
-                email: d.email.clone(),
-                phone: d.phone.clone(),
-                bsuid: d.bsuid.clone(),
-                lang: d.lang.clone(),
-                is_active: true,
-                wa_revoked_at: None,
-                role: String::new(),
-                permissions: Vec::new(),
-            };
             let code = otp::generate();
-            match self.mail_code(&user, email, &code).await {
-                Ok(()) => {
-                    sqlx::query(
-                    "update wa_otp set code_hash = $2, sent_at = now(), send_tries = send_tries + 1,
-                         expires_at = now() + make_interval(secs => $3), last_error = null
-                     where id = $1",
+            let code_hash = otp::hash(secret, r.user_id, &code);
+            sqlx::query(
+                "update wa_otp set code_hash = $2, send_tries = send_tries + 1,
+                     next_try_at = now() + make_interval(secs => $3)
+                 where id = $1",
+            )
+            .bind(r.id)
+            .bind(&code_hash)
+            .bind(lease)
+            .execute(&mut *tx)
+            .await
+            .context("claiming a code mail")?;
+            due.push(DueCode {
+                id: r.id,
+                tries: r.send_tries + 1,
+                code,
+                code_hash,
+                email,
+                user: UserRow {
+                    id: r.user_id,
+                    full_name: r.full_name,
+                    email: None,
+                    phone: r.phone,
+                    bsuid: r.bsuid,
+                    lang: r.lang,
+                    is_active: true,
+                    wa_revoked_at: None,
+                    role: String::new(),
+                    permissions: Vec::new(),
+                },
+            });
+        }
+        tx.commit().await.context("committing the claim")?;
+        Ok(due)
+    }
+
+    /// Records one mail's outcome; returns whether a notice was queued for the user.
+    async fn record_mail(
+        &self,
+        db: &PgPool,
+        d: &DueCode,
+        result: anyhow::Result<()>,
+    ) -> anyhow::Result<bool> {
+        let mut tx = db.begin().await.context("starting to record a code mail")?;
+        let email_masked = mask_email(&d.email);
+        let lang = Lang::from_code(&d.user.lang);
+        let notice = match result {
+            Ok(()) => {
+                // Only the claim that drew this code may mark it sent (a newer code voids it).
+                let recorded = sqlx::query(
+                    "update wa_otp set sent_at = now(), last_error = null,
+                         expires_at = now() + make_interval(secs => $3)
+                     where id = $1 and code_hash = $2 and sent_at is null and voided_at is null",
                 )
                 .bind(d.id)
-                .bind(otp::hash(secret, d.user_id, &code))
-                .bind(ttl)
+                .bind(&d.code_hash)
+                .bind(self.settings.otp_ttl_secs as f64)
                 .execute(&mut *tx)
-                .await?;
-                    audit(
-                        &mut tx,
-                        Some(d.user_id),
-                        "WA.OTP_SENT",
-                        json!({ "to": mask_email(email), "retry": d.send_tries }),
-                    )
-                    .await?;
-                    let lang = Lang::from_code(&d.lang);
-                    let to = Recipient {
-                        wa_id: d
-                            .phone
-                            .as_deref()
-                            .and_then(|p| PhoneE164::parse(p).ok())
-                            .map(|p| p.wa_id().to_owned()),
-                        bsuid: d.bsuid.clone(),
-                    };
-                    if to.wa_id.is_some() || to.bsuid.is_some() {
-                        outbox::enqueue(
-                            &mut tx,
-                            Outgoing {
-                                purpose: Purpose::Answer,
-                                reply_to: None,
-                                to: &to,
-                                content: content::text(&texts::otp_sent_later(
-                                    lang,
-                                    &mask_email(email),
-                                )),
-                                not_before: None,
-                            },
-                        )
-                        .await?;
-                    }
+                .await
+                .context("recording the sent code")?
+                .rows_affected()
+                    == 1;
+                if !recorded {
+                    return Ok(false);
                 }
-                Err(e) => {
-                    let delay = 5.0 * 2f64.powi(d.send_tries.min(6));
-                    sqlx::query(
-                        "update wa_otp set send_tries = send_tries + 1, last_error = $2,
+                audit(
+                    &mut tx,
+                    Some(d.user.id),
+                    "WA.OTP_SENT",
+                    json!({ "to": email_masked, "try": d.tries }),
+                )
+                .await?;
+                (d.tries > 1).then(|| texts::otp_sent_later(lang, &email_masked))
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), tries = d.tries, "code mail not sent; will retry");
+                let delay = 5.0 * 2f64.powi((d.tries - 1).min(6));
+                sqlx::query(
+                    "update wa_otp set last_error = $2,
                          next_try_at = now() + make_interval(secs => $3),
                          voided_at = case when expires_at < now() then now() else null end
-                     where id = $1",
-                    )
-                    .bind(d.id)
-                    .bind(format!("{e:#}"))
-                    .bind(delay)
-                    .execute(&mut *tx)
-                    .await?;
+                     where id = $1 and code_hash = $4",
+                )
+                .bind(d.id)
+                .bind(format!("{e:#}"))
+                .bind(delay)
+                .bind(&d.code_hash)
+                .execute(&mut *tx)
+                .await
+                .context("recording the failed mail")?;
+                if d.tries == 1 {
+                    audit(&mut tx, Some(d.user.id), "WA.OTP_SEND_FAILED", json!({})).await?;
                 }
+                (d.tries == 1).then(|| texts::otp_send_failed(lang))
             }
-        }
-        tx.commit().await.context("committing mail retries")?;
-        if !due.is_empty() {
-            self.sender.ring();
-        }
-        Ok(due.len())
+        };
+        let to = Recipient {
+            wa_id: d
+                .user
+                .phone
+                .as_deref()
+                .and_then(|p| PhoneE164::parse(p).ok())
+                .map(|p| p.wa_id().to_owned()),
+            bsuid: d.user.bsuid.clone(),
+        };
+        let told = match notice {
+            Some(text) if to.wa_id.is_some() || to.bsuid.is_some() => {
+                outbox::enqueue(
+                    &mut tx,
+                    Outgoing {
+                        purpose: Purpose::Answer,
+                        reply_to: None,
+                        to: &to,
+                        content: content::text(&text),
+                        not_before: None,
+                    },
+                )
+                .await?;
+                true
+            }
+            _ => false,
+        };
+        tx.commit().await.context("committing the mail's outcome")?;
+        Ok(told)
     }
+}
+
+/// A code claimed for mailing: what to send, and the hash that proves the claim.
+struct DueCode {
+    id: i64,
+    /// This try's number, from 1.
+    tries: i32,
+    code: String,
+    code_hash: String,
+    email: String,
+    user: UserRow,
 }
 
 /// The gate's audit row: `action` about the user (or an unknown sender), `detail` as its value.

@@ -313,12 +313,14 @@ impl Consumer {
                 let parts =
                     enqueue_reply(&mut tx, &row.wamid, Purpose::Gate, &to, Some(&reply)).await?;
                 tx.commit().await.context("committing a held message")?;
+                self.gate.ring_mailer();
                 return Ok(Outcome::Answered(parts));
             }
             Admission::Code { reply, released } => {
                 let parts =
                     enqueue_reply(&mut tx, &row.wamid, Purpose::Answer, &to, Some(&reply)).await?;
                 mark_done(tx, row.id).await?;
+                self.gate.ring_mailer();
                 if released > 0 {
                     self.relay.ring();
                 }

@@ -196,12 +196,14 @@ async fn an_expired_code_is_refused_and_a_new_one_is_sent() {
     let me = app.user_with_role("MANAGER_SALES", false).await;
     say(&app, &me, "wamid.e1", "status SO-202412-0002?").await;
     let code = sink.code(1).await;
-    // The mail leaves before the worker commits the code's row: wait for the row, then age it.
-    app.settle().await;
-    assert_eq!(
-        app.count("select count(*) from wa_otp where sent_at is not null")
-            .await,
-        1
+    // The mailer records the code as sent just after the mail leaves: wait for that, then age it.
+    assert!(
+        eventually(WAIT, || async {
+            app.count("select count(*) from wa_otp where sent_at is not null")
+                .await
+                == 1
+        })
+        .await
     );
     sqlx::query("update wa_otp set expires_at = now() - interval '1 second'")
         .execute(&app.db)
@@ -334,8 +336,9 @@ async fn when_smtp_is_down_the_user_is_told_and_the_code_follows_when_it_returns
     let app = spawn_app_with(move |s| s.smtp.port = port).await;
     let me = app.user_with_role("DIRECTOR", false).await;
     say(&app, &me, "wamid.s1", "omzet bulan ini?").await;
-    let texts = wait_texts(&app, &me, 1).await;
-    assert!(texts[0].contains("belum dapat dikirim"), "{texts:?}");
+    let texts = wait_texts(&app, &me, 2).await;
+    assert!(texts[0].contains("sedang mengirim"), "{texts:?}");
+    assert!(texts[1].contains("belum dapat dikirim"), "{texts:?}");
     assert_eq!(
         app.count("select count(*) from wa_inbox where wamid = 's1' or status = 'held'")
             .await,
@@ -345,8 +348,8 @@ async fn when_smtp_is_down_the_user_is_told_and_the_code_follows_when_it_returns
 
     let sink = SmtpSink::start_on(port).await;
     let code = sink.code(1).await;
-    let texts = wait_texts(&app, &me, 2).await;
-    assert!(texts[1].contains("sudah terkirim"), "{texts:?}");
+    let texts = wait_texts(&app, &me, 3).await;
+    assert!(texts[2].contains("sudah terkirim"), "{texts:?}");
     say(&app, &me, "wamid.s2", &code).await;
     app.settle().await;
     assert_eq!(app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.s1' and purpose = 'answer'").await, 1, "the held question is answered");
