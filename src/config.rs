@@ -178,6 +178,9 @@ pub struct NatsSettings {
     pub password: SecretString,
     /// Path of a `.creds` file (JWT and NKey seed); empty = none.
     pub creds_file: String,
+    /// Prefix of this connection's reply subjects. A party of its own (e.g. `_INBOX_hub`) lets
+    /// the server keep everyone else off the replies to it.
+    pub inbox_prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -686,6 +689,7 @@ impl Settings {
         for (key, value) in [
             ("alerts.subject", &self.alerts.subject),
             ("alerts.stream", &self.alerts.stream),
+            ("nats.inbox_prefix", &self.nats.inbox_prefix),
         ] {
             if value.is_empty()
                 || value.contains(|c: char| c.is_whitespace() || c == '*' || c == '>')

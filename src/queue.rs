@@ -34,7 +34,10 @@ pub async fn connect_nats(settings: &NatsSettings) -> anyhow::Result<async_nats:
             settings.password.expose_secret().to_owned(),
         );
     }
-    let options = options.name("sentient-hub").connection_timeout(timeout);
+    let options = options
+        .name("sentient-hub")
+        .custom_inbox_prefix(&settings.inbox_prefix)
+        .connection_timeout(timeout);
     tokio::time::timeout(
         timeout,
         async_nats::connect_with_options(settings.url.expose_secret(), options),

@@ -15,6 +15,7 @@ mod identity;
 mod intents;
 mod llm_worker;
 mod migrations;
+mod nats_conf;
 mod permissions;
 mod pipeline;
 mod roles;
