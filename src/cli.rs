@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `demo`, `chat`, `llm-worker`, `llm-ask`, `intent`.
+//! The command line: `serve`, `migrate`, `demo`, `chat`, `llm-worker`, `llm-ask`, `intent`,
+//! `ask`.
 
 use std::time::Duration;
 
@@ -98,6 +99,17 @@ pub enum Command {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
         message: Vec<String>,
     },
+    /// Ask a figure question and show the workings: the spec, the SQL with its parameters, the
+    /// rows and the answer. As the user with `--phone` (their permissions apply), or else with
+    /// every read permission. No LLM is asked.
+    Ask {
+        /// The asker's phone (E.164 or Indonesian local form).
+        #[arg(long)]
+        phone: Option<String>,
+        /// The question (several words are joined with spaces).
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
     /// Show how the brain understands a question: intent, entities (documents, masters,
     /// period …) and confidence, as JSON. Reads the masters' names from the database.
     Intent {
@@ -146,6 +158,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             wait,
         } => llm_ask(&settings, &prompt, system, max_tokens, wait).await,
         Command::Intent { text } => intent(&settings, &text.join(" ")).await,
+        Command::Ask { phone, text } => {
+            println!(
+                "{}",
+                ask(&settings, phone.as_deref(), &text.join(" ")).await?
+            );
+            Ok(())
+        }
         Command::Alert {
             module,
             alert_type,
@@ -233,6 +252,7 @@ async fn preview(settings: &Settings, phone: &str, text: &str) -> anyhow::Result
             messages,
             data_only,
             snapshot,
+            worked: _,
         } => serde_json::to_string_pretty(&serde_json::json!({
             "intent": intent, "tone": prep.tone_of(&caller.role), "as_of": snapshot.as_of,
             "llm": !data_only, "messages": messages
@@ -240,6 +260,98 @@ async fn preview(settings: &Settings, phone: &str, text: &str) -> anyhow::Result
     };
     db.close().await;
     Ok(out)
+}
+
+/// `ask [--phone …] "<text>"`: how a figure question is answered, step by step.
+async fn ask(settings: &Settings, phone: Option<&str>, text: &str) -> anyhow::Result<String> {
+    use crate::brain::{catalog::Catalog, Prepared, Preparer, SharedCatalog};
+    use crate::metrics::compile::Bind;
+    use std::fmt::Write as _;
+    let db = db::connect(&settings.database).await?;
+    let caller = match phone {
+        Some(phone) => {
+            let phone = crate::domain::phone::PhoneE164::parse(phone)
+                .map_err(|e| anyhow::anyhow!("--phone: {e}"))?;
+            crate::identity::gate::caller_by_phone(&db, &phone)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no active user holds {}", phone.masked()))?
+        }
+        None => {
+            let permissions: Vec<String> =
+                sqlx::query_scalar("select code from adm_permission where action = 'READ'")
+                    .fetch_all(&db)
+                    .await?;
+            crate::domain::Caller {
+                user_id: 0,
+                full_name: "sentient-hub ask".into(),
+                role: "DIRECTOR".into(),
+                permissions: permissions.into_iter().collect(),
+                lang: crate::texts::Lang::Id,
+            }
+        }
+    };
+    let lang = crate::texts::Lang::detect(text);
+    let catalog = SharedCatalog::new(Catalog::load(&db).await?);
+    let prep = Preparer::new(
+        db.clone(),
+        catalog,
+        settings.brain.clone(),
+        settings.app.timezone,
+    );
+    let mut out = String::new();
+    match prep.prepare(&caller, text, lang).await? {
+        Prepared::Direct {
+            text,
+            intent,
+            outcome,
+        } => {
+            writeln!(out, "intent: {intent}, outcome: {}", outcome.as_str())?;
+            writeln!(out, "\n{text}")?;
+        }
+        Prepared::Ask {
+            intent,
+            snapshot,
+            worked,
+            ..
+        } => {
+            writeln!(out, "intent: {intent}")?;
+            if let Some(w) = worked {
+                writeln!(out, "\nspec:\n{}", serde_json::to_string_pretty(&w.spec)?)?;
+                writeln!(out, "\nsql:\n{}", w.sql)?;
+                writeln!(out, "\nparameters:")?;
+                for (i, b) in w.binds.iter().enumerate() {
+                    let v = match b {
+                        Bind::Date(d) => d.to_string(),
+                        Bind::Texts(t) => format!("{t:?}"),
+                        Bind::Number(n) => n.to_string(),
+                    };
+                    writeln!(out, "  ${} = {v}", i + 1)?;
+                }
+                writeln!(out, "\nrows:")?;
+                for r in &w.rows.rows {
+                    let values: Vec<String> = r
+                        .values
+                        .iter()
+                        .map(|v| v.map_or("null".into(), |v| v.to_string()))
+                        .collect();
+                    writeln!(
+                        out,
+                        "  {} | {} | {} | {}",
+                        r.key.as_deref().unwrap_or("-"),
+                        r.label.as_deref().unwrap_or("-"),
+                        if r.current { "current" } else { "compared" },
+                        values.join(" | ")
+                    )?;
+                }
+                if w.rows.truncated {
+                    writeln!(out, "  … cut at brain.metrics_row_cap")?;
+                }
+            }
+            writeln!(out, "\nanswer:\n{}", snapshot.answer.get(lang))?;
+        }
+    }
+    db.close().await;
+    Ok(out.trim_end().to_owned())
 }
 
 /// Migrates, and loads the demo data when asked.

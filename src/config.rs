@@ -286,6 +286,10 @@ pub struct BrainSettings {
     pub llm_external: bool,
     /// Longest question answered, in characters.
     pub max_question_chars: usize,
+    /// Most rows one metrics query returns (more are cut, and the answer says so).
+    pub metrics_row_cap: usize,
+    /// Statement timeout of one metrics query.
+    pub metrics_timeout_ms: u64,
     /// Turns of history in the prompt.
     pub history_turns: i64,
     /// Age limit of those turns.
@@ -675,8 +679,10 @@ impl Settings {
             || self.brain.circuit_failures == 0
             || self.brain.circuit_open_secs == 0
             || self.brain.max_question_chars == 0
+            || self.brain.metrics_row_cap == 0
+            || self.brain.metrics_timeout_ms == 0
         {
-            bail!("invalid configuration: brain.llm_timeout_secs, brain.circuit_failures, brain.circuit_open_secs and brain.max_question_chars must be at least 1");
+            bail!("invalid configuration: brain.llm_timeout_secs, brain.circuit_failures, brain.circuit_open_secs, brain.max_question_chars, brain.metrics_row_cap and brain.metrics_timeout_ms must be at least 1");
         }
         if self.smtp.timeout_secs == 0 {
             bail!("invalid configuration: smtp.timeout_secs must be at least 1");

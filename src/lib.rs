@@ -64,6 +64,7 @@ pub mod http;
 pub mod identity;
 pub mod inbox;
 pub mod llm;
+pub mod metrics;
 pub mod outbox;
 pub mod queue;
 pub mod startup;

@@ -364,6 +364,58 @@ pub fn denied(lang: Lang, area: &str) -> String {
     }
 }
 
+/// A figure the hub cannot give yet: what was asked, and what can be asked nearby.
+pub fn not_yet(lang: Lang, asked: &str, nearby: &[&str]) -> String {
+    let list = nearby.join(", ");
+    match (lang, nearby.is_empty()) {
+        (Lang::Id, false) => format!("Maaf, saya belum bisa menjawab {asked}. Yang bisa saya jawab di dekatnya: {list}. Ketik \"menu\" untuk contoh pertanyaan."),
+        (Lang::Id, true) => format!("Maaf, saya belum bisa menjawab {asked}. Ketik \"menu\" untuk melihat apa yang bisa saya jawab."),
+        (Lang::En, false) => format!("Sorry, I can't answer {asked} yet. Nearby, I can answer: {list}. Type \"menu\" for examples."),
+        (Lang::En, true) => format!("Sorry, I can't answer {asked} yet. Type \"menu\" to see what I can answer."),
+    }
+}
+
+/// A name fits several masters: which one?
+pub fn which_one(lang: Lang, name: &str, choices: &[String]) -> String {
+    let list = choices
+        .iter()
+        .map(|c| format!("• {c}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    match lang {
+        Lang::Id => format!("\"{name}\" cocok dengan beberapa data. Yang mana?\n{list}"),
+        Lang::En => format!("\"{name}\" matches more than one record. Which one?\n{list}"),
+    }
+}
+
+/// Parts of a question outside the asker's permissions, named.
+pub fn denied_parts(lang: Lang, parts: &[&str]) -> String {
+    let list = parts.join(", ");
+    match lang {
+        Lang::Id => format!("🔒 Maaf, peran Anda tidak memiliki akses ke {list}. Hubungi administrator bila Anda memerlukannya."),
+        Lang::En => format!("🔒 Sorry, your role has no access to {list}. Contact your administrator if you need it."),
+    }
+}
+
+/// Measures left out of an answer for lack of permission.
+pub fn left_out(lang: Lang, parts: &[&str]) -> String {
+    let list = parts.join(", ");
+    match lang {
+        Lang::Id => format!("(Tanpa {list}: di luar akses peran Anda.)"),
+        Lang::En => format!("(Without {list}: outside your role's access.)"),
+    }
+}
+
+/// A mute lifted, or none to lift.
+pub fn alerts_unmuted(lang: Lang, was_muted: bool) -> &'static str {
+    match (lang, was_muted) {
+        (Lang::Id, true) => "🔔 Notifikasi alert aktif kembali.",
+        (Lang::Id, false) => "🔔 Notifikasi alert memang sedang aktif.",
+        (Lang::En, true) => "🔔 Alert notifications are back on.",
+        (Lang::En, false) => "🔔 Alert notifications are already on.",
+    }
+}
+
 /// A trusted user typed a code: nothing to confirm.
 pub fn already_verified(lang: Lang) -> &'static str {
     match lang {

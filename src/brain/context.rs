@@ -16,9 +16,9 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::brain::format::{number, percent, rupiah, rupiah_short};
 use crate::brain::intent::Intent;
 use crate::domain::production::REJECT_THRESHOLD_PCT;
+use crate::metrics::format::{number, percent, rupiah, rupiah_short};
 use crate::texts::Lang;
 
 /// A date range: `from` inclusive, `to` exclusive, with how to call it.
@@ -135,11 +135,13 @@ async fn build_once(
         Intent::Alerts | Intent::AlertMute => alerts(db, permissions, as_of).await,
         Intent::VendorScore => vendor_score(db, p, today, as_of).await,
         Intent::CustomerInsight => customer_insight(db, p, may("FIN.READ"), today, as_of).await,
-        Intent::Help | Intent::OtpCode | Intent::GeneralQuestion => Ok(Built::Data(Snapshot {
-            as_of: as_of.to_owned(),
-            data: json!({}),
-            answer: help(),
-        })),
+        Intent::Help | Intent::OtpCode | Intent::GeneralQuestion | Intent::Metric => {
+            Ok(Built::Data(Snapshot {
+                as_of: as_of.to_owned(),
+                data: json!({}),
+                answer: help(),
+            }))
+        }
     }
 }
 

@@ -42,6 +42,9 @@ pub enum Intent {
     AlertMute,
     OtpCode,
     GeneralQuestion,
+    /// Answered by the metrics layer (never a classifier's label: the understanding of a figure
+    /// question decides it); each measure and dimension carries its own permission.
+    Metric,
 }
 
 impl Intent {
@@ -57,7 +60,7 @@ impl Intent {
             Receivables | Payables | CashPosition => Some("FIN.READ"),
             PurchaseStatus | VendorScore => Some("PO.READ"),
             Alerts | AlertMute => Some("ALERT.READ"),
-            Help | OtpCode | GeneralQuestion => None,
+            Help | OtpCode | GeneralQuestion | Metric => None,
         }
     }
 
@@ -87,7 +90,7 @@ impl Intent {
             Receivables | Payables | CashPosition => ("keuangan", "finance"),
             PurchaseStatus | VendorScore => ("pembelian", "purchasing"),
             Alerts | AlertMute => ("peringatan", "alerts"),
-            Help | OtpCode | GeneralQuestion => ("umum", "general"),
+            Help | OtpCode | GeneralQuestion | Metric => ("umum", "general"),
         };
         match lang {
             Lang::Id => id,
@@ -98,7 +101,7 @@ impl Intent {
 
 impl Intent {
     /// Every intent, in declaration order (`intent as usize` indexes it).
-    pub const ALL: [Intent; 17] = [
+    pub const ALL: [Intent; 18] = [
         Intent::Help,
         Intent::OrderStatus,
         Intent::DeliveryStatus,
@@ -116,6 +119,7 @@ impl Intent {
         Intent::AlertMute,
         Intent::OtpCode,
         Intent::GeneralQuestion,
+        Intent::Metric,
     ];
 
     /// The snake_case name, as in JSON and in `ai_chat.intent`.
@@ -139,6 +143,7 @@ impl Intent {
             AlertMute => "alert_mute",
             OtpCode => "otp_code",
             GeneralQuestion => "general_question",
+            Metric => "metric",
         }
     }
 }
@@ -1049,7 +1054,7 @@ fn preferred_kinds(intent: Intent) -> &'static [MasterKind] {
         StockLevel => &[Item, Warehouse],
         ProductionStatus => &[Item, Machine],
         MachineHealth | Alerts | AlertMute => &[Machine, Item],
-        Help | CashPosition | OtpCode | GeneralQuestion => &[],
+        Help | CashPosition | OtpCode | GeneralQuestion | Metric => &[],
     }
 }
 
@@ -1083,7 +1088,7 @@ struct Entry {
 /// named a business topic.
 #[derive(Debug, Default)]
 struct Tally {
-    scores: [f32; 17],
+    scores: [f32; 18],
     flags: u16,
     topical: bool,
 }

@@ -9,11 +9,12 @@
 pub mod catalog;
 pub mod context;
 pub mod entities;
-pub mod format;
 pub mod ground;
 pub mod intent;
 pub mod mask;
+pub mod period;
 pub mod prompt;
+pub mod understand;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -28,6 +29,11 @@ use crate::config::{BrainSettings, GroundingFallback};
 use crate::domain::Caller;
 use crate::llm::breaker::Breaker;
 use crate::llm::{ChatMessage, ChatReply, ChatRequest};
+use crate::metrics::catalogue::CATALOGUE;
+use crate::metrics::compile::{self, Bind};
+use crate::metrics::render;
+use crate::metrics::run::{self, Rows};
+use crate::metrics::spec::Spec;
 use crate::outbox::sender::Sent;
 use crate::texts::{self, Lang};
 use catalog::Catalog;
@@ -35,6 +41,7 @@ use context::{Bilingual, Built, Params};
 use entities::{Entities, Period};
 use intent::{classify, Intent};
 use prompt::Turn;
+use understand::{Reading, WORDS};
 
 /// The masters' codes and names the classifier matches against: loaded at start, refreshed by
 /// a worker (`refresh_catalog`), read without waiting.
@@ -281,7 +288,18 @@ pub enum Prepared {
         messages: Vec<ChatMessage>,
         /// Whether the data answer should be used without asking.
         data_only: bool,
+        /// For a figure question: the spec, its statement and its rows.
+        worked: Option<Box<Worked>>,
     },
+}
+
+/// How a figure question was answered: what `sentient-hub ask` prints, what tests check.
+#[derive(Debug, Clone)]
+pub struct Worked {
+    pub spec: Spec,
+    pub sql: String,
+    pub binds: Vec<Bind>,
+    pub rows: Rows,
 }
 
 impl Preparer {
@@ -305,8 +323,49 @@ impl Preparer {
         let catalog = &*catalog;
         let now = Utc::now().with_timezone(&self.timezone);
         let today = now.date_naive();
-        let history = history(db, settings, caller).await?;
+        if WORDS.unmutes(text) {
+            let lifted =
+                sqlx::query("delete from wa_alert_mute where user_id = $1 and until_at > now()")
+                    .bind(caller.user_id)
+                    .execute(db)
+                    .await
+                    .context("lifting an alert mute")?
+                    .rows_affected()
+                    > 0;
+            return Ok(Prepared::Direct {
+                text: texts::alerts_unmuted(lang, lifted).to_owned(),
+                intent: Intent::AlertMute,
+                outcome: Outcome::Fallback,
+            });
+        }
+        let history = history(db, settings, caller, catalog, today).await?;
         let c = classify(text, catalog);
+        let previous = history.last().map(|t| t.question.as_str());
+        match understand::read(text, &c, catalog, today, previous) {
+            Reading::Metric(spec) => return self.metric(caller, text, lang, *spec, &history).await,
+            Reading::NotYet { asked, nearby } => {
+                metrics::counter!("brain_not_yet_total").increment(1);
+                let nearby: Vec<&str> = nearby
+                    .iter()
+                    .filter_map(|m| CATALOGUE.measure(m))
+                    .filter(|m| m.permissions.iter().all(|p| caller.may(p)))
+                    .map(|m| m.label.get(lang))
+                    .collect();
+                return Ok(Prepared::Direct {
+                    text: texts::not_yet(lang, asked.get(lang), &nearby),
+                    intent: Intent::Metric,
+                    outcome: Outcome::Clarify,
+                });
+            }
+            Reading::AskBack { name, choices } => {
+                return Ok(Prepared::Direct {
+                    text: texts::which_one(lang, &name, &choices),
+                    intent: Intent::Metric,
+                    outcome: Outcome::Clarify,
+                })
+            }
+            Reading::Other => {}
+        }
         let u = understand(
             text,
             catalog,
@@ -398,6 +457,109 @@ impl Preparer {
             snapshot,
             messages,
             data_only,
+            worked: None,
+        })
+    }
+
+    /// A figure question: every measure and dimension checked against the asker's permissions
+    /// (a forbidden measure is left out with a note when others remain; a forbidden cut or
+    /// filter refuses the question, naming it), then one read-only statement, then the answer.
+    async fn metric(
+        &self,
+        caller: &Caller,
+        text: &str,
+        lang: Lang,
+        mut spec: Spec,
+        history: &[Turn],
+    ) -> anyhow::Result<Prepared> {
+        let catalogue = &*CATALOGUE;
+        let settings = &*self.settings;
+        let forbidden = compile::forbidden(catalogue, &spec, |p| caller.may(p));
+        if !forbidden.dims.is_empty() || forbidden.measures.len() == spec.measures.len() {
+            metrics::counter!("brain_denied_total").increment(1);
+            let mut parts: Vec<&str> = forbidden
+                .measures
+                .iter()
+                .map(|(_, l)| l.get(lang))
+                .collect();
+            parts.extend(forbidden.dims.iter().map(|l| l.get(lang)));
+            return Ok(Prepared::Direct {
+                text: texts::denied_parts(lang, &parts),
+                intent: Intent::Metric,
+                outcome: Outcome::Denied,
+            });
+        }
+        spec.measures
+            .retain(|m| !forbidden.measures.iter().any(|(n, _)| n == m));
+        let now = Utc::now().with_timezone(&self.timezone);
+        let today = now.date_naive();
+        let catalog = self.catalog.current();
+        let name_of = |code: &str| catalog.get(code).map(|e| e.name.clone());
+        let compiled = match compile::compile(catalogue, &spec, today, settings.metrics_row_cap) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(error = %e, "a figure question the catalogue cannot express");
+                metrics::counter!("brain_not_yet_total").increment(1);
+                let asked = render::describe(catalogue, &spec, lang, &name_of);
+                return Ok(Prepared::Direct {
+                    text: texts::not_yet(lang, &format!("“{asked}”"), &[]),
+                    intent: Intent::Metric,
+                    outcome: Outcome::Clarify,
+                });
+            }
+        };
+        let rows = run::run(
+            &self.db,
+            &compiled,
+            Duration::from_millis(settings.metrics_timeout_ms),
+        )
+        .await?;
+        let mut answer = Bilingual::new(
+            render::render(catalogue, &spec, &rows, Lang::Id, &name_of),
+            render::render(catalogue, &spec, &rows, Lang::En, &name_of),
+        );
+        if !forbidden.measures.is_empty() {
+            for l in [Lang::Id, Lang::En] {
+                let parts: Vec<&str> = forbidden.measures.iter().map(|(_, m)| m.get(l)).collect();
+                let note = texts::left_out(l, &parts);
+                match l {
+                    Lang::Id => answer.id = format!("{}\n{note}", answer.id),
+                    Lang::En => answer.en = format!("{}\n{note}", answer.en),
+                }
+            }
+        }
+        let snapshot = context::Snapshot {
+            as_of: now.format("%d-%m-%Y %H:%M WIB").to_string(),
+            data: render::data(catalogue, &spec, &rows),
+            answer,
+        };
+        let data_text = serde_json::to_string(&snapshot.data).unwrap_or_default();
+        let messages = prompt::build(&prompt::Parts {
+            tone: settings.tone_of(&caller.role),
+            lang,
+            name: &caller.full_name,
+            role: &caller.role,
+            intent: &render::describe(catalogue, &spec, lang, &name_of),
+            as_of: &snapshot.as_of,
+            data: &data_text,
+            history,
+            question: text,
+        });
+        metrics::counter!("brain_metric_total", "shape" => format!("{:?}", compiled.shape).to_lowercase()).increment(1);
+        Ok(Prepared::Ask {
+            intent: Intent::Metric,
+            snapshot,
+            messages,
+            data_only: settings
+                .data_only_intents
+                .iter()
+                .any(|i| i == Intent::Metric.as_str()),
+            worked: Some(Box::new(Worked {
+                spec,
+                sql: compiled.sql,
+                binds: compiled.binds,
+                rows,
+            })),
         })
     }
 
@@ -457,6 +619,7 @@ impl Brain {
                 snapshot,
                 messages,
                 data_only,
+                worked: _,
             } => (intent, snapshot, messages, data_only),
         };
         let fallback = |tokens: i32| Answer {
@@ -598,6 +761,8 @@ async fn history(
     db: &PgPool,
     settings: &BrainSettings,
     caller: &Caller,
+    catalog: &Catalog,
+    today: NaiveDate,
 ) -> anyhow::Result<Vec<Turn>> {
     let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
         "select msg_in, msg_out, intent, user_role from ai_chat
@@ -611,9 +776,24 @@ async fn history(
     .fetch_all(db)
     .await
     .context("reading recent turns")?;
-    let still_visible = |intent: Option<&str>, role: Option<&str>| {
+    // A figure question is read again: each of its measures and dimensions must still be
+    // within the caller's permissions.
+    let metric_visible = |question: &str| match understand::read(
+        question,
+        &classify(question, catalog),
+        catalog,
+        today,
+        None,
+    ) {
+        Reading::Metric(spec) => {
+            compile::forbidden(&CATALOGUE, &spec, |p| caller.may(p)).is_empty()
+        }
+        _ => true,
+    };
+    let still_visible = |question: &str, intent: Option<&str>, role: Option<&str>| {
         let intent_ok = match intent {
             None => true,
+            Some("metric") => metric_visible(question),
             Some(name) => name
                 .parse::<Intent>()
                 .is_ok_and(|i| i.permission().is_none_or(|p| caller.may(p))),
@@ -626,7 +806,7 @@ async fn history(
         .into_iter()
         .rev()
         .filter(|(q, _, intent, role)| {
-            answerable(q) && still_visible(intent.as_deref(), role.as_deref())
+            answerable(q) && still_visible(q, intent.as_deref(), role.as_deref())
         })
         .map(|(question, answer, _, _)| Turn { question, answer })
         .collect())

@@ -1,0 +1,796 @@
+//! A question → a metrics [`Spec`], by rules over reviewed words: the catalogue's synonyms
+//! (`metrics/catalogue.toml`) and the shaping words (`metrics/questions.toml`), the masters the
+//! classifier found, and the periods in the text. What the rules cannot express is said so
+//! ([`Reading::NotYet`]), never answered as another question.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use super::catalog::{Catalog, MasterKind};
+use super::intent::{Classification, Intent};
+use super::period::{self, Period, Span};
+use crate::metrics::catalogue::{Catalogue, Label, CATALOGUE};
+use crate::metrics::spec::{Filter, Grain, Group, Spec, Top};
+
+const SHIPPED: &str = include_str!("../../metrics/questions.toml");
+
+/// The shipped words, parsed once.
+pub static WORDS: LazyLock<Words> =
+    LazyLock::new(|| toml::from_str(SHIPPED).expect("metrics/questions.toml is valid"));
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Words {
+    abbreviations: BTreeMap<String, String>,
+    shape: Shape,
+    grains: Grains,
+    thresholds: Thresholds,
+    upgrades: BTreeMap<String, Upgrade>,
+    values: BTreeMap<String, BTreeMap<String, String>>,
+    default_measure: BTreeMap<String, String>,
+    asks_figure: AsksFigure,
+    unmute: AsksFigure,
+    not_yet: BTreeMap<String, Label>,
+}
+
+impl Words {
+    /// Whether the question asks to lift an alert mute.
+    pub fn unmutes(&self, text: &str) -> bool {
+        has(&normalise(text), &self.unmute.words)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Shape {
+    per: Vec<String>,
+    top: Vec<String>,
+    bottom: Vec<String>,
+    singular: Vec<String>,
+    compare: Vec<String>,
+    trend: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Grains {
+    day: Vec<String>,
+    week: Vec<String>,
+    month: Vec<String>,
+    quarter: Vec<String>,
+    year: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Thresholds {
+    above: Vec<String>,
+    below: Vec<String>,
+    days: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Upgrade {
+    to: String,
+    words: Vec<String>,
+}
+
+/// A list of phrases.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AsksFigure {
+    words: Vec<String>,
+}
+
+/// What the rules made of a question.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading {
+    /// A question the metrics layer answers.
+    Metric(Box<Spec>),
+    /// A figure the catalogue cannot give (yet): what was asked, and measures nearby.
+    NotYet { asked: Label, nearby: Vec<String> },
+    /// More than one thing fits a name: the choices, by name.
+    AskBack { name: String, choices: Vec<String> },
+    /// Not a figure question: a lookup, a status, help, a greeting.
+    Other,
+}
+
+/// The question as the rules read it: lower case, punctuation gone, shorthand spelled out,
+/// padded with spaces so phrases match whole words as `" phrase "`.
+pub fn normalise(text: &str) -> String {
+    let lower = text.to_lowercase();
+    let cleaned: String = lower
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '%' | '-' | '/' | '>' | '<') {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let mut out = String::with_capacity(cleaned.len() + 2);
+    out.push(' ');
+    for w in cleaned.split_whitespace() {
+        // "q4", "2025" stay; "10%" splits so "%" is a word of its own.
+        let (word, pct) = match w.strip_suffix('%') {
+            Some(head) if !head.is_empty() => (head, true),
+            _ => (w, false),
+        };
+        let word = WORDS.abbreviations.get(word).map_or(word, String::as_str);
+        out.push_str(word);
+        out.push(' ');
+        if pct {
+            out.push_str("% ");
+        }
+    }
+    out
+}
+
+/// Where `phrase` occurs in `norm` as whole words: byte ranges of the phrase itself.
+fn occurrences<'a>(norm: &'a str, phrase: &'a str) -> impl Iterator<Item = (usize, usize)> + 'a {
+    let needle_len = phrase.len();
+    norm.match_indices(phrase).filter_map(move |(i, _)| {
+        let before = i.checked_sub(1).map(|b| norm.as_bytes()[b]);
+        let after = norm.as_bytes().get(i + needle_len).copied();
+        (before == Some(b' ') && after == Some(b' ')).then_some((i, i + needle_len))
+    })
+}
+
+fn has(norm: &str, phrases: &[String]) -> bool {
+    phrases
+        .iter()
+        .any(|p| occurrences(norm, p).next().is_some())
+}
+
+fn first_of<'p>(norm: &str, phrases: &'p [String]) -> Option<(usize, usize, &'p str)> {
+    phrases
+        .iter()
+        .filter_map(|p| occurrences(norm, p).next().map(|(a, b)| (a, b, p.as_str())))
+        .min_by_key(|(a, b, _)| (*a, usize::MAX - b))
+}
+
+/// The measures named, in order, longest phrase first where they overlap.
+fn measures_in(norm: &str, catalogue: &Catalogue) -> Vec<(usize, usize, String)> {
+    let mut hits: Vec<(usize, usize, &str)> = Vec::new();
+    for (name, m) in &catalogue.measures {
+        for s in &m.synonyms {
+            for (a, b) in occurrences(norm, s) {
+                hits.push((a, b, name));
+            }
+        }
+    }
+    pick_longest(hits)
+}
+
+fn pick_longest(mut hits: Vec<(usize, usize, &str)>) -> Vec<(usize, usize, String)> {
+    hits.sort_by_key(|(a, b, _)| (usize::MAX - (b - a), *a));
+    let mut chosen: Vec<(usize, usize, String)> = Vec::new();
+    for (a, b, name) in hits {
+        if chosen.iter().all(|(x, y, _)| b <= *x || a >= *y) {
+            chosen.push((a, b, name.to_owned()));
+        }
+    }
+    chosen.sort_by_key(|(a, _, _)| *a);
+    chosen
+}
+
+/// The dimensions named, in order.
+fn dims_in(norm: &str, catalogue: &Catalogue) -> Vec<(usize, usize, String)> {
+    let mut hits: Vec<(usize, usize, &str)> = Vec::new();
+    for (name, d) in &catalogue.dimensions {
+        for s in &d.synonyms {
+            for (a, b) in occurrences(norm, s) {
+                hits.push((a, b, name));
+            }
+        }
+    }
+    pick_longest(hits)
+}
+
+/// A whole number right before `at` ("top 5", "5 customer").
+fn number_before(norm: &str, at: usize) -> Option<u32> {
+    norm[..at].split_whitespace().last()?.parse().ok()
+}
+
+/// A whole number right after `at` ("top 5 customer").
+fn number_after(norm: &str, at: usize) -> Option<u32> {
+    norm[at..].split_whitespace().next()?.parse().ok()
+}
+
+fn dim_of(kind: MasterKind) -> &'static str {
+    match kind {
+        MasterKind::Customer => "customer",
+        MasterKind::Item => "item",
+        MasterKind::Vendor => "vendor",
+        MasterKind::Machine => "machine",
+        MasterKind::Warehouse => "warehouse",
+    }
+}
+
+/// Intents that look something up or report a state rather than ask for a figure: without a
+/// figure word, a period or a cut they keep their own answers.
+fn is_lookup(intent: Intent) -> bool {
+    use Intent::*;
+    matches!(
+        intent,
+        Help | OrderStatus
+            | DeliveryStatus
+            | PurchaseStatus
+            | ProductionStatus
+            | MachineHealth
+            | Alerts
+            | CustomerInsight
+            | VendorScore
+            | CashPosition
+            | AlertMute
+            | OtpCode
+    )
+}
+
+/// Reads `text` (with its classification) into a spec, for `today`; `previous` is the asker's
+/// previous question, whose spec a bare follow-up ("kalau bulan lalu?") takes over.
+pub fn read(
+    text: &str,
+    c: &Classification,
+    masters: &Catalog,
+    today: NaiveDate,
+    previous: Option<&str>,
+) -> Reading {
+    let catalogue = &*CATALOGUE;
+    let words = &*WORDS;
+    if !c.entities.documents.is_empty() || !c.entities.uuids.is_empty() {
+        return Reading::Other;
+    }
+    if matches!(c.intent, Intent::OtpCode | Intent::AlertMute) {
+        return Reading::Other;
+    }
+    let norm = normalise(text);
+    if let Some((_, _, phrase)) =
+        first_of(&norm, &words.not_yet.keys().cloned().collect::<Vec<_>>())
+    {
+        let asked = words.not_yet[phrase].clone();
+        return Reading::NotYet {
+            asked,
+            nearby: nearby(&norm, catalogue),
+        };
+    }
+    let periods = period::find(&norm, today);
+    let found = measures_in(&norm, catalogue);
+    let mut names: Vec<String> = Vec::new();
+    for (_, _, m) in &found {
+        let mut m = m.clone();
+        if let Some(up) = words.upgrades.get(&m) {
+            if has(&norm, &up.words) {
+                m = up.to.clone();
+            }
+        }
+        if !names.contains(&m) {
+            names.push(m);
+        }
+    }
+    let ranked_words = has(&norm, &words.shape.top) || has(&norm, &words.shape.bottom);
+    let has_cut = has(&norm, &words.shape.per) || ranked_words || has(&norm, &words.shape.trend);
+    if names.is_empty() && ranked_words {
+        // "top 5 customer": ranked by the dimension's usual measure.
+        if let Some(m) = dims_in(&norm, catalogue)
+            .iter()
+            .find_map(|(_, _, d)| words.default_measure.get(d))
+        {
+            names.push(m.clone());
+        }
+    }
+    if names.is_empty() {
+        // A bare follow-up takes the previous question's spec with what it names now.
+        if c.follow_up || (c.intent == Intent::GeneralQuestion && !periods.is_empty()) {
+            if let Some(prev) = previous {
+                let before = read(
+                    prev,
+                    &super::intent::classify(prev, masters),
+                    masters,
+                    today,
+                    None,
+                );
+                if let Reading::Metric(spec) = before {
+                    return follow_up(*spec, c, &periods, today);
+                }
+            }
+        }
+        if has(&norm, &words.asks_figure.words) && !matches!(c.intent, Intent::Help) {
+            if is_lookup(c.intent) && periods.is_empty() && !has_cut {
+                return Reading::Other;
+            }
+            return Reading::NotYet {
+                asked: asked_as(text),
+                nearby: nearby(&norm, catalogue),
+            };
+        }
+        return Reading::Other;
+    }
+    if is_lookup(c.intent)
+        && periods.is_empty()
+        && !has_cut
+        && !has(&norm, &words.asks_figure.words)
+        && c.entities.masters.is_empty()
+    {
+        return Reading::Other;
+    }
+    // Measures of one relation: the first decides.
+    let relation = catalogue.measures[&names[0]].relation.clone();
+    names.retain(|m| catalogue.measures[m].relation == relation);
+    names.truncate(crate::metrics::compile::MAX_MEASURES);
+    let rel = &catalogue.relations[&relation];
+    let first_label = catalogue.measures[&names[0]].label.clone();
+
+    let mut spec = Spec {
+        measures: names,
+        group_by: None,
+        filters: Vec::new(),
+        period: None,
+        compare: None,
+        top: None,
+    };
+
+    // Filters: the masters named.
+    let mut by_dim: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut seen_matched: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for m in &c.entities.masters {
+        seen_matched
+            .entry(m.matched.as_str())
+            .or_default()
+            .push(m.name.clone().unwrap_or_else(|| m.code.clone()));
+        let dim = dim_of(m.kind);
+        let codes = by_dim.entry(dim).or_default();
+        if !codes.contains(&m.code) {
+            codes.push(m.code.clone());
+        }
+    }
+    for (matched, choices) in &seen_matched {
+        if choices.len() > 1 {
+            return Reading::AskBack {
+                name: (*matched).to_owned(),
+                choices: choices.clone(),
+            };
+        }
+    }
+    for (dim, codes) in by_dim {
+        if !rel.dims.contains_key(dim) {
+            return not_for(catalogue, &first_label, dim, &norm);
+        }
+        spec.filters.push(Filter::Is {
+            dim: dim.to_owned(),
+            values: codes,
+        });
+    }
+    // Named values: segment, category, shift, maintenance type.
+    for (dim, table) in &words.values {
+        let mut values: Vec<String> = Vec::new();
+        for (phrase, value) in table {
+            if occurrences(&norm, phrase).next().is_some() && !values.contains(value) {
+                values.push(value.clone());
+            }
+        }
+        if !values.is_empty() {
+            if !rel.dims.contains_key(dim) {
+                return not_for(catalogue, &first_label, dim, &norm);
+            }
+            spec.filters.push(Filter::Is {
+                dim: dim.clone(),
+                values,
+            });
+        }
+    }
+    // Status words of the relation.
+    let mut status_named = false;
+    if let Some(groups) = catalogue.statuses.get(&relation) {
+        let mut values: Vec<String> = Vec::new();
+        for g in groups.values() {
+            if has(&norm, &g.synonyms) {
+                for v in &g.values {
+                    if !values.contains(v) {
+                        values.push(v.clone());
+                    }
+                }
+            }
+        }
+        if !values.is_empty() {
+            status_named = true;
+            spec.filters.push(Filter::Is {
+                dim: "status".into(),
+                values,
+            });
+        }
+    }
+    // Thresholds: "lebih dari 30 hari".
+    for (phrases, above) in [
+        (&words.thresholds.above, true),
+        (&words.thresholds.below, false),
+    ] {
+        for p in phrases {
+            for (_, end) in occurrences(&norm, p) {
+                let mut rest = norm[end..].split_whitespace();
+                let (Some(n), unit) =
+                    (rest.next().and_then(|n| n.parse::<f64>().ok()), rest.next())
+                else {
+                    continue;
+                };
+                if !unit.is_some_and(|u| words.thresholds.days.iter().any(|d| d == u)) {
+                    continue;
+                }
+                if !rel.attributes.contains_key("days_late") {
+                    return Reading::NotYet {
+                        asked: asked_as(text),
+                        nearby: nearby(&norm, catalogue),
+                    };
+                }
+                let f = if above {
+                    Filter::Above {
+                        attr: "days_late".into(),
+                        value: n,
+                    }
+                } else {
+                    Filter::Below {
+                        attr: "days_late".into(),
+                        value: n,
+                    }
+                };
+                if !spec.filters.contains(&f) {
+                    spec.filters.push(f);
+                }
+            }
+        }
+    }
+
+    // The cut: a time grain, or a dimension asked "per …", "top …", "… mana".
+    let grain = [
+        (&words.grains.day, Grain::Day),
+        (&words.grains.week, Grain::Week),
+        (&words.grains.month, Grain::Month),
+        (&words.grains.quarter, Grain::Quarter),
+        (&words.grains.year, Grain::Year),
+    ]
+    .into_iter()
+    .find(|(w, _)| has(&norm, w))
+    .map(|(_, g)| g);
+    let top_at = first_of(&norm, &words.shape.top);
+    let bottom_at = first_of(&norm, &words.shape.bottom);
+    let ranked = top_at.or(bottom_at);
+    let dims = dims_in(&norm, catalogue);
+    // Dimensions that are only filters (a master was named by a dimension word, e.g.
+    // "customer PT ABC") are not cuts.
+    let filtered: Vec<&str> = spec
+        .filters
+        .iter()
+        .filter_map(|f| match f {
+            Filter::Is { dim, .. } => Some(dim.as_str()),
+            _ => None,
+        })
+        .collect();
+    let asked_per = |at: usize| {
+        let before = norm[..at].trim_end();
+        words
+            .shape
+            .per
+            .iter()
+            .any(|p| before.ends_with(&format!(" {p}")))
+    };
+    let open_dims: Vec<&(usize, usize, String)> = dims
+        .iter()
+        .filter(|(_, _, d)| !filtered.contains(&d.as_str()))
+        .collect();
+    // "per customer" first; else, in a ranking or a "which …" question, the first dimension.
+    let cut = open_dims
+        .iter()
+        .find(|(a, _, _)| asked_per(*a))
+        .or_else(|| {
+            (ranked.is_some() || has(&norm, &words.shape.singular))
+                .then(|| open_dims.first())
+                .flatten()
+        });
+    if let Some(g) = grain {
+        spec.group_by = Some(Group::Time(g));
+    } else if let Some((_, _, d)) = cut {
+        if !rel.dims.contains_key(d) {
+            return not_for(catalogue, &first_label, d, &norm);
+        }
+        spec.group_by = Some(Group::Dim(d.clone()));
+    } else if has(&norm, &words.shape.trend) {
+        spec.group_by = Some(Group::Time(Grain::Month));
+    }
+    if let (Some((a, b, _)), Some(Group::Dim(_))) = (ranked, &spec.group_by) {
+        let n = number_after(&norm, b)
+            .or_else(|| number_before(&norm, a))
+            .or_else(|| cut.and_then(|(ca, _, _)| number_before(&norm, *ca)));
+        let n = n.unwrap_or(if has(&norm, &words.shape.singular) {
+            1
+        } else {
+            5
+        });
+        let ascending = match (top_at, bottom_at) {
+            (Some(t), Some(b)) => b.0 < t.0,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        spec.top = Some(Top {
+            n: n.clamp(1, crate::metrics::compile::MAX_TOP),
+            ascending,
+        });
+    }
+    if ranked.is_some() && spec.group_by.is_none() {
+        // "top" with nothing to rank by: which dimension is meant is not known.
+        return Reading::NotYet {
+            asked: asked_as(text),
+            nearby: nearby(&norm, catalogue),
+        };
+    }
+
+    // The period and the comparison.
+    let compare_asked = has(&norm, &words.shape.compare);
+    let measure = &catalogue.measures[&spec.measures[0]];
+    let flow = measure.kind == crate::metrics::catalogue::Kind::Flow;
+    match periods.as_slice() {
+        [] => {
+            if let Some(Group::Time(g)) = &spec.group_by {
+                spec.period = Some(trend_default(*g, today).window());
+            } else if flow && !status_named {
+                let month = period::find(" bulan ini ", today)
+                    .into_iter()
+                    .next()
+                    .map(|(_, p)| p)
+                    .expect("bulan ini");
+                if compare_asked {
+                    let (cur, before) = period::previous(&month, today);
+                    spec.period = Some(cur.window());
+                    spec.compare = Some(before.window());
+                } else {
+                    spec.period = Some(month.window());
+                }
+            }
+        }
+        [(_, p)] => {
+            let p = p.clone();
+            if compare_asked && !matches!(spec.group_by, Some(Group::Time(_))) {
+                let (cur, before) = period::previous(&p, today);
+                spec.period = Some(cur.window());
+                spec.compare = Some(before.window());
+            } else {
+                spec.period = Some(p.window());
+            }
+        }
+        [(_, first), (_, second), ..] => {
+            if matches!(spec.group_by, Some(Group::Time(_))) {
+                // "dari Juni sampai November per bulan": one span from the first to the second.
+                let p = Period {
+                    from: first.from.min(second.from),
+                    to: first.to.max(second.to),
+                    span: Span::Days,
+                    name: None,
+                };
+                spec.period = Some(p.window());
+            } else {
+                let (cur, before) = like_for_like(first, second, today);
+                spec.period = Some(cur.window());
+                spec.compare = Some(before.window());
+            }
+        }
+    }
+    Reading::Metric(Box::new(spec))
+}
+
+/// A trend without a period: the last six months, eight weeks, fourteen days, four quarters or
+/// three years, the running one included.
+fn trend_default(g: Grain, today: NaiveDate) -> Period {
+    use chrono::{Datelike, Duration, Months};
+    let day = Duration::days(1);
+    let (from, span) = match g {
+        Grain::Day => (today - Duration::days(13), Span::Days),
+        Grain::Week => {
+            let monday = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+            (monday - Duration::weeks(7), Span::Days)
+        }
+        Grain::Month => (
+            NaiveDate::from_ymd_opt(today.year(), today.month(), 1).expect("month")
+                - Months::new(5),
+            Span::Days,
+        ),
+        Grain::Quarter => {
+            let q =
+                NaiveDate::from_ymd_opt(today.year(), today.month0() / 3 * 3 + 1, 1).expect("q");
+            (q - Months::new(9), Span::Days)
+        }
+        Grain::Year => (
+            NaiveDate::from_ymd_opt(today.year() - 2, 1, 1).expect("year"),
+            Span::Days,
+        ),
+    };
+    Period {
+        from,
+        to: today + day,
+        span,
+        name: None,
+    }
+}
+
+/// Two periods named ("bulan ini vs bulan lalu"): a running first one is cut at today and the
+/// second cut to as many days, when both are the same kind of span.
+fn like_for_like(first: &Period, second: &Period, today: NaiveDate) -> (Period, Period) {
+    if !first.running(today) {
+        return (first.clone(), second.clone());
+    }
+    let cur = first.to_date(today);
+    let mut before = second.clone();
+    if first.span == second.span && !second.running(today) {
+        let elapsed = cur.to - cur.from;
+        before.to = (second.from + elapsed).min(second.to);
+        before.span = Span::Days;
+    }
+    (cur, before)
+}
+
+/// A follow-up: the previous spec with the new period and masters.
+fn follow_up(
+    mut spec: Spec,
+    c: &Classification,
+    periods: &[(std::ops::Range<usize>, Period)],
+    today: NaiveDate,
+) -> Reading {
+    let catalogue = &*CATALOGUE;
+    if let Some((_, p)) = periods.first() {
+        if spec.compare.is_some() {
+            let (cur, before) = period::previous(p, today);
+            spec.period = Some(cur.window());
+            spec.compare = Some(before.window());
+        } else {
+            spec.period = Some(p.window());
+        }
+    }
+    let rel = &catalogue.relations[&catalogue.measures[&spec.measures[0]].relation];
+    for m in &c.entities.masters {
+        let dim = dim_of(m.kind);
+        if !rel.dims.contains_key(dim) {
+            let label = catalogue.measures[&spec.measures[0]].label.clone();
+            return not_for(catalogue, &label, dim, "");
+        }
+        spec.filters
+            .retain(|f| !matches!(f, Filter::Is { dim: d, .. } if d == dim));
+        spec.filters.push(Filter::Is {
+            dim: dim.to_owned(),
+            values: vec![m.code.clone()],
+        });
+    }
+    Reading::Metric(Box::new(spec))
+}
+
+/// "<measure> per/for <dimension>" is not in the catalogue.
+fn not_for(catalogue: &Catalogue, measure: &Label, dim: &str, norm: &str) -> Reading {
+    let d = catalogue
+        .dimension(dim)
+        .map(|d| d.label.clone())
+        .unwrap_or(Label {
+            id: dim.to_owned(),
+            en: dim.to_owned(),
+        });
+    Reading::NotYet {
+        asked: Label {
+            id: format!("{} menurut {}", measure.id, d.id),
+            en: format!("{} by {}", measure.en, d.en),
+        },
+        nearby: nearby(norm, catalogue),
+    }
+}
+
+/// The question itself, shortened, as what was asked.
+fn asked_as(text: &str) -> Label {
+    let mut t: String = text.trim().chars().take(60).collect();
+    if text.trim().chars().count() > 60 {
+        t.push('…');
+    }
+    let quoted = format!("“{t}”");
+    Label {
+        id: quoted.clone(),
+        en: quoted,
+    }
+}
+
+/// Measures that share a word with the question (at most four); none = the caller's usual.
+fn nearby(norm: &str, catalogue: &Catalogue) -> Vec<String> {
+    let words: Vec<&str> = norm.split_whitespace().filter(|w| w.len() > 3).collect();
+    let mut out: Vec<String> = Vec::new();
+    for (name, m) in &catalogue.measures {
+        let hit = m
+            .synonyms
+            .iter()
+            .chain(std::iter::once(&m.label.id))
+            .chain(std::iter::once(&m.label.en))
+            .any(|s| s.split_whitespace().any(|sw| words.contains(&sw)));
+        if hit && out.len() < 4 {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::brain::intent::classify;
+
+    fn spec(text: &str) -> Spec {
+        let masters = Catalog::blueprint_sample();
+        let today = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+        match read(text, &classify(text, &masters), &masters, today, None) {
+            Reading::Metric(s) => *s,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_shipped_words_load() {
+        assert!(!WORDS.shape.per.is_empty());
+        for up in WORDS.upgrades.values() {
+            assert!(CATALOGUE.measure(&up.to).is_some(), "{}", up.to);
+        }
+        for (m, _) in WORDS.upgrades.iter() {
+            assert!(CATALOGUE.measure(m).is_some(), "{m}");
+        }
+        for (d, m) in &WORDS.default_measure {
+            let measure = CATALOGUE.measure(m).expect("a catalogue measure");
+            let relation = &CATALOGUE.relations[&measure.relation];
+            assert!(relation.dims.contains_key(d), "{m} cannot be cut by {d}");
+        }
+    }
+
+    #[test]
+    fn shapes_are_read() {
+        let s = spec("top 3 customer omzet tahun ini");
+        assert_eq!(s.measures, vec!["revenue"]);
+        assert_eq!(s.group_by, Some(Group::Dim("customer".into())));
+        assert_eq!(s.top.map(|t| t.n), Some(3));
+        assert_eq!(
+            s.period.unwrap().from,
+            NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()
+        );
+
+        let s = spec("revenue per month last 6 months");
+        assert_eq!(s.group_by, Some(Group::Time(Grain::Month)));
+
+        let s = spec("berapa order yang masih open");
+        assert_eq!(s.measures, vec!["order_count"]);
+        assert!(s.period.is_none(), "open orders from any time");
+
+        let s = spec("piutang lebih dari 30 hari");
+        assert!(s.filters.contains(&Filter::Above {
+            attr: "days_late".into(),
+            value: 30.0
+        }));
+
+        let s = spec("omzet bulan ini vs bulan lalu");
+        let (p, c) = (s.period.unwrap(), s.compare.unwrap());
+        assert_eq!(
+            (p.from.to_string(), p.to.to_string()),
+            ("2026-12-01".into(), "2026-12-03".into())
+        );
+        assert_eq!(
+            (c.from.to_string(), c.to.to_string()),
+            ("2026-11-01".into(), "2026-11-03".into())
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_answered_is_said() {
+        let masters = Catalog::blueprint_sample();
+        let today = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+        for text in [
+            "berapa gaji operator bulan ini",
+            "how long do deliveries take",
+            "downtime PT Maju Jaya",
+        ] {
+            let r = read(text, &classify(text, &masters), &masters, today, None);
+            assert!(matches!(r, Reading::NotYet { .. }), "{text}: {r:?}");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The catalogue of measures and dimensions (`metrics/catalogue.toml`, compiled in): what each
+//! figure means in SQL, its unit, who may see it and the words people use for it. Checked once
+//! at load ([`Catalogue::load`]): a measure on an unknown relation, a dimension no relation
+//! defines, a placeholder other than `{today}` or a statement separator stops the hub.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::texts::Lang;
+
+/// The shipped catalogue.
+const SHIPPED: &str = include_str!("../../metrics/catalogue.toml");
+
+/// The shipped catalogue, parsed and checked once.
+pub static CATALOGUE: LazyLock<Catalogue> =
+    LazyLock::new(|| Catalogue::load(SHIPPED).expect("metrics/catalogue.toml is valid"));
+
+/// What a figure counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    Money,
+    Quantity,
+    Count,
+    Percent,
+    Minutes,
+    /// A 0–100 score.
+    Score,
+}
+
+/// How a period applies to a measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Happens over time (revenue, output): month to date when no period is named.
+    Flow,
+    /// A state now (stock, open receivables): the period, when named, filters the time column.
+    Snapshot,
+}
+
+/// A name in both languages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Label {
+    pub id: String,
+    pub en: String,
+}
+
+impl Label {
+    pub fn get(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::Id => &self.id,
+            Lang::En => &self.en,
+        }
+    }
+}
+
+/// How a relation exposes a dimension: the value filters match, and the value answers show.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum DimExpr {
+    Plain(String),
+    Keyed { key: String, label: String },
+}
+
+impl DimExpr {
+    pub fn key(&self) -> &str {
+        match self {
+            DimExpr::Plain(e) => e,
+            DimExpr::Keyed { key, .. } => key,
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        match self {
+            DimExpr::Plain(e) => e,
+            DimExpr::Keyed { label, .. } => label,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Relation {
+    pub from: String,
+    #[serde(rename = "where")]
+    pub filter: String,
+    /// The date column periods filter; none for a relation without history.
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub dims: BTreeMap<String, DimExpr>,
+    /// Numeric row attributes thresholds compare ("more than 30 days late").
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dimension {
+    pub label: Label,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    pub synonyms: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Measure {
+    pub relation: String,
+    pub label: Label,
+    pub unit: Unit,
+    pub kind: Kind,
+    #[serde(skip_serializing)]
+    pub expr: String,
+    pub permissions: Vec<String>,
+    pub synonyms: Vec<String>,
+    pub description: String,
+}
+
+/// A status word ("open") and the status values it stands for on one relation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusGroup {
+    pub values: Vec<String>,
+    pub synonyms: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalogue {
+    pub relations: BTreeMap<String, Relation>,
+    pub dimensions: BTreeMap<String, Dimension>,
+    pub measures: BTreeMap<String, Measure>,
+    /// Per relation: status word → values.
+    #[serde(default)]
+    pub statuses: BTreeMap<String, BTreeMap<String, StatusGroup>>,
+}
+
+impl Catalogue {
+    /// Parses and checks a catalogue.
+    pub fn load(text: &str) -> anyhow::Result<Catalogue> {
+        let c: Catalogue = toml::from_str(text).context("parsing the metrics catalogue")?;
+        c.check()?;
+        Ok(c)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        for (name, r) in &self.relations {
+            let mut sql: Vec<&str> = vec![&r.from, &r.filter];
+            sql.extend(r.time.as_deref());
+            sql.extend(r.dims.values().flat_map(|d| [d.key(), d.label()]));
+            sql.extend(r.attributes.values().map(String::as_str));
+            for s in sql {
+                check_sql(s).with_context(|| format!("relation {name}"))?;
+            }
+            for dim in r.dims.keys() {
+                if !self.dimensions.contains_key(dim) {
+                    bail!("relation {name}: dimension {dim} is not defined");
+                }
+            }
+        }
+        for (name, m) in &self.measures {
+            check_sql(&m.expr).with_context(|| format!("measure {name}"))?;
+            if !self.relations.contains_key(&m.relation) {
+                bail!("measure {name}: relation {} is not defined", m.relation);
+            }
+            if m.permissions.is_empty() {
+                bail!("measure {name}: every measure needs a permission");
+            }
+            check_words(&m.synonyms).with_context(|| format!("measure {name}"))?;
+        }
+        for (name, d) in &self.dimensions {
+            check_words(&d.synonyms).with_context(|| format!("dimension {name}"))?;
+        }
+        for (relation, groups) in &self.statuses {
+            let Some(r) = self.relations.get(relation) else {
+                bail!("statuses: relation {relation} is not defined");
+            };
+            if !r.dims.contains_key("status") {
+                bail!("statuses: relation {relation} has no status dimension");
+            }
+            for (word, g) in groups {
+                check_words(&g.synonyms).with_context(|| format!("status {relation}.{word}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn measure(&self, name: &str) -> Option<&Measure> {
+        self.measures.get(name)
+    }
+
+    pub fn dimension(&self, name: &str) -> Option<&Dimension> {
+        self.dimensions.get(name)
+    }
+
+    pub fn relation_of(&self, measure: &Measure) -> &Relation {
+        &self.relations[&measure.relation]
+    }
+}
+
+/// SQL from the catalogue holds no parameter, comment, separator or placeholder but `{today}`.
+fn check_sql(sql: &str) -> anyhow::Result<()> {
+    if sql.contains(';') || sql.contains("--") || sql.contains("/*") || sql.contains('$') {
+        bail!("SQL may not hold ';', comments or '$' parameters: {sql}");
+    }
+    if sql.replace("{today}", "").contains(['{', '}']) {
+        bail!("the only placeholder is {{today}}: {sql}");
+    }
+    Ok(())
+}
+
+fn check_words(words: &[String]) -> anyhow::Result<()> {
+    if words.is_empty() {
+        bail!("needs at least one synonym");
+    }
+    for w in words {
+        if w.trim().is_empty() || *w != w.to_lowercase() {
+            bail!("synonym {w:?} must be non-empty and lower case");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_catalogue_loads_and_has_the_issue_measures() {
+        let c = &*CATALOGUE;
+        for m in [
+            "revenue",
+            "order_count",
+            "avg_order_value",
+            "units_sold",
+            "gross_margin",
+            "gross_margin_pct",
+            "receivables_open",
+            "receivables_overdue",
+            "payables_open",
+            "payables_overdue",
+            "purchases",
+            "deliveries",
+            "deliveries_late",
+            "on_time_pct",
+            "stock_on_hand",
+            "stock_reserved",
+            "stock_available",
+            "items_below_min",
+            "output",
+            "rejects",
+            "reject_rate",
+            "downtime",
+            "oee",
+            "maintenance_cost",
+            "maintenance_count",
+            "vendor_otd",
+            "vendor_quality",
+        ] {
+            assert!(c.measure(m).is_some(), "{m}");
+        }
+        for d in [
+            "customer",
+            "segment",
+            "item",
+            "category",
+            "vendor",
+            "machine",
+            "warehouse",
+            "operator",
+            "shift",
+            "error_code",
+            "status",
+            "driver",
+        ] {
+            assert!(c.dimension(d).is_some(), "{d}");
+        }
+    }
+
+    #[test]
+    fn a_broken_catalogue_is_refused() {
+        let good = SHIPPED;
+        let injected = good.replace(
+            "expr = \"sum(po.total_amt)\"",
+            "expr = \"sum(po.total_amt); drop table t_po\"",
+        );
+        assert!(Catalogue::load(&injected).is_err());
+        let placeholder = good.replace("{today} - ar.due_dt\"", "{now} - ar.due_dt\"");
+        assert!(Catalogue::load(&placeholder).is_err());
+        let orphan = good.replace("relation = \"maintenance\"", "relation = \"nowhere\"");
+        assert!(Catalogue::load(&orphan).is_err());
+        let open = good.replace("permissions = [\"MAINT.READ\"]", "permissions = []");
+        assert!(Catalogue::load(&open).is_err());
+    }
+}
