@@ -24,7 +24,11 @@
 //! - [`alerts`]: proactive alerts: detectors, intake from NATS `alerts.new`, routing by rule and
 //!   role, the acknowledgement; delivered through the outbox, which asks them "still wanted?".
 //! - [`identity`]: the gate: whitelist, device trust by email OTP, role and permissions.
-//! - [`brain`]: intents, the permission each needs, live context, the prompt and the answer.
+//! - [`brain`]: understanding (intents, entities, periods, a question read into a metrics
+//!   spec), live context for lookups, the prompt, grounding and the answer.
+//! - [`metrics`]: the governed metrics layer: the catalogue of measures and dimensions
+//!   (`metrics/catalogue.toml`), the typed spec, its compiler to one read-only statement,
+//!   execution and rendering. Knows nothing of questions.
 //! - [`llm`]: the `ai.llm.chat` contract over NATS and the llm-worker that bridges it to any
 //!   OpenAI-compatible server (`sentient-hub llm-worker`).
 //! - [`outbox`]: the only writer of `wa_outbox`: enqueue, status webhooks, the sender loop,

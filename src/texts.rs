@@ -375,6 +375,14 @@ pub fn not_yet(lang: Lang, asked: &str, nearby: &[&str]) -> String {
     }
 }
 
+/// A code named in a question that no record holds.
+pub fn not_found(lang: Lang, code: &str) -> String {
+    match lang {
+        Lang::Id => format!("Data untuk {code} tidak ditemukan. Mohon periksa kembali kodenya."),
+        Lang::En => format!("No record holds {code}. Please check the code."),
+    }
+}
+
 /// A name fits several masters: which one?
 pub fn which_one(lang: Lang, name: &str, choices: &[String]) -> String {
     let list = choices

@@ -61,6 +61,12 @@ impl SharedCatalog {
         *self.0.write().expect("catalog lock") = Arc::new(catalog);
     }
 
+    /// Reads the masters again now (new customers and items are recognised at once).
+    pub async fn reload(&self, db: &PgPool) -> anyhow::Result<()> {
+        self.replace(Catalog::load(db).await?);
+        Ok(())
+    }
+
     /// Reloads the catalogue every five minutes, so new customers and items are recognised.
     pub async fn refresh(self, db: PgPool, shutdown: tokio_util::sync::CancellationToken) {
         loop {
@@ -68,8 +74,8 @@ impl SharedCatalog {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(Duration::from_secs(300)) => {}
             }
-            match Catalog::load(&db).await {
-                Ok(catalog) => self.replace(catalog),
+            match self.reload(&db).await {
+                Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "cannot refresh the catalogue; keeping the old one")
                 }
@@ -493,8 +499,49 @@ impl Preparer {
             .retain(|m| !forbidden.measures.iter().any(|(n, _)| n == m));
         let now = Utc::now().with_timezone(&self.timezone);
         let today = now.date_naive();
-        let catalog = self.catalog.current();
-        let name_of = |code: &str| catalog.get(code).map(|e| e.name.clone());
+        // The masters a filter names, by code, from the database: a code nobody holds is said
+        // so, not answered with a zero.
+        let codes: Vec<String> = spec
+            .filters
+            .iter()
+            .filter_map(|f| match f {
+                crate::metrics::spec::Filter::Is { dim, values }
+                    if matches!(
+                        dim.as_str(),
+                        "customer" | "item" | "vendor" | "machine" | "warehouse"
+                    ) =>
+                {
+                    Some(values.clone())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let names: std::collections::HashMap<String, String> = if codes.is_empty() {
+            Default::default()
+        } else {
+            sqlx::query_as::<_, (String, String)>(
+                "select code, name from m_cust where code = any($1) and deleted_at is null
+                 union all select code, name from m_item where code = any($1) and deleted_at is null
+                 union all select code, name from m_vendor where code = any($1) and deleted_at is null
+                 union all select code, name from m_machine where code = any($1) and deleted_at is null
+                 union all select code, name from m_wh where code = any($1) and deleted_at is null",
+            )
+            .bind(&codes)
+            .fetch_all(&self.db)
+            .await
+            .context("naming the masters of a figure question")?
+            .into_iter()
+            .collect()
+        };
+        if let Some(missing) = codes.iter().find(|c| !names.contains_key(*c)) {
+            return Ok(Prepared::Direct {
+                text: texts::not_found(lang, missing),
+                intent: Intent::Metric,
+                outcome: Outcome::Fallback,
+            });
+        }
+        let name_of = |code: &str| names.get(code).cloned();
         let compiled = match compile::compile(catalogue, &spec, today, settings.metrics_row_cap) {
             Ok(c) => c,
             Err(e) => {

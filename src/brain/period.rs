@@ -131,7 +131,9 @@ fn dates(
             return from.year().to_string()
         }
         Span::Quarter
-            if whole_month && from.month0().is_multiple_of(3) && last.month() == from.month() + 2 =>
+            if whole_month
+                && from.month0().is_multiple_of(3)
+                && last.month() == from.month() + 2 =>
         {
             return format!("Q{} {}", from.month0() / 3 + 1, from.year())
         }

@@ -31,6 +31,8 @@ pub struct Words {
     upgrades: BTreeMap<String, Upgrade>,
     values: BTreeMap<String, BTreeMap<String, String>>,
     default_measure: BTreeMap<String, String>,
+    who: BTreeMap<String, String>,
+    companions: BTreeMap<String, Vec<String>>,
     asks_figure: AsksFigure,
     unmute: AsksFigure,
     not_yet: BTreeMap<String, Label>,
@@ -319,6 +321,11 @@ pub fn read(
     {
         return Reading::Other;
     }
+    if let [only] = names.as_slice() {
+        if let Some(more) = words.companions.get(only) {
+            names.extend(more.iter().cloned());
+        }
+    }
     // Measures of one relation: the first decides.
     let relation = catalogue.measures[&names[0]].relation.clone();
     names.retain(|m| catalogue.measures[m].relation == relation);
@@ -500,6 +507,21 @@ pub fn read(
         spec.group_by = Some(Group::Dim(d.clone()));
     } else if has(&norm, &words.shape.trend) {
         spec.group_by = Some(Group::Time(Grain::Month));
+    } else if has(&norm, &words.shape.singular) {
+        // "piutang overdue siapa aja?": by the party the rows belong to.
+        if let Some(d) = words.who.get(&relation) {
+            if !filtered.contains(&d.as_str()) {
+                spec.group_by = Some(Group::Dim(d.clone()));
+            }
+        }
+    }
+    // Quantities of different items do not add up: broken down unless one is named.
+    if spec.group_by.is_none() {
+        if let Some(cut) = &catalogue.measures[&spec.measures[0]].cut {
+            if !filtered.contains(&cut.as_str()) {
+                spec.group_by = Some(Group::Dim(cut.clone()));
+            }
+        }
     }
     if let (Some((a, b, _)), Some(Group::Dim(_))) = (ranked, &spec.group_by) {
         let n = number_after(&norm, b)
@@ -547,12 +569,13 @@ pub fn read(
                     spec.period = Some(cur.window());
                     spec.compare = Some(before.window());
                 } else {
-                    spec.period = Some(month.window());
+                    spec.period = Some(month.to_date(today).window());
                 }
             }
         }
         [(_, p)] => {
-            let p = p.clone();
+            // A running period of a flow holds nothing after today: say the days it covers.
+            let p = if flow { p.to_date(today) } else { p.clone() };
             if compare_asked && !matches!(spec.group_by, Some(Group::Time(_))) {
                 let (cur, before) = period::previous(&p, today);
                 spec.period = Some(cur.window());
@@ -736,6 +759,17 @@ mod tests {
         }
         for (m, _) in WORDS.upgrades.iter() {
             assert!(CATALOGUE.measure(m).is_some(), "{m}");
+        }
+        for (r, d) in &WORDS.who {
+            assert!(
+                CATALOGUE.relations[r].dims.contains_key(d),
+                "{r} has no {d}"
+            );
+        }
+        for (m, more) in &WORDS.companions {
+            for c in std::iter::once(m).chain(more) {
+                assert!(CATALOGUE.measure(c).is_some(), "{c}");
+            }
         }
         for (d, m) in &WORDS.default_measure {
             let measure = CATALOGUE.measure(m).expect("a catalogue measure");

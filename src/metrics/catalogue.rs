@@ -91,6 +91,9 @@ pub struct Relation {
     /// The date column periods filter; none for a relation without history.
     #[serde(default)]
     pub time: Option<String>,
+    /// What that date is, when it is not when things happened ("due").
+    #[serde(default)]
+    pub time_label: Option<Label>,
     #[serde(default)]
     pub dims: BTreeMap<String, DimExpr>,
     /// Numeric row attributes thresholds compare ("more than 30 days late").
@@ -116,6 +119,9 @@ pub struct Measure {
     pub kind: Kind,
     #[serde(skip_serializing)]
     pub expr: String,
+    /// Always broken down by this dimension unless a question filters on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<String>,
     pub permissions: Vec<String>,
     pub synonyms: Vec<String>,
     pub description: String,
@@ -172,6 +178,11 @@ impl Catalogue {
                 bail!("measure {name}: every measure needs a permission");
             }
             check_words(&m.synonyms).with_context(|| format!("measure {name}"))?;
+            if let Some(cut) = &m.cut {
+                if !self.relations[&m.relation].dims.contains_key(cut) {
+                    bail!("measure {name}: its relation has no dimension {cut}");
+                }
+            }
         }
         for (name, d) in &self.dimensions {
             check_words(&d.synonyms).with_context(|| format!("dimension {name}"))?;

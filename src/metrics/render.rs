@@ -67,15 +67,24 @@ pub fn describe(catalogue: &Catalogue, spec: &Spec, lang: Lang, name_of: NameOf<
     for f in &spec.filters {
         text.push_str(&format!(", {}", filter_words(catalogue, f, lang, name_of)));
     }
+    let time_label = spec
+        .measures
+        .first()
+        .and_then(|m| catalogue.measure(m))
+        .and_then(|m| catalogue.relation_of(m).time_label.as_ref());
+    let dated = |l: &str| match time_label {
+        Some(t) => format!("{} {l}", t.get(lang)),
+        None => l.to_owned(),
+    };
     if let Some(p) = &spec.period {
-        text.push_str(&format!(", {}", p.label.get(lang)));
+        text.push_str(&format!(", {}", dated(p.label.get(lang))));
     }
     if let Some(c) = &spec.compare {
         let vs = match lang {
             Lang::Id => "dibanding",
             Lang::En => "compared with",
         };
-        text.push_str(&format!(" {vs} {}", c.label.get(lang)));
+        text.push_str(&format!(" {vs} {}", dated(c.label.get(lang))));
     }
     text
 }
@@ -286,6 +295,10 @@ pub fn render(
                     Lang::En => "There is no data for that.",
                 });
                 return out;
+            }
+            if measures.len() > 1 {
+                let names: Vec<String> = measures.iter().map(|m| cap(m.label.get(lang))).collect();
+                out.push_str(&format!("({})\n", names.join(" · ")));
             }
             let mut shown: Vec<&Row> = current.clone();
             if let (Shape::Ranking, Some(top)) = (spec.shape(), spec.top) {

@@ -334,7 +334,7 @@ async fn a_muted_user_gets_the_alert_when_the_mute_ends_and_answers_meanwhile() 
     assert!(to_long_muted[0].body["text"]["body"]
         .as_str()
         .unwrap()
-        .contains("Revenue this month"));
+        .contains("Revenue, this month"));
 
     let to_briefly_muted = wait_sends(&app, &briefly_muted, 1).await;
     assert!(shown(&to_briefly_muted[0]).contains("Saldo kas negatif"));

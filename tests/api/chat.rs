@@ -53,7 +53,7 @@ async fn chat_posts_signed_messages_and_prints_the_hubs_replies() {
     assert_eq!(replies.len(), 2, "{stdout}");
     assert!(replies.iter().any(|r| r.contains("stok")), "{stdout}");
     assert!(
-        replies.iter().any(|r| r.contains("Revenue this month")),
+        replies.iter().any(|r| r.contains("Revenue, this month")),
         "{stdout}"
     );
     // Both went through the real inbox and outbox. The reply reaches the chat before the

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use sentient_hub::brain::catalog::Catalog;
-use sentient_hub::brain::{Prepared, Preparer, SharedCatalog};
+use sentient_hub::brain::{Outcome, Prepared, Preparer, SharedCatalog};
 use sentient_hub::db::demo;
 use sentient_hub::domain::Caller;
 use sentient_hub::texts::Lang;
@@ -21,6 +21,12 @@ const FIELDS: &[(&str, &[&str])] = &[
     (
         "FIN.READ",
         &[
+            "receivables_open",
+            "receivables_overdue",
+            "payables_open",
+            "payables_overdue",
+            "gross_margin",
+            "gross_margin_pct",
             "invoice_status",
             "payable_status",
             "open_receivables_rp",
@@ -41,6 +47,8 @@ const FIELDS: &[(&str, &[&str])] = &[
     (
         "DO.READ",
         &[
+            "deliveries_late",
+            "on_time_pct",
             "deliveries",
             "delivery",
             "driver",
@@ -53,6 +61,10 @@ const FIELDS: &[(&str, &[&str])] = &[
     (
         "PO.READ",
         &[
+            "purchases",
+            "po_count",
+            "vendor_otd",
+            "vendor_quality",
             "purchase_order",
             "pending_purchase_orders",
             "purchase_orders_12m",
@@ -64,6 +76,10 @@ const FIELDS: &[(&str, &[&str])] = &[
     (
         "INV.READ",
         &[
+            "stock_on_hand",
+            "stock_reserved",
+            "stock_available",
+            "items_below_min",
             "on_hand",
             "reserved",
             "available",
@@ -75,6 +91,10 @@ const FIELDS: &[(&str, &[&str])] = &[
     (
         "WO.READ",
         &[
+            "rejects",
+            "reject_rate",
+            "downtime",
+            "oee",
             "work_order",
             "work_orders_in_progress",
             "plan",
@@ -82,10 +102,23 @@ const FIELDS: &[(&str, &[&str])] = &[
             "output",
         ],
     ),
-    ("MAINT.READ", &["last_maintenance", "run_hours", "errors"]),
+    (
+        "MAINT.READ",
+        &[
+            "last_maintenance",
+            "run_hours",
+            "errors",
+            "maintenance_cost",
+            "maintenance_count",
+        ],
+    ),
     (
         "SO.READ",
         &[
+            "revenue",
+            "order_count",
+            "avg_order_value",
+            "units_sold",
             "top_customers",
             "revenue_rp",
             "previous_revenue_rp",
@@ -138,6 +171,13 @@ const QUESTIONS: &[&str] = &[
     "alert aktif",
     "skor vendor",
     "top customers this year",
+    "omzet dan margin per customer bulan lalu",
+    "downtime per operator minggu ini",
+    "pengiriman telat per sopir bulan ini",
+    "pembelian per vendor tahun ini",
+    "biaya perawatan per mesin bulan lalu",
+    "stok per gudang",
+    "piutang per umur",
 ];
 
 /// A fresh database with the demo data, and the brain's preparer on it.
@@ -238,6 +278,10 @@ async fn no_role_gets_a_field_of_a_module_it_may_not_read_for_any_question() {
             .collect();
         for question in QUESTIONS {
             let (text, data) = match prep.prepare(&caller, question, Lang::Id).await.unwrap() {
+                // A refusal names what was asked and holds no data: only its data is checked.
+                Prepared::Direct { outcome, .. } if outcome == Outcome::Denied => {
+                    (String::new(), None)
+                }
                 Prepared::Direct { text, .. } => (text, None),
                 Prepared::Ask {
                     snapshot, messages, ..

@@ -58,7 +58,7 @@ async fn a_text_message_gets_exactly_one_reply_in_its_language() {
     assert!(send.body["text"]["body"]
         .as_str()
         .unwrap()
-        .contains("Revenue this month"));
+        .contains("Revenue, this month"));
 
     app.settle().await;
     assert_eq!(app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.one' and status = 'sent' and wamid is not null").await, 1);
@@ -97,7 +97,7 @@ async fn duplicate_deliveries_cause_one_reply() {
     .fetch_one(&app.db)
     .await
     .unwrap();
-    assert!(reply.contains("Omzet bulan ini"), "{reply}");
+    assert!(reply.contains("Omzet, bulan ini"), "{reply}");
 }
 
 #[tokio::test]
@@ -615,7 +615,7 @@ async fn a_question_over_the_length_limit_gets_ask_it_shorter_in_its_language() 
     assert!(replies[0].1.contains("terlalu panjang"), "{replies:?}");
     assert!(replies[0].1.contains("1000"), "{replies:?}");
     assert!(replies[1].1.contains("too long"), "{replies:?}");
-    assert!(replies[2].1.contains("Omzet bulan ini"), "{replies:?}");
+    assert!(replies[2].1.contains("Omzet, bulan ini"), "{replies:?}");
     assert_eq!(
         app.count("select count(*) from wa_inbox where status = 'done'")
             .await,
@@ -641,7 +641,7 @@ async fn a_flood_from_one_sender_is_answered_up_to_the_allowance_then_told_once(
             .unwrap();
     let answers = replies
         .iter()
-        .filter(|(_, t)| t.contains("Omzet bulan ini"))
+        .filter(|(_, t)| t.contains("Omzet, bulan ini"))
         .count();
     let told: Vec<_> = replies
         .iter()
