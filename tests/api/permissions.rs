@@ -279,9 +279,10 @@ async fn no_role_gets_a_field_of_a_module_it_may_not_read_for_any_question() {
         for question in QUESTIONS {
             let (text, data) = match prep.prepare(&caller, question, Lang::Id).await.unwrap() {
                 // A refusal names what was asked and holds no data: only its data is checked.
-                Prepared::Direct { outcome, .. } if outcome == Outcome::Denied => {
-                    (String::new(), None)
-                }
+                Prepared::Direct {
+                    outcome: Outcome::Denied,
+                    ..
+                } => (String::new(), None),
                 Prepared::Direct { text, .. } => (text, None),
                 Prepared::Ask {
                     snapshot, messages, ..
