@@ -49,6 +49,7 @@ impl Words {
 #[serde(deny_unknown_fields)]
 struct Shape {
     per: Vec<String>,
+    cut_alone: Vec<String>,
     top: Vec<String>,
     bottom: Vec<String>,
     singular: Vec<String>,
@@ -194,6 +195,29 @@ fn dims_in(norm: &str, catalogue: &Catalogue) -> Vec<(usize, usize, String)> {
     pick_longest(hits)
 }
 
+/// Whether `a` becomes `b` by one letter changed, added or dropped.
+fn one_edit(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    match a.len() as isize - b.len() as isize {
+        0 => a.iter().zip(&b).filter(|(x, y)| x != y).count() == 1,
+        1 | -1 => {
+            let (long, short) = if a.len() > b.len() {
+                (&a, &b)
+            } else {
+                (&b, &a)
+            };
+            (0..long.len()).any(|skip| {
+                long.iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != skip)
+                    .map(|(_, c)| c)
+                    .eq(short.iter())
+            })
+        }
+        _ => false,
+    }
+}
+
 /// A whole number right before `at` ("top 5", "5 customer").
 fn number_before(norm: &str, at: usize) -> Option<u32> {
     norm[..at].split_whitespace().last()?.parse().ok()
@@ -227,7 +251,6 @@ fn is_lookup(intent: Intent) -> bool {
             | MachineHealth
             | Alerts
             | CustomerInsight
-            | VendorScore
             | CashPosition
             | AlertMute
             | OtpCode
@@ -345,7 +368,23 @@ pub fn read(
     // Filters: the masters named.
     let mut by_dim: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut seen_matched: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for m in &c.entities.masters {
+    // Words the measures took: a master the classifier found by correcting one of them
+    // ("laba kotor" → "motor") is not named.
+    let measure_words: Vec<&str> = found
+        .iter()
+        .flat_map(|(a, b, _)| norm[*a..*b].split_whitespace())
+        .collect();
+    let from_measure_word = |matched: &str| {
+        matched.split_whitespace().any(|w| {
+            occurrences(&norm, w).next().is_none() && measure_words.iter().any(|mw| one_edit(mw, w))
+        })
+    };
+    for m in c
+        .entities
+        .masters
+        .iter()
+        .filter(|m| !from_measure_word(&m.matched))
+    {
         seen_matched
             .entry(m.matched.as_str())
             .or_default()
@@ -394,13 +433,18 @@ pub fn read(
     // Status words of the relation.
     let mut status_named = false;
     if let Some(groups) = catalogue.statuses.get(&relation) {
+        // "belum selesai" is open, not "selesai": the longest status phrase wins.
+        let mut hits: Vec<(usize, usize, &str)> = Vec::new();
+        for (word, g) in groups {
+            for syn in &g.synonyms {
+                hits.extend(occurrences(&norm, syn).map(|(a, b)| (a, b, word.as_str())));
+            }
+        }
         let mut values: Vec<String> = Vec::new();
-        for g in groups.values() {
-            if has(&norm, &g.synonyms) {
-                for v in &g.values {
-                    if !values.contains(v) {
-                        values.push(v.clone());
-                    }
+        for (_, _, word) in pick_longest(hits) {
+            for v in &groups[&word].values {
+                if !values.contains(v) {
+                    values.push(v.clone());
                 }
             }
         }
@@ -492,7 +536,7 @@ pub fn read(
     // "per customer" first; else, in a ranking or a "which …" question, the first dimension.
     let cut = open_dims
         .iter()
-        .find(|(a, _, _)| asked_per(*a))
+        .find(|(a, _, d)| asked_per(*a) || words.shape.cut_alone.contains(d))
         .or_else(|| {
             (ranked.is_some() || has(&norm, &words.shape.singular))
                 .then(|| open_dims.first())
@@ -574,13 +618,13 @@ pub fn read(
             }
         }
         [(_, p)] => {
-            // A running period of a flow holds nothing after today: say the days it covers.
-            let p = if flow { p.to_date(today) } else { p.clone() };
             if compare_asked && !matches!(spec.group_by, Some(Group::Time(_))) {
-                let (cur, before) = period::previous(&p, today);
+                let (cur, before) = period::previous(p, today);
                 spec.period = Some(cur.window());
                 spec.compare = Some(before.window());
             } else {
+                // A running period of a flow holds nothing after today: say the days it covers.
+                let p = if flow { p.to_date(today) } else { p.clone() };
                 spec.period = Some(p.window());
             }
         }

@@ -3,6 +3,7 @@ mod admin_rbac;
 mod admin_support;
 mod admin_users;
 mod alerts;
+mod analytics;
 mod architecture;
 mod brain;
 mod chat;

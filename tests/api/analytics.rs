@@ -1,0 +1,283 @@
+//! The labelled analytic questions (`tests/data/analytic_questions.toml`): every question is
+//! asked as a director on the demo data, and its figures are checked against SQL written for
+//! the test. At least 95 % must be exactly right, and every miss must be an honest "not yet" or
+//! an ask-back: an answer with other figures (another question's answer) fails the test at once.
+//! Also: the role × measure matrix (refused exactly when the role lacks a permission).
+
+use std::collections::BTreeMap;
+
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use sentient_hub::brain::catalog::Catalog;
+use sentient_hub::brain::{Outcome, Prepared, Preparer, SharedCatalog};
+use sentient_hub::db::demo;
+use sentient_hub::domain::Caller;
+use sentient_hub::metrics::catalogue::{Kind, CATALOGUE};
+use sentient_hub::texts::Lang;
+use serde::Deserialize;
+use sqlx::{PgPool, Row};
+
+use crate::helpers::{fresh_database, TestDb};
+
+#[derive(Deserialize)]
+struct Cases {
+    case: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    questions: Vec<String>,
+    #[serde(default)]
+    sql: Option<String>,
+    #[serde(default)]
+    expect: Option<String>,
+    #[serde(default)]
+    ranked: bool,
+}
+
+/// One result row as both sides see it: (group, current) → values.
+type Keyed = Vec<((Option<String>, bool), Vec<f64>)>;
+
+async fn demo_preparer() -> (TestDb, PgPool, Preparer) {
+    let test_db = fresh_database().await;
+    let db = PgPool::connect_with(test_db.settings.database.connect_options())
+        .await
+        .unwrap();
+    demo::load(&db).await.unwrap();
+    let prep = Preparer::new(
+        db.clone(),
+        SharedCatalog::new(Catalog::load(&db).await.unwrap()),
+        test_db.settings.brain.clone(),
+        chrono_tz::Asia::Jakarta,
+    );
+    (test_db, db, prep)
+}
+
+async fn caller(db: &PgPool, role: &str) -> Caller {
+    let permissions: Vec<String> = sqlx::query_scalar(
+        "select p.code from adm_role r join adm_role_permission rp on rp.role_id = r.id
+         join adm_permission p on p.id = rp.permission_id where r.code = $1",
+    )
+    .bind(role)
+    .fetch_all(db)
+    .await
+    .unwrap();
+    let id: i64 = sqlx::query_scalar(
+        "insert into adm_user (username, email, full_name, role_id)
+         values ($1, $1 || '@factory.local', 'Analytics Test', (select id from adm_role where code = $2))
+         returning id",
+    )
+    .bind(format!("analytics_{}", role.to_lowercase()))
+    .bind(role)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    Caller {
+        user_id: id,
+        full_name: "Analytics Test".into(),
+        role: role.into(),
+        permissions: permissions.into_iter().collect(),
+        lang: Lang::Id,
+    }
+}
+
+/// The expected rows: the case's SQL with $1 = today in Jakarta.
+async fn expected(db: &PgPool, sql: &str) -> Keyed {
+    let rows = sqlx::query(sql)
+        .bind(today())
+        .fetch_all(db)
+        .await
+        .unwrap_or_else(|e| panic!("expected SQL fails: {e}\n{sql}"));
+    rows.iter()
+        .map(|r| {
+            let g: Option<String> = r.get(0);
+            let cur: bool = r.get(1);
+            let values = (2..r.len()).map(|i| number(r, i)).collect();
+            ((g, cur), values)
+        })
+        .collect()
+}
+
+/// A numeric, bigint or float column as f64; null as zero.
+fn number(r: &sqlx::postgres::PgRow, i: usize) -> f64 {
+    if let Ok(v) = r.try_get::<Option<Decimal>, _>(i) {
+        return v.and_then(|d| d.to_f64()).unwrap_or(0.0);
+    }
+    if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
+        return v.unwrap_or(0) as f64;
+    }
+    r.try_get::<Option<f64>, _>(i)
+        .unwrap_or_else(|e| panic!("column {i} is not a number: {e}"))
+        .unwrap_or(0.0)
+}
+
+fn today() -> chrono::NaiveDate {
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .date_naive()
+}
+
+/// Equal within rounding: a cent, or a millionth of the figure (line totals are stored rounded).
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 0.01 + 1e-6 * b.abs()
+}
+
+fn same(expected: &Keyed, actual: &Keyed, ranked: bool) -> bool {
+    if expected.len() != actual.len() {
+        return false;
+    }
+    let values_match =
+        |e: &[f64], a: &[f64]| e.len() == a.len() && e.iter().zip(a).all(|(x, y)| close(*y, *x));
+    if ranked {
+        return expected
+            .iter()
+            .zip(actual)
+            .all(|(e, a)| e.0 == a.0 && values_match(&e.1, &a.1));
+    }
+    let actual: BTreeMap<_, _> = actual.iter().cloned().collect();
+    expected
+        .iter()
+        .all(|(k, e)| actual.get(k).is_some_and(|a| values_match(e, a)))
+}
+
+#[derive(Debug)]
+enum Verdict {
+    Right,
+    /// "Not yet" or an ask-back: honest.
+    Honest(String),
+    /// Other figures, or an answer where "not yet" was due.
+    Wrong(String),
+}
+
+async fn judge(prep: &Preparer, director: &Caller, db: &PgPool, case: &Case, q: &str) -> Verdict {
+    let prepared = prep.prepare(director, q, Lang::detect(q)).await.unwrap();
+    let not_yet = case.expect.as_deref() == Some("not_yet");
+    match prepared {
+        Prepared::Direct { text, outcome, .. } => match (outcome, not_yet) {
+            (Outcome::Clarify, true) => Verdict::Right,
+            (Outcome::Clarify, false) => Verdict::Honest(text),
+            (_, _) => Verdict::Wrong(format!("{outcome:?}: {text}")),
+        },
+        Prepared::Ask {
+            worked, snapshot, ..
+        } => {
+            if not_yet {
+                return Verdict::Wrong(format!("answered: {}", snapshot.answer.id));
+            }
+            let Some(w) = worked else {
+                return Verdict::Wrong(format!("not by the metrics layer: {}", snapshot.answer.id));
+            };
+            let actual: Keyed = w
+                .rows
+                .rows
+                .iter()
+                .map(|r| {
+                    let values = r
+                        .values
+                        .iter()
+                        .map(|v| v.and_then(|d| d.to_f64()).unwrap_or(0.0))
+                        .collect();
+                    ((r.label.clone(), r.current), values)
+                })
+                .collect();
+            let want = expected(db, case.sql.as_deref().expect("an answer case has SQL")).await;
+            if same(&want, &actual, case.ranked) {
+                Verdict::Right
+            } else {
+                Verdict::Wrong(format!(
+                    "figures differ\n    spec: {}\n    want: {want:?}\n    got:  {actual:?}",
+                    serde_json::to_string(&w.spec).unwrap()
+                ))
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn labelled_analytic_questions_get_the_right_figures_or_an_honest_not_yet() {
+    let cases: Cases =
+        toml::from_str(&std::fs::read_to_string("tests/data/analytic_questions.toml").unwrap())
+            .unwrap();
+    let (_test_db, db, prep) = demo_preparer().await;
+    let director = caller(&db, "DIRECTOR").await;
+    let (mut right, mut honest, mut wrong) = (0, Vec::new(), Vec::new());
+    let total: usize = cases.case.iter().map(|c| c.questions.len()).sum();
+    assert!(total >= 200, "at least 200 labelled questions: {total}");
+    for case in &cases.case {
+        for q in &case.questions {
+            match judge(&prep, &director, &db, case, q).await {
+                Verdict::Right => right += 1,
+                Verdict::Honest(t) => honest.push(format!("{q:?} → {t}")),
+                Verdict::Wrong(t) => wrong.push(format!("{q:?} → {t}")),
+            }
+        }
+    }
+    let score = 100.0 * right as f64 / total as f64;
+    println!(
+        "analytic questions: {right}/{total} right ({score:.1} %), {} honest misses, {} wrong",
+        honest.len(),
+        wrong.len()
+    );
+    for h in &honest {
+        println!("  honest miss: {h}");
+    }
+    assert!(
+        wrong.is_empty(),
+        "answers to a different question:\n{}",
+        wrong.join("\n")
+    );
+    assert!(
+        score >= 95.0,
+        "{score:.1} % right; misses:\n{}",
+        honest.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn every_role_is_refused_a_measure_exactly_when_it_lacks_the_permission() {
+    let (_test_db, db, prep) = demo_preparer().await;
+    let roles: Vec<String> =
+        sqlx::query_scalar("select code from adm_role where deleted_at is null order by code")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    // One question per measure, naming it by its first synonym, over a period where it has one.
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for role in &roles {
+        let caller = caller(&db, role).await;
+        for (name, m) in &CATALOGUE.measures {
+            // A snapshot has no history: asked as it stands now.
+            let question = match m.kind {
+                Kind::Flow => format!("{} bulan lalu", m.synonyms[0]),
+                Kind::Snapshot => m.synonyms[0].clone(),
+            };
+            let allowed = m.permissions.iter().all(|p| caller.may(p));
+            let prepared = prep.prepare(&caller, &question, Lang::Id).await.unwrap();
+            let refused = matches!(
+                prepared,
+                Prepared::Direct {
+                    outcome: Outcome::Denied,
+                    ..
+                }
+            );
+            let answered_it = matches!(
+                &prepared,
+                Prepared::Ask { worked: Some(w), .. } if w.spec.measures.contains(name)
+            );
+            if allowed && !answered_it {
+                problems.push(format!(
+                    "{role} may see {name} but {question:?} was not answered with it"
+                ));
+            }
+            if !allowed && !refused {
+                problems.push(format!(
+                    "{role} may not see {name} but {question:?} was not refused"
+                ));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= roles.len() * 27, "{checked}");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
