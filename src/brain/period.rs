@@ -337,7 +337,8 @@ pub fn find(text: &str, today: NaiveDate) -> Vec<(Range<usize>, Period)> {
                 None if q <= this_q => today.year(),
                 None => today.year() - 1,
             };
-            (year, q, None)
+            let name = format!("Q{} {year}", q + 1);
+            (year, q, label(&name, &name))
         } else {
             let word = c.get(3).or(c.get(4)).map_or("ini", |w| w.as_str());
             if matches!(word, "ini" | "this") || m.as_str() == "qtd" {
@@ -485,7 +486,11 @@ pub fn find(text: &str, today: NaiveDate) -> Vec<(Range<usize>, Period)> {
         };
         let year = year_or(c.get(2), month);
         if free(&found, &m.range()) {
-            found.push((m.range(), whole_month(first_of(year, month), None)));
+            let name = Label {
+                id: format!("{} {year}", BULAN_FULL[month as usize - 1]),
+                en: format!("{} {year}", MONTH_FULL[month as usize - 1]),
+            };
+            found.push((m.range(), whole_month(first_of(year, month), Some(name))));
         }
     }
     for c in p.year.captures_iter(text) {
@@ -494,7 +499,8 @@ pub fn find(text: &str, today: NaiveDate) -> Vec<(Range<usize>, Period)> {
             continue;
         };
         if free(&found, &m.range()) {
-            found.push((m.range(), whole_year(first_of(y, 1), None)));
+            let name = y.to_string();
+            found.push((m.range(), whole_year(first_of(y, 1), label(&name, &name))));
         }
     }
     found.sort_by_key(|(r, _)| r.start);

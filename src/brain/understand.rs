@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::catalog::{Catalog, MasterKind};
 use super::intent::{Classification, Intent};
 use super::period::{self, Period, Span};
-use crate::metrics::catalogue::{Catalogue, Label, CATALOGUE};
+use crate::metrics::catalogue::{Better, Catalogue, Label, Unit, CATALOGUE};
 use crate::metrics::spec::{Filter, Grain, Group, Spec, Top};
 
 const SHIPPED: &str = include_str!("../../metrics/questions.toml");
@@ -31,6 +31,7 @@ pub struct Words {
     upgrades: BTreeMap<String, Upgrade>,
     values: BTreeMap<String, BTreeMap<String, String>>,
     default_measure: BTreeMap<String, String>,
+    averages: AsksFigure,
     who: BTreeMap<String, String>,
     companions: BTreeMap<String, Vec<String>>,
     asks_figure: AsksFigure,
@@ -53,6 +54,8 @@ struct Shape {
     top: Vec<String>,
     bottom: Vec<String>,
     singular: Vec<String>,
+    best: Vec<String>,
+    worst: Vec<String>,
     compare: Vec<String>,
     trend: Vec<String>,
 }
@@ -298,7 +301,10 @@ pub fn read(
             names.push(m);
         }
     }
-    let ranked_words = has(&norm, &words.shape.top) || has(&norm, &words.shape.bottom);
+    let ranked_words = has(&norm, &words.shape.top)
+        || has(&norm, &words.shape.bottom)
+        || has(&norm, &words.shape.best)
+        || has(&norm, &words.shape.worst);
     let has_cut = has(&norm, &words.shape.per) || ranked_words || has(&norm, &words.shape.trend);
     if names.is_empty() && ranked_words {
         // "top 5 customer": ranked by the dimension's usual measure.
@@ -348,6 +354,18 @@ pub fn read(
         if let Some(more) = words.companions.get(only) {
             names.extend(more.iter().cloned());
         }
+    }
+    // "rata-rata omzet per hari": an average the catalogue does not hold.
+    if has(&norm, &words.averages.words)
+        && !names.iter().any(|m| {
+            let m = &catalogue.measures[m];
+            matches!(m.unit, Unit::Percent | Unit::Score) || m.label.en.starts_with("average")
+        })
+    {
+        return Reading::NotYet {
+            asked: asked_as(text),
+            nearby: nearby(&norm, catalogue),
+        };
     }
     // Measures of one relation: the first decides.
     let relation = catalogue.measures[&names[0]].relation.clone();
@@ -507,8 +525,19 @@ pub fn read(
     .into_iter()
     .find(|(w, _)| has(&norm, w))
     .map(|(_, g)| g);
-    let top_at = first_of(&norm, &words.shape.top);
-    let bottom_at = first_of(&norm, &words.shape.bottom);
+    // "best"/"worst" are top or bottom by which way the measure is good.
+    let lower_better = catalogue.measures[&spec.measures[0]].better == Better::Lower;
+    let (good, bad) = (
+        first_of(&norm, &words.shape.best),
+        first_of(&norm, &words.shape.worst),
+    );
+    let (good_top, good_bottom) = if lower_better {
+        (bad, good)
+    } else {
+        (good, bad)
+    };
+    let top_at = first_of(&norm, &words.shape.top).or(good_top);
+    let bottom_at = first_of(&norm, &words.shape.bottom).or(good_bottom);
     let ranked = top_at.or(bottom_at);
     let dims = dims_in(&norm, catalogue);
     // Dimensions that are only filters (a master was named by a dimension word, e.g.
@@ -571,7 +600,15 @@ pub fn read(
         let n = number_after(&norm, b)
             .or_else(|| number_before(&norm, a))
             .or_else(|| cut.and_then(|(ca, _, _)| number_before(&norm, *ca)));
-        let n = n.unwrap_or(if has(&norm, &words.shape.singular) {
+        // "the worst machine" asks for one, "the top machines" for a few.
+        let singular_noun = cut.is_some_and(|(ca, cb, d)| {
+            let phrase = &norm[*ca..*cb];
+            catalogue.dimensions[d]
+                .synonyms
+                .iter()
+                .any(|s| *s == format!("{phrase}s"))
+        });
+        let n = n.unwrap_or(if has(&norm, &words.shape.singular) || singular_noun {
             1
         } else {
             5
@@ -639,6 +676,12 @@ pub fn read(
                 };
                 spec.period = Some(p.window());
             } else {
+                // "November 2025 vs November 2026": the later one is measured against the earlier.
+                let (first, second) = if second.from > first.from {
+                    (second, first)
+                } else {
+                    (first, second)
+                };
                 let (cur, before) = like_for_like(first, second, today);
                 spec.period = Some(cur.window());
                 spec.compare = Some(before.window());
@@ -765,7 +808,18 @@ fn asked_as(text: &str) -> Label {
 
 /// Measures that share a word with the question (at most four); none = the caller's usual.
 fn nearby(norm: &str, catalogue: &Catalogue) -> Vec<String> {
-    let words: Vec<&str> = norm.split_whitespace().filter(|w| w.len() > 3).collect();
+    // Words that ask ("berapa", "total") say nothing of the topic.
+    let asking: Vec<&str> = WORDS
+        .asks_figure
+        .words
+        .iter()
+        .chain(&WORDS.averages.words)
+        .flat_map(|w| w.split_whitespace())
+        .collect();
+    let words: Vec<&str> = norm
+        .split_whitespace()
+        .filter(|w| w.len() > 3 && !asking.contains(w))
+        .collect();
     let mut out: Vec<String> = Vec::new();
     for (name, m) in &catalogue.measures {
         let hit = m

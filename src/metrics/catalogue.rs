@@ -41,6 +41,15 @@ pub enum Kind {
     Snapshot,
 }
 
+/// Which way a measure is good.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Better {
+    #[default]
+    Higher,
+    Lower,
+}
+
 /// A name in both languages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +128,9 @@ pub struct Measure {
     pub kind: Kind,
     #[serde(skip_serializing)]
     pub expr: String,
+    /// Which way is good, for "best" and "worst".
+    #[serde(default)]
+    pub better: Better,
     /// Always broken down by this dimension unless a question filters on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cut: Option<String>,
