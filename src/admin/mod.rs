@@ -18,6 +18,7 @@ pub mod auth;
 pub mod cli;
 pub mod docs;
 pub mod insight;
+pub mod measures;
 pub mod password;
 pub mod roles;
 pub mod sessions;
@@ -63,6 +64,7 @@ where
         .merge(sessions::router())
         .merge(audit::router())
         .merge(insight::router())
+        .merge(measures::router())
         .split_for_parts();
     (router, docs::router(docs::finish(api)))
 }

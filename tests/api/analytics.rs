@@ -281,3 +281,47 @@ async fn every_role_is_refused_a_measure_exactly_when_it_lacks_the_permission() 
     assert!(checked >= roles.len() * 27, "{checked}");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[tokio::test]
+async fn the_catalogue_is_listed_for_admins_with_what_their_role_may_ask() {
+    use crate::admin_support::{get, signed_in, status_json};
+    let app = crate::helpers::spawn_app().await;
+    assert_eq!(get(&app, "/api/v1/metrics", "").await.status(), 401);
+    let staff = signed_in(&app, "catalogue.reader", "STAFF_SALES").await;
+    let (status, body) = status_json(get(&app, "/api/v1/metrics", &staff.access).await).await;
+    assert_eq!(status, 200, "{body}");
+    // Read from the reviewed file itself, not from the code that serves it.
+    let shipped: toml::Table =
+        toml::from_str(&std::fs::read_to_string("metrics/catalogue.toml").unwrap()).unwrap();
+    let measures = body["measures"].as_array().unwrap();
+    assert_eq!(
+        measures.len(),
+        shipped["measures"].as_table().unwrap().len()
+    );
+    let find = |name: &str| {
+        measures
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("{name} listed"))
+    };
+    let revenue = find("revenue");
+    assert_eq!(revenue["unit"], "money");
+    assert_eq!(revenue["permissions"], serde_json::json!(["SO.READ"]));
+    assert!(revenue["synonyms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == "omzet"));
+    assert_eq!(revenue["allowed"], true, "staff sales may ask for revenue");
+    assert_eq!(
+        find("gross_margin")["allowed"],
+        false,
+        "but not for margins (FIN.READ)"
+    );
+    assert_eq!(find("stock_on_hand")["has_history"], false);
+    assert!(body["dimensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["name"] == "customer"));
+}
