@@ -72,7 +72,8 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let prepared = prep.prepare(&caller, text, Lang::detect(text)).await?;
         let answer_text = match prepared {
-            sentient_hub::brain::Prepared::Direct { text, .. } => text,
+            sentient_hub::brain::Prepared::Direct { text, .. }
+            | sentient_hub::brain::Prepared::Unmapped { not_yet: text, .. } => text,
             sentient_hub::brain::Prepared::Ask { snapshot, .. } => snapshot.answer.id,
         };
         let mut tx = db.begin().await?;

@@ -247,6 +247,10 @@ async fn preview(settings: &Settings, phone: &str, text: &str) -> anyhow::Result
         } => serde_json::to_string_pretty(&serde_json::json!({
             "intent": intent, "outcome": outcome.as_str(), "answer": text, "llm": false
         }))?,
+        Prepared::Unmapped { not_yet, .. } => serde_json::to_string_pretty(&serde_json::json!({
+            "intent": "metric", "outcome": "clarify", "answer": not_yet,
+            "llm": "asked for a spec first (brain.llm_specs)"
+        }))?,
         Prepared::Ask {
             intent,
             messages,
@@ -307,6 +311,13 @@ async fn ask(settings: &Settings, phone: Option<&str>, text: &str) -> anyhow::Re
         } => {
             writeln!(out, "intent: {intent}, outcome: {}", outcome.as_str())?;
             writeln!(out, "\n{text}")?;
+        }
+        Prepared::Unmapped { not_yet, .. } => {
+            writeln!(out, "intent: metric, the rules cannot read it")?;
+            writeln!(
+                out,
+                "(a running hub asks the LLM for a spec first: brain.llm_specs)\n\n{not_yet}"
+            )?;
         }
         Prepared::Ask {
             intent,

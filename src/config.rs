@@ -290,6 +290,8 @@ pub struct BrainSettings {
     pub metrics_row_cap: usize,
     /// Statement timeout of one metrics query.
     pub metrics_timeout_ms: u64,
+    /// Ask the LLM for a spec when the rules cannot read a figure question.
+    pub llm_specs: bool,
     /// Turns of history in the prompt.
     pub history_turns: i64,
     /// Age limit of those turns.

@@ -375,6 +375,14 @@ pub fn not_yet(lang: Lang, asked: &str, nearby: &[&str]) -> String {
     }
 }
 
+/// How a question the LLM helped to read was understood.
+pub fn understood_as(lang: Lang, what: &str) -> String {
+    match lang {
+        Lang::Id => format!("Saya pahami: {what}."),
+        Lang::En => format!("I understood: {what}."),
+    }
+}
+
 /// A code named in a question that no record holds.
 pub fn not_found(lang: Lang, code: &str) -> String {
     match lang {

@@ -14,6 +14,7 @@ pub mod intent;
 pub mod mask;
 pub mod period;
 pub mod prompt;
+pub mod propose;
 pub mod understand;
 
 use std::sync::{Arc, RwLock};
@@ -297,6 +298,9 @@ pub enum Prepared {
         /// For a figure question: the spec, its statement and its rows.
         worked: Option<Box<Worked>>,
     },
+    /// A figure question the rules cannot map: the LLM may propose a spec
+    /// ([`Brain::answer`]); without one, the "not yet" answer.
+    Unmapped { not_yet: String, history: Vec<Turn> },
 }
 
 /// How a figure question was answered: what `sentient-hub ask` prints, what tests check.
@@ -349,16 +353,27 @@ impl Preparer {
         let previous = history.last().map(|t| t.question.as_str());
         match understand::read(text, &c, catalog, today, previous) {
             Reading::Metric(spec) => return self.metric(caller, text, lang, *spec, &history).await,
-            Reading::NotYet { asked, nearby } => {
-                metrics::counter!("brain_not_yet_total").increment(1);
+            Reading::NotYet {
+                asked,
+                nearby,
+                rules_only,
+            } => {
                 let nearby: Vec<&str> = nearby
                     .iter()
                     .filter_map(|m| CATALOGUE.measure(m))
                     .filter(|m| m.permissions.iter().all(|p| caller.may(p)))
                     .map(|m| m.label.get(lang))
                     .collect();
+                let text = texts::not_yet(lang, asked.get(lang), &nearby);
+                if rules_only && settings.llm_specs {
+                    return Ok(Prepared::Unmapped {
+                        not_yet: text,
+                        history,
+                    });
+                }
+                metrics::counter!("brain_not_yet_total").increment(1);
                 return Ok(Prepared::Direct {
-                    text: texts::not_yet(lang, asked.get(lang), &nearby),
+                    text,
                     intent: Intent::Metric,
                     outcome: Outcome::Clarify,
                 });
@@ -470,7 +485,7 @@ impl Preparer {
     /// A figure question: every measure and dimension checked against the asker's permissions
     /// (a forbidden measure is left out with a note when others remain; a forbidden cut or
     /// filter refuses the question, naming it), then one read-only statement, then the answer.
-    async fn metric(
+    pub async fn metric(
         &self,
         caller: &Caller,
         text: &str,
@@ -647,7 +662,68 @@ impl Brain {
                 };
             }
         };
+        // A figure question the rules could not map: the LLM may propose a spec.
+        let mut understood: Option<String> = None;
+        let prepared = match prepared {
+            Prepared::Unmapped { not_yet, history } => {
+                let proposed = match self.propose(caller, q, text).await {
+                    Some(spec) => {
+                        let catalog = self.prep.catalog.current();
+                        let name_of = |code: &str| catalog.get(code).map(|e| e.name.clone());
+                        understood = Some(texts::understood_as(
+                            q.lang,
+                            &crate::metrics::render::describe(&CATALOGUE, &spec, q.lang, &name_of),
+                        ));
+                        self.prep.metric(caller, text, q.lang, spec, &history).await
+                    }
+                    None => Ok(Prepared::Direct {
+                        text: not_yet,
+                        intent: Intent::Metric,
+                        outcome: Outcome::Clarify,
+                    }),
+                };
+                match proposed {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "cannot answer a proposed spec");
+                        return Answer {
+                            text: Some(texts::data_unavailable(q.lang).to_owned()),
+                            intent: Some(Intent::Metric),
+                            outcome: Outcome::Error,
+                            tokens: 0,
+                            latency_ms: elapsed_ms(started),
+                        };
+                    }
+                }
+            }
+            p => p,
+        };
+        let mut answer = self.answer_prepared(caller, q, prepared, started).await;
+        if let (Some(note), Some(t)) = (understood, answer.text.as_mut()) {
+            *t = format!("{note}\n\n{t}");
+        }
+        answer
+    }
+
+    /// The answer to what [`Preparer::prepare`] prepared: direct, or asked of the LLM and
+    /// grounded, or from the data.
+    async fn answer_prepared(
+        &self,
+        caller: &Caller,
+        q: &Question<'_>,
+        prepared: Prepared,
+        started: Instant,
+    ) -> Answer {
         let (intent, snapshot, messages, data_only) = match prepared {
+            Prepared::Unmapped { not_yet, .. } => {
+                return Answer {
+                    text: Some(not_yet),
+                    intent: Some(Intent::Metric),
+                    outcome: Outcome::Clarify,
+                    tokens: 0,
+                    latency_ms: elapsed_ms(started),
+                }
+            }
             Prepared::Direct {
                 text,
                 intent,
@@ -680,7 +756,7 @@ impl Brain {
             metrics::counter!("brain_answers_total", "outcome" => "fallback").increment(1);
             return fallback(0);
         }
-        match self.ask_llm(caller, q, intent, messages).await {
+        match self.ask_llm(caller, q, intent, "answer", messages).await {
             Ok((content, tokens)) => {
                 // Support: every numeric field, and the figures of the data answer (derived from
                 // those fields: totals, growth, shares); derivations only within one record.
@@ -724,6 +800,41 @@ impl Brain {
     }
 }
 
+impl Brain {
+    /// Asks the LLM for a spec of `text` and checks it ([`propose::accept`]); `None` when the
+    /// LLM is unavailable, finds it unsupported, or proposes something the catalogue refuses.
+    async fn propose(&self, caller: &Caller, q: &Question<'_>, text: &str) -> Option<Spec> {
+        if !self.breaker.allow() {
+            return None;
+        }
+        let catalog = self.prep.catalog.current();
+        let today = Utc::now().with_timezone(&self.prep.timezone).date_naive();
+        let messages = propose::request(text, &catalog, today);
+        match self
+            .ask_llm(caller, q, Intent::Metric, "spec", messages)
+            .await
+        {
+            Ok((content, _)) => match propose::accept(&content, &catalog, today) {
+                Ok(spec) => {
+                    metrics::counter!("brain_spec_proposals_total", "outcome" => "accepted")
+                        .increment(1);
+                    Some(spec)
+                }
+                Err(e) => {
+                    metrics::counter!("brain_spec_proposals_total", "outcome" => "refused")
+                        .increment(1);
+                    tracing::info!(reason = %e, "the LLM's spec was refused");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::info!(error = %e, "no spec from the LLM");
+                None
+            }
+        }
+    }
+}
+
 /// Milliseconds since `started`, as `ai_chat.latency_ms` holds them.
 pub fn elapsed_ms(started: Instant) -> i32 {
     started.elapsed().as_millis().min(i32::MAX as u128) as i32
@@ -745,6 +856,7 @@ impl Brain {
         caller: &Caller,
         q: &Question<'_>,
         intent: Intent,
+        purpose: &str,
         mut messages: Vec<ChatMessage>,
     ) -> anyhow::Result<(String, i32)> {
         let settings = &self.prep.settings;
@@ -765,6 +877,8 @@ impl Brain {
         meta.insert("intent".into(), serde_json::to_value(intent)?);
         meta.insert("role".into(), Value::from(caller.role.clone()));
         meta.insert("wamid".into(), Value::from(q.wamid));
+        // "answer": word an answer from the data; "spec": propose a metrics spec as JSON.
+        meta.insert("purpose".into(), Value::from(purpose));
         let request = ChatRequest {
             request_id: uuid::Uuid::new_v4().to_string(),
             messages,

@@ -40,6 +40,16 @@ pub struct Words {
 }
 
 impl Words {
+    /// The values a filter on `dim` takes from the named-value lists (segment, category …).
+    pub fn values(&self, dim: &str) -> Option<Vec<&str>> {
+        self.values.get(dim).map(|t| {
+            let mut v: Vec<&str> = t.values().map(String::as_str).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+    }
+
     /// Whether the question asks to lift an alert mute.
     pub fn unmutes(&self, text: &str) -> bool {
         has(&normalise(text), &self.unmute.words)
@@ -97,8 +107,14 @@ struct AsksFigure {
 pub enum Reading {
     /// A question the metrics layer answers.
     Metric(Box<Spec>),
-    /// A figure the catalogue cannot give (yet): what was asked, and measures nearby.
-    NotYet { asked: Label, nearby: Vec<String> },
+    /// A figure the catalogue cannot give (yet): what was asked, and measures nearby;
+    /// `rules_only` when the rules found no way to read it (the LLM may propose a spec), not
+    /// when the catalogue is known to lack it.
+    NotYet {
+        asked: Label,
+        nearby: Vec<String>,
+        rules_only: bool,
+    },
     /// More than one thing fits a name: the choices, by name.
     AskBack { name: String, choices: Vec<String> },
     /// Not a figure question: a lookup, a status, help, a greeting.
@@ -285,6 +301,7 @@ pub fn read(
         return Reading::NotYet {
             asked,
             nearby: nearby(&norm, catalogue),
+            rules_only: false,
         };
     }
     let periods = period::find(&norm, today);
@@ -338,6 +355,7 @@ pub fn read(
             return Reading::NotYet {
                 asked: asked_as(text),
                 nearby: nearby(&norm, catalogue),
+                rules_only: true,
             };
         }
         return Reading::Other;
@@ -365,6 +383,7 @@ pub fn read(
         return Reading::NotYet {
             asked: asked_as(text),
             nearby: nearby(&norm, catalogue),
+            rules_only: false,
         };
     }
     // Measures of one relation: the first decides.
@@ -494,6 +513,7 @@ pub fn read(
                     return Reading::NotYet {
                         asked: asked_as(text),
                         nearby: nearby(&norm, catalogue),
+                        rules_only: false,
                     };
                 }
                 let f = if above {
@@ -628,6 +648,7 @@ pub fn read(
         return Reading::NotYet {
             asked: asked_as(text),
             nearby: nearby(&norm, catalogue),
+            rules_only: true,
         };
     }
 
@@ -790,6 +811,7 @@ fn not_for(catalogue: &Catalogue, measure: &Label, dim: &str, norm: &str) -> Rea
             en: format!("{} by {}", measure.en, d.en),
         },
         nearby: nearby(norm, catalogue),
+        rules_only: false,
     }
 }
 

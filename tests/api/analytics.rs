@@ -153,6 +153,9 @@ async fn judge(prep: &Preparer, director: &Caller, db: &PgPool, case: &Case, q: 
     let prepared = prep.prepare(director, q, Lang::detect(q)).await.unwrap();
     let not_yet = case.expect.as_deref() == Some("not_yet");
     match prepared {
+        // The rules could not read it; without an LLM that is the "not yet" answer.
+        Prepared::Unmapped { .. } if not_yet => Verdict::Right,
+        Prepared::Unmapped { not_yet: text, .. } => Verdict::Honest(text),
         Prepared::Direct { text, outcome, .. } => match (outcome, not_yet) {
             (Outcome::Clarify, true) => Verdict::Right,
             (Outcome::Clarify, false) => Verdict::Honest(text),

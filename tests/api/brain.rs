@@ -414,3 +414,129 @@ async fn money_written_with_rupiah_after_it_is_checked_against_the_data() {
     assert!(!answer.contains("9.876.543.210"), "{answer}");
     assert!(answer.contains("Jawaban langsung dari data"), "{answer}");
 }
+
+/// The first day of last month and of this month in Jakarta, as the LLM would write them.
+fn last_month() -> (String, String) {
+    use chrono::Datelike;
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Jakarta)
+        .date_naive();
+    let this = today.with_day(1).unwrap();
+    let last = this.checked_sub_months(chrono::Months::new(1)).unwrap();
+    (last.to_string(), this.to_string())
+}
+
+#[tokio::test]
+async fn a_question_the_rules_cannot_read_is_specified_by_the_llm_checked_and_said_how_it_was_understood(
+) {
+    let app = demo_app(|_| {}).await;
+    let (from, to) = last_month();
+    let spec = format!(
+        r#"Here is the spec: ```json
+{{"measures": ["revenue"], "filters": [{{"is": {{"dim": "customer", "values": ["CUST-003"]}}}}],
+  "period": {{"from": "{from}", "to": "{to}"}}}}
+```"#
+    );
+    let llm = FakeLlm::start(
+        &app,
+        LlmBehaviour::Spec {
+            spec,
+            wording: "Sudah saya rangkum.".into(),
+        },
+    )
+    .await;
+    let me = app.trusted_sender().await;
+    let answer = ask(
+        &app,
+        &me,
+        "wamid.spec.1",
+        "berapa duit yang masuk dari PT Maju Jaya bulan kemarin itu?",
+    )
+    .await;
+    assert!(
+        answer.starts_with("Saya pahami: omzet, customer PT Maju Jaya, "),
+        "{answer}"
+    );
+    let requests = llm.requests.lock().unwrap().clone();
+    assert_eq!(requests[0].meta["purpose"], "spec");
+    assert!(
+        requests[0].messages[0].content.contains("gross_margin"),
+        "the catalogue is in the prompt"
+    );
+    assert!(
+        !requests[0].messages[0]
+            .content
+            .to_lowercase()
+            .contains("select "),
+        "no SQL is asked for"
+    );
+    // The wording request carries the figure the test's own SQL computes.
+    let expected: rust_decimal::Decimal = sqlx::query_scalar(
+        "select coalesce(sum(s.total_amt), 0) from t_so s join m_cust c on c.id = s.cust_id
+         where s.deleted_at is null and s.status not in ('Draft', 'Cancel') and c.code = 'CUST-003'
+           and s.order_dt >= $1::date and s.order_dt < $2::date",
+    )
+    .bind(&from)
+    .bind(&to)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let data = &requests[1].messages.last().unwrap().content;
+    let expected = expected.round_dp(2).normalize().to_string();
+    assert!(
+        data.contains(&format!("\"revenue\":{expected}")),
+        "{expected} in {data}"
+    );
+    assert_eq!(
+        outcome(&app, "wamid.spec.1").await.1.as_deref(),
+        Some("metric")
+    );
+}
+
+#[tokio::test]
+async fn hostile_or_forbidden_specs_from_the_llm_are_refused() {
+    let app = demo_app(|_| {}).await;
+    let llm = FakeLlm::start(
+        &app,
+        LlmBehaviour::Spec {
+            spec: r#"{"measures": ["salary"]}"#.into(),
+            wording: "x".into(),
+        },
+    )
+    .await;
+    let me = app.trusted_sender().await;
+    let question = "berapa duit yang masuk dari PT Maju Jaya bulan kemarin itu?";
+    for (i, spec) in [
+        r#"{"measures": ["salary"]}"#,
+        r#"{"measures": ["revenue"], "filters": [{"is": {"dim": "customer", "values": ["CUST-003' or '1'='1"]}}]}"#,
+        r#"{"measures": ["revenue"], "sql": "select * from adm_user"}"#,
+        r#"{"measures": ["revenue"]}; drop table t_so; --"#,
+        "I cannot do that.",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        llm.set(LlmBehaviour::Spec {
+            spec: spec.into(),
+            wording: "x".into(),
+        });
+        let answer = ask(&app, &me, &format!("wamid.hostile.{i}"), question).await;
+        assert!(answer.contains("belum bisa menjawab"), "{spec} → {answer}");
+    }
+    assert_eq!(
+        app.count("select count(*) from t_so").await > 0,
+        true,
+        "nothing was dropped"
+    );
+    // A spec for a field the asker may not see is refused by name, like a question for it.
+    llm.set(LlmBehaviour::Spec {
+        spec: r#"{"measures": ["gross_margin"]}"#.into(),
+        wording: "x".into(),
+    });
+    let operator = app.user_with_role("OPERATOR", true).await;
+    let answer = ask(&app, &operator, "wamid.hostile.perm", question).await;
+    assert!(
+        answer.contains("🔒") && answer.contains("margin kotor"),
+        "{answer}"
+    );
+}

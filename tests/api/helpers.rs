@@ -539,6 +539,9 @@ pub enum LlmBehaviour {
     Error,
     /// Answers with this content, but naming another request (someone else on NATS).
     Impostor(String),
+    /// Proposes `spec` when asked for a spec (meta `purpose` = `spec`), words answers with
+    /// `wording`.
+    Spec { spec: String, wording: String },
 }
 
 /// A fake llm-worker on the real NATS: speaks the `ai.llm.chat` contract, records requests.
@@ -577,6 +580,14 @@ impl FakeLlm {
                 tokio::spawn(async move {
                     let body = match behaviour {
                         LlmBehaviour::Answer(content) => answer(&request, &content),
+                        LlmBehaviour::Spec { spec, wording } => {
+                            if request.meta.get("purpose").and_then(|p| p.as_str()) == Some("spec")
+                            {
+                                answer(&request, &spec)
+                            } else {
+                                answer(&request, &wording)
+                            }
+                        }
                         LlmBehaviour::Slow(delay, content) => {
                             tokio::time::sleep(delay).await;
                             answer(&request, &content)
