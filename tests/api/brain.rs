@@ -523,9 +523,8 @@ async fn hostile_or_forbidden_specs_from_the_llm_are_refused() {
         let answer = ask(&app, &me, &format!("wamid.hostile.{i}"), question).await;
         assert!(answer.contains("belum bisa menjawab"), "{spec} → {answer}");
     }
-    assert_eq!(
+    assert!(
         app.count("select count(*) from t_so").await > 0,
-        true,
         "nothing was dropped"
     );
     // A spec for a field the asker may not see is refused by name, like a question for it.
