@@ -37,7 +37,12 @@ pub enum Command {
     /// Apply pending database migrations and exit.
     Migrate,
     /// Load the demo data (blueprint samples plus twelve months of history) and exit.
-    Demo,
+    Demo {
+        /// Generate this many times the history (more customers, items, machines, orders,
+        /// lines, shift logs), deterministically; for benchmarks.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        scale: u32,
+    },
     /// Print the exact messages the LLM would get for a question from this phone's user.
     Prompt {
         /// The asker's phone (E.164 or Indonesian local form).
@@ -127,17 +132,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin { command } => crate::admin::cli::run(&settings, command).await,
         Command::Serve { demo } => {
             if demo {
-                prepare_database(&settings, true).await?;
+                prepare_database(&settings, Some(1)).await?;
             }
             let app = Application::build(settings).await?;
             app.run_until_stopped(shutdown_signal()).await
         }
-        Command::Migrate => prepare_database(&settings, false).await,
+        Command::Migrate => prepare_database(&settings, None).await,
         Command::Prompt { phone, text } => {
             println!("{}", preview(&settings, &phone, &text).await?);
             Ok(())
         }
-        Command::Demo => prepare_database(&settings, true).await,
+        Command::Demo { scale } => prepare_database(&settings, Some(scale)).await,
         Command::Chat {
             phone,
             url,
@@ -366,11 +371,11 @@ async fn ask(settings: &Settings, phone: Option<&str>, text: &str) -> anyhow::Re
 }
 
 /// Migrates, and loads the demo data when asked.
-async fn prepare_database(settings: &Settings, demo: bool) -> anyhow::Result<()> {
+async fn prepare_database(settings: &Settings, demo: Option<u32>) -> anyhow::Result<()> {
     let pool = db::connect(&settings.database).await?;
     db::migrate(&pool).await?;
-    if demo {
-        db::demo::load(&pool).await?;
+    if let Some(scale) = demo {
+        db::demo::load_scaled(&pool, scale).await?;
     }
     pool.close().await;
     Ok(())

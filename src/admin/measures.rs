@@ -75,7 +75,14 @@ async fn catalogue(caller: Caller) -> Result<Json<Catalogue>> {
         .measures
         .iter()
         .map(|(name, m)| {
-            let relation = c.relation_of(m);
+            let view = c.view(&[name]).expect("every measure has a relation");
+            let mut dimensions: Vec<String> = view
+                .relations
+                .iter()
+                .flat_map(|(_, r)| r.dims.keys().cloned())
+                .collect();
+            dimensions.sort_unstable();
+            dimensions.dedup();
             MeasureOut {
                 name: name.clone(),
                 label_id: m.label.id.clone(),
@@ -84,8 +91,8 @@ async fn catalogue(caller: Caller) -> Result<Json<Catalogue>> {
                 kind: m.kind,
                 permissions: m.permissions.clone(),
                 synonyms: m.synonyms.clone(),
-                dimensions: relation.dims.keys().cloned().collect(),
-                has_history: relation.time.is_some(),
+                dimensions,
+                has_history: view.relations.iter().any(|(_, r)| r.time.is_some()),
                 description: m.description.clone(),
                 allowed: m.permissions.iter().all(may),
             }

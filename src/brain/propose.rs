@@ -100,13 +100,20 @@ pub fn request(question: &str, masters: &Catalog, today: NaiveDate) -> Vec<ChatM
         .measures
         .iter()
         .map(|(name, m)| {
-            let relation = CATALOGUE.relation_of(m);
+            let view = CATALOGUE.view(&[name]).expect("a relation");
+            let mut dims: Vec<&str> = view
+                .relations
+                .iter()
+                .flat_map(|(_, r)| r.dims.keys().map(String::as_str))
+                .collect();
+            dims.sort_unstable();
+            dims.dedup();
             context! {
                 name => name,
                 label => m.label.en,
                 description => m.description,
-                relation => m.relation,
-                dims => relation.dims.keys().cloned().collect::<Vec<_>>().join(", "),
+                relation => view.names().collect::<Vec<_>>().join(" or "),
+                dims => dims.join(", "),
             }
         })
         .collect();
@@ -168,28 +175,23 @@ pub fn accept(content: &str, masters: &Catalog, today: NaiveDate) -> Result<Spec
     if p.measures.is_empty() || p.measures.len() > MAX_MEASURES {
         return Err(Refused::Invalid("1 to 3 measures".into()));
     }
-    let mut relation: Option<&str> = None;
     for name in &p.measures {
-        let m = CATALOGUE
+        CATALOGUE
             .measure(name)
             .ok_or_else(|| Refused::UnknownMeasure(clip(name)))?;
-        match relation {
-            Some(r) if r != m.relation => {
-                return Err(Refused::Invalid("measures of different relations".into()))
-            }
-            _ => relation = Some(&m.relation),
-        }
     }
-    let rel = &CATALOGUE.relations[relation.expect("one measure at least")];
+    let rel = CATALOGUE
+        .view(&p.measures)
+        .ok_or_else(|| Refused::Invalid("measures no relation gives together".into()))?;
     if let Some(Group::Dim(d)) = &p.group_by {
-        if !rel.dims.contains_key(d) {
+        if !rel.has_dim(d) {
             return Err(Refused::Invalid(format!("no cut by {}", clip(d))));
         }
     }
     for f in &p.filters {
         match f {
             Filter::Is { dim, values } => {
-                if !rel.dims.contains_key(dim) {
+                if !rel.has_dim(dim) {
                     return Err(Refused::Invalid(format!("no filter on {}", clip(dim))));
                 }
                 let allowed = allowed_values(dim, masters)
@@ -202,9 +204,7 @@ pub fn accept(content: &str, masters: &Catalog, today: NaiveDate) -> Result<Spec
                 }
             }
             Filter::Above { attr, value } | Filter::Below { attr, value } => {
-                if !rel.attributes.contains_key(attr)
-                    || !value.is_finite()
-                    || !(0.0..=3650.0).contains(value)
+                if !rel.has_attribute(attr) || !value.is_finite() || !(0.0..=3650.0).contains(value)
                 {
                     return Err(Refused::Invalid(format!("no threshold on {}", clip(attr))));
                 }

@@ -386,11 +386,21 @@ pub fn read(
             rules_only: false,
         };
     }
-    // Measures of one relation: the first decides.
-    let relation = catalogue.measures[&names[0]].relation.clone();
-    names.retain(|m| catalogue.measures[m].relation == relation);
+    // Measures that one relation can give together: the first decides, the others join it when
+    // they can.
+    let mut kept: Vec<String> = Vec::new();
+    for m in names {
+        let mut with = kept.clone();
+        with.push(m);
+        if catalogue.view(&with).is_some() {
+            kept = with;
+        }
+    }
+    let mut names = kept;
     names.truncate(crate::metrics::compile::MAX_MEASURES);
-    let rel = &catalogue.relations[&relation];
+    let rel = catalogue
+        .view(&names)
+        .expect("the first measure has a relation");
     let first_label = catalogue.measures[&names[0]].label.clone();
 
     let mut spec = Spec {
@@ -441,7 +451,7 @@ pub fn read(
         }
     }
     for (dim, codes) in by_dim {
-        if !rel.dims.contains_key(dim) {
+        if !rel.has_dim(dim) {
             return not_for(catalogue, &first_label, dim, &norm);
         }
         spec.filters.push(Filter::Is {
@@ -458,7 +468,7 @@ pub fn read(
             }
         }
         if !values.is_empty() {
-            if !rel.dims.contains_key(dim) {
+            if !rel.has_dim(dim) {
                 return not_for(catalogue, &first_label, dim, &norm);
             }
             spec.filters.push(Filter::Is {
@@ -469,7 +479,7 @@ pub fn read(
     }
     // Status words of the relation.
     let mut status_named = false;
-    if let Some(groups) = catalogue.statuses.get(&relation) {
+    if let Some(groups) = rel.names().find_map(|r| catalogue.statuses.get(r)) {
         // "belum selesai" is open, not "selesai": the longest status phrase wins.
         let mut hits: Vec<(usize, usize, &str)> = Vec::new();
         for (word, g) in groups {
@@ -509,7 +519,7 @@ pub fn read(
                 if !unit.is_some_and(|u| words.thresholds.days.iter().any(|d| d == u)) {
                     continue;
                 }
-                if !rel.attributes.contains_key("days_late") {
+                if !rel.has_attribute("days_late") {
                     return Reading::NotYet {
                         asked: asked_as(text),
                         nearby: nearby(&norm, catalogue),
@@ -594,7 +604,7 @@ pub fn read(
     if let Some(g) = grain {
         spec.group_by = Some(Group::Time(g));
     } else if let Some((_, _, d)) = cut {
-        if !rel.dims.contains_key(d) {
+        if !rel.has_dim(d) {
             return not_for(catalogue, &first_label, d, &norm);
         }
         spec.group_by = Some(Group::Dim(d.clone()));
@@ -602,7 +612,7 @@ pub fn read(
         spec.group_by = Some(Group::Time(Grain::Month));
     } else if has(&norm, &words.shape.singular) {
         // "piutang overdue siapa aja?": by the party the rows belong to.
-        if let Some(d) = words.who.get(&relation) {
+        if let Some(d) = rel.names().find_map(|r| words.who.get(r)) {
             if !filtered.contains(&d.as_str()) {
                 spec.group_by = Some(Group::Dim(d.clone()));
             }
@@ -779,10 +789,12 @@ fn follow_up(
             spec.period = Some(p.window());
         }
     }
-    let rel = &catalogue.relations[&catalogue.measures[&spec.measures[0]].relation];
+    let Some(rel) = catalogue.view(&spec.measures) else {
+        return Reading::Other;
+    };
     for m in &c.entities.masters {
         let dim = dim_of(m.kind);
-        if !rel.dims.contains_key(dim) {
+        if !rel.has_dim(dim) {
             let label = catalogue.measures[&spec.measures[0]].label.clone();
             return not_for(catalogue, &label, dim, "");
         }
@@ -892,9 +904,8 @@ mod tests {
             }
         }
         for (d, m) in &WORDS.default_measure {
-            let measure = CATALOGUE.measure(m).expect("a catalogue measure");
-            let relation = &CATALOGUE.relations[&measure.relation];
-            assert!(relation.dims.contains_key(d), "{m} cannot be cut by {d}");
+            let view = CATALOGUE.view(&[m]).expect("a catalogue measure");
+            assert!(view.has_dim(d), "{m} cannot be cut by {d}");
         }
     }
 

@@ -95,6 +95,9 @@ impl DimExpr {
 #[serde(deny_unknown_fields)]
 pub struct Relation {
     pub from: String,
+    /// Joins taken only when their alias is used: alias → `join … on …`, in order.
+    #[serde(default)]
+    pub joins: BTreeMap<String, String>,
     #[serde(rename = "where")]
     pub filter: String,
     /// The date column periods filter; none for a relation without history.
@@ -128,6 +131,9 @@ pub struct Measure {
     pub kind: Kind,
     #[serde(skip_serializing)]
     pub expr: String,
+    /// The same figure over other relations: relation → expression.
+    #[serde(default, skip_serializing)]
+    pub also: BTreeMap<String, String>,
     /// Which way is good, for "best" and "worst".
     #[serde(default)]
     pub better: Better,
@@ -169,6 +175,7 @@ impl Catalogue {
     fn check(&self) -> anyhow::Result<()> {
         for (name, r) in &self.relations {
             let mut sql: Vec<&str> = vec![&r.from, &r.filter];
+            sql.extend(r.joins.values().map(String::as_str));
             sql.extend(r.time.as_deref());
             sql.extend(r.dims.values().flat_map(|d| [d.key(), d.label()]));
             sql.extend(r.attributes.values().map(String::as_str));
@@ -185,6 +192,12 @@ impl Catalogue {
             check_sql(&m.expr).with_context(|| format!("measure {name}"))?;
             if !self.relations.contains_key(&m.relation) {
                 bail!("measure {name}: relation {} is not defined", m.relation);
+            }
+            for (relation, expr) in &m.also {
+                check_sql(expr).with_context(|| format!("measure {name} over {relation}"))?;
+                if !self.relations.contains_key(relation) {
+                    bail!("measure {name}: relation {relation} is not defined");
+                }
             }
             if m.permissions.is_empty() {
                 bail!("measure {name}: every measure needs a permission");
@@ -223,6 +236,106 @@ impl Catalogue {
 
     pub fn relation_of(&self, measure: &Measure) -> &Relation {
         &self.relations[&measure.relation]
+    }
+
+    /// The relations that can give every one of `measures`, the first measure's preferred
+    /// first; `None` when no relation gives them all (or a name is unknown).
+    pub fn view<S: AsRef<str>>(&self, measures: &[S]) -> Option<View<'_>> {
+        let first = self.measure(measures.first()?.as_ref())?;
+        let mut relations = Vec::new();
+        for r in first.forms().map(|(r, _)| r) {
+            if measures.iter().all(|m| {
+                self.measure(m.as_ref())
+                    .is_some_and(|m| m.form(r).is_some())
+            }) {
+                relations.push((r, &self.relations[r]));
+            }
+        }
+        (!relations.is_empty()).then_some(View { relations })
+    }
+}
+
+impl Measure {
+    /// Where the measure can be computed, preferred first: (relation, expression).
+    pub fn forms(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::once((self.relation.as_str(), self.expr.as_str()))
+            .chain(self.also.iter().map(|(r, e)| (r.as_str(), e.as_str())))
+    }
+
+    /// Its expression over `relation`, if it has one there.
+    pub fn form(&self, relation: &str) -> Option<&str> {
+        self.forms().find(|(r, _)| *r == relation).map(|(_, e)| e)
+    }
+}
+
+/// The relations a set of measures can be computed over, preferred first. A question may cut
+/// and filter by what any of them has; the compiler takes the first that has all it needs.
+#[derive(Debug, Clone)]
+pub struct View<'c> {
+    pub relations: Vec<(&'c str, &'c Relation)>,
+}
+
+impl Relation {
+    /// `from` with the joins whose alias `parts` use (and the joins those need), each after
+    /// the joins it names.
+    pub fn from_for(&self, parts: &[&str]) -> String {
+        let uses = |text: &str, alias: &str| {
+            text.match_indices(&format!("{alias}.")).any(|(i, _)| {
+                let before = i.checked_sub(1).map(|b| text.as_bytes()[b]);
+                !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+            })
+        };
+        // Which joins are needed: used by a part, or by a needed join.
+        let mut needed: Vec<&str> = Vec::new();
+        loop {
+            let before = needed.len();
+            for alias in self.joins.keys() {
+                if !needed.contains(&alias.as_str())
+                    && (parts.iter().any(|p| uses(p, alias))
+                        || needed.iter().any(|a| uses(&self.joins[*a], alias)))
+                {
+                    needed.push(alias);
+                }
+            }
+            if needed.len() == before {
+                break;
+            }
+        }
+        // In an order where each join comes after the joins it names.
+        let mut from = self.from.clone();
+        let mut placed: Vec<&str> = Vec::new();
+        while placed.len() < needed.len() {
+            let next = needed.iter().find(|a| {
+                !placed.contains(a)
+                    && needed
+                        .iter()
+                        .filter(|o| *o != *a)
+                        .all(|o| placed.contains(o) || !uses(&self.joins[**a], o))
+            });
+            let Some(alias) = next else {
+                break; // a cycle: the catalogue check refuses it
+            };
+            from.push_str("\n  ");
+            from.push_str(&self.joins[*alias]);
+            placed.push(alias);
+        }
+        from
+    }
+}
+
+impl View<'_> {
+    pub fn has_dim(&self, dim: &str) -> bool {
+        self.relations.iter().any(|(_, r)| r.dims.contains_key(dim))
+    }
+
+    pub fn has_attribute(&self, attr: &str) -> bool {
+        self.relations
+            .iter()
+            .any(|(_, r)| r.attributes.contains_key(attr))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.relations.iter().map(|(n, _)| *n)
     }
 }
 

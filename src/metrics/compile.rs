@@ -78,14 +78,69 @@ pub fn measures<'c>(
             .measures
             .get_key_value(name.as_str())
             .ok_or_else(|| Invalid::UnknownMeasure(name.clone()))?;
-        if let Some((first, fm)) = found.first() {
-            if fm.relation != m.relation {
-                return Err(Invalid::MixedRelations((*first).to_owned(), name.clone()));
-            }
-        }
         found.push((key.as_str(), m));
     }
+    if catalogue.view(&spec.measures).is_none() {
+        return Err(Invalid::MixedRelations(
+            spec.measures[0].clone(),
+            spec.measures.last().cloned().unwrap_or_default(),
+        ));
+    }
     Ok(found)
+}
+
+/// The relation the spec runs over: the first of its measures' relations that has every
+/// dimension, attribute and (for a trend) the date it needs.
+fn relation_for<'c>(
+    catalogue: &'c Catalogue,
+    spec: &Spec,
+) -> Result<(&'c str, &'c Relation), Invalid> {
+    let view = catalogue.view(&spec.measures).ok_or(Invalid::NoMeasure)?;
+    let dims: Vec<&str> = spec
+        .group_by
+        .iter()
+        .filter_map(|g| match g {
+            Group::Dim(d) => Some(d.as_str()),
+            Group::Time(_) => None,
+        })
+        .chain(spec.filters.iter().filter_map(|f| match f {
+            Filter::Is { dim, .. } => Some(dim.as_str()),
+            _ => None,
+        }))
+        .collect();
+    let attrs: Vec<&str> = spec
+        .filters
+        .iter()
+        .filter_map(|f| match f {
+            Filter::Above { attr, .. } | Filter::Below { attr, .. } => Some(attr.as_str()),
+            Filter::Is { .. } => None,
+        })
+        .collect();
+    let trend = matches!(spec.group_by, Some(Group::Time(_)));
+    let fits = |r: &Relation| {
+        dims.iter().all(|d| r.dims.contains_key(*d))
+            && attrs.iter().all(|a| r.attributes.contains_key(*a))
+            && (!trend || r.time.is_some())
+    };
+    if let Some((name, r)) = view.relations.iter().find(|(_, r)| fits(r)) {
+        return Ok((name, r));
+    }
+    let measure = spec.measures[0].clone();
+    if let Some(d) = dims.iter().find(|d| !view.has_dim(d)) {
+        return Err(Invalid::NoSuchCut {
+            measure,
+            dim: (*d).to_owned(),
+        });
+    }
+    if let Some(a) = attrs.iter().find(|a| !view.has_attribute(a)) {
+        return Err(Invalid::NoSuchAttribute {
+            measure,
+            attr: (*a).to_owned(),
+        });
+    }
+    Err(Invalid::NoHistory(
+        catalogue.measures[&spec.measures[0]].label.en.clone(),
+    ))
 }
 
 /// Compiles `spec` for `today` (the configured zone's date), cutting at `row_cap` rows.
@@ -97,7 +152,7 @@ pub fn compile(
 ) -> Result<Compiled, Invalid> {
     let found = measures(catalogue, spec)?;
     let (first_name, first) = found[0];
-    let relation: &Relation = catalogue.relation_of(first);
+    let (relation_name, relation) = relation_for(catalogue, spec)?;
     let mut binds = vec![Bind::Date(today)];
     let today_ref = "$1::date";
     let sub = |s: &str| s.replace("{today}", today_ref);
@@ -214,7 +269,10 @@ pub fn compile(
     let values: Vec<String> = found
         .iter()
         .enumerate()
-        .map(|(i, (_, m))| format!("round(({})::numeric, 6) as m{i}", sub(&m.expr)))
+        .map(|(i, (_, m))| {
+            let expr = m.form(relation_name).unwrap_or(&m.expr);
+            format!("round(({})::numeric, 6) as m{i}", sub(expr))
+        })
         .collect();
     let mut grouping: Vec<&str> = Vec::new();
     if spec.group_by.is_some() {
@@ -240,10 +298,14 @@ pub fn compile(
         (Shape::Ranking, Some(top), None) => top.n as usize,
         _ => row_cap + 1,
     };
+    // Only the joins the statement's own parts name.
+    let mut parts: Vec<&str> = vec![&key, &label, &current];
+    parts.extend(values.iter().map(String::as_str));
+    parts.extend(conditions.iter().map(String::as_str));
+    let from = relation.from_for(&parts);
     let sql = format!(
         "select {key} as k, {label} as l, {current} as cur, {values}\nfrom {from}\nwhere {conditions}{group}\norder by {order}\nlimit {limit}",
         values = values.join(", "),
-        from = relation.from,
         conditions = conditions.join("\n  and "),
         group = if grouping.is_empty() {
             String::new()

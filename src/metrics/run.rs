@@ -1,5 +1,5 @@
-//! Runs a compiled statement: in a read-only transaction, under a statement timeout, at most
-//! the row cap.
+//! Runs a compiled statement: in a read-only transaction, under a statement timeout, planned
+//! for its own parameters, at most the row cap.
 
 use std::time::Duration;
 
@@ -38,6 +38,8 @@ pub async fn run(db: &PgPool, c: &Compiled, timeout: Duration) -> anyhow::Result
         .execute(&mut *tx)
         .await
         .context("making the read read-only")?;
+    // Each statement is planned for its own dates: a cached generic plan, blind to how wide the
+    // period is, once took 0.7 s instead of 0.2 s on a year of orders.
     sqlx::query(&format!(
         "set local statement_timeout = {}",
         timeout.as_millis().max(1)
@@ -45,15 +47,11 @@ pub async fn run(db: &PgPool, c: &Compiled, timeout: Duration) -> anyhow::Result
     .execute(&mut *tx)
     .await
     .context("setting the statement timeout")?;
-    let mut query = sqlx::query(&c.sql);
-    for b in &c.binds {
-        query = match b {
-            Bind::Date(d) => query.bind(*d),
-            Bind::Texts(t) => query.bind(t.clone()),
-            Bind::Number(n) => query.bind(*n),
-        };
-    }
-    let raw = query
+    sqlx::query("set local plan_cache_mode = force_custom_plan")
+        .execute(&mut *tx)
+        .await
+        .context("planning for the parameters")?;
+    let raw = bound(&c.sql, &c.binds)
         .fetch_all(&mut *tx)
         .await
         .context("running the metrics query")?;
@@ -75,4 +73,36 @@ pub async fn run(db: &PgPool, c: &Compiled, timeout: Duration) -> anyhow::Result
     let truncated = rows.len() > c.row_cap;
     rows.truncate(c.row_cap);
     Ok(Rows { rows, truncated })
+}
+
+fn bound<'q>(
+    sql: &'q str,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut query = sqlx::query(sql);
+    for b in binds {
+        query = match b {
+            Bind::Date(d) => query.bind(*d),
+            Bind::Texts(t) => query.bind(t.clone()),
+            Bind::Number(n) => query.bind(*n),
+        };
+    }
+    query
+}
+
+/// The plan PostgreSQL picks for `c` with its parameters (`EXPLAIN (FORMAT JSON)`), planned as
+/// [`run`] plans it: which indexes a period-bounded read uses.
+pub async fn explain(db: &PgPool, c: &Compiled) -> anyhow::Result<serde_json::Value> {
+    let mut tx = db.begin().await.context("starting an explain")?;
+    sqlx::query("set local plan_cache_mode = force_custom_plan")
+        .execute(&mut *tx)
+        .await?;
+    let sql = format!("explain (format json) {}", c.sql);
+    let plan: serde_json::Value = bound(&sql, &c.binds)
+        .fetch_one(&mut *tx)
+        .await
+        .context("explaining the metrics query")?
+        .try_get(0)?;
+    tx.rollback().await?;
+    Ok(plan)
 }

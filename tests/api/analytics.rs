@@ -328,3 +328,75 @@ async fn the_catalogue_is_listed_for_admins_with_what_their_role_may_ask() {
         .iter()
         .any(|d| d["name"] == "customer"));
 }
+
+/// Every (table, node type) the plan reads rows with.
+fn scans(plan: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    if let Some(t) = plan.get("Relation Name").and_then(|v| v.as_str()) {
+        let node = plan["Node Type"].as_str().unwrap_or_default().to_owned();
+        out.push((t.to_owned(), node));
+    }
+    for key in ["Plan", "Plans"] {
+        match plan.get(key) {
+            Some(serde_json::Value::Array(items)) => items.iter().for_each(|p| scans(p, out)),
+            Some(p @ serde_json::Value::Object(_)) => scans(p, out),
+            _ => {}
+        }
+    }
+    if let serde_json::Value::Array(items) = plan {
+        items.iter().for_each(|p| scans(p, out));
+    }
+}
+
+#[tokio::test]
+async fn period_bounded_figures_on_the_big_tables_read_an_index_at_scale_100() {
+    use sentient_hub::brain::intent::classify;
+    use sentient_hub::brain::understand::{read, Reading};
+    use sentient_hub::metrics::compile::compile;
+    use sentient_hub::metrics::run::explain;
+    let test_db = fresh_database().await;
+    let db = PgPool::connect_with(test_db.settings.database.connect_options())
+        .await
+        .unwrap();
+    demo::load_scaled(&db, 100).await.unwrap();
+    let orders: i64 = sqlx::query_scalar("select count(*) from t_so")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(orders > 100_000, "scale 100 holds {orders} orders");
+    let masters = Catalog::load(&db).await.unwrap();
+    for (question, table) in [
+        ("omzet bulan lalu", "t_so"),
+        ("omzet per customer minggu lalu", "t_so"),
+        ("jumlah order kemarin", "t_so"),
+        ("unit terjual minggu lalu", "t_so"),
+        ("margin per item kemarin", "t_so"),
+        ("output per mesin bulan lalu", "t_shift_log"),
+        ("downtime minggu lalu", "t_shift_log"),
+        ("reject rate per shift kemarin", "t_shift_log"),
+    ] {
+        let Reading::Metric(spec) = read(
+            question,
+            &classify(question, &masters),
+            &masters,
+            today(),
+            None,
+        ) else {
+            panic!("{question:?} is a figure question");
+        };
+        let compiled = compile(&CATALOGUE, &spec, today(), 500).unwrap();
+        let plan = explain(&db, &compiled).await.unwrap();
+        let mut found = Vec::new();
+        scans(&plan, &mut found);
+        let on_table: Vec<&(String, String)> = found.iter().filter(|(t, _)| t == table).collect();
+        assert!(
+            !on_table.is_empty(),
+            "{question:?} reads {table}: {found:?}"
+        );
+        assert!(
+            on_table
+                .iter()
+                .all(|(_, node)| node.contains("Index") || node == "Bitmap Heap Scan"),
+            "{question:?} reads {table} without an index: {found:?}"
+        );
+    }
+}
