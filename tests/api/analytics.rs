@@ -400,3 +400,12 @@ async fn period_bounded_figures_on_the_big_tables_read_an_index_at_scale_100() {
         );
     }
 }
+
+#[test]
+fn the_readme_lists_every_measure_of_the_catalogue() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    for (name, m) in &CATALOGUE.measures {
+        let row = format!("| `{name}` | {} / {} |", m.label.id, m.label.en);
+        assert!(readme.contains(&row), "README's table lacks {row}");
+    }
+}
