@@ -229,21 +229,11 @@ async fn intent(settings: &Settings, text: &str) -> anyhow::Result<()> {
 /// `prompt --phone … "<text>"`: the exact messages the LLM would get, or the direct answer
 /// when none would be sent.
 async fn preview(settings: &Settings, phone: &str, text: &str) -> anyhow::Result<String> {
-    use crate::brain::{catalog::Catalog, Prepared, Preparer, SharedCatalog};
-    let phone = crate::domain::phone::PhoneE164::parse(phone)
-        .map_err(|e| anyhow::anyhow!("--phone: {e}"))?;
+    use crate::brain::Prepared;
     let db = db::connect(&settings.database).await?;
-    let caller = crate::identity::gate::caller_by_phone(&db, &phone)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no active user holds {}", phone.masked()))?;
+    let caller = caller_of(&db, phone).await?;
     let lang = crate::texts::Lang::detect(text);
-    let catalog = SharedCatalog::new(Catalog::load(&db).await?);
-    let prep = Preparer::new(
-        db.clone(),
-        catalog,
-        settings.brain.clone(),
-        settings.app.timezone,
-    );
+    let prep = preparer(settings, &db).await?;
     let out = match prep.prepare(&caller, text, lang).await? {
         Prepared::Direct {
             text,
@@ -271,20 +261,37 @@ async fn preview(settings: &Settings, phone: &str, text: &str) -> anyhow::Result
     Ok(out)
 }
 
+/// The active user holding `phone` (`--phone`), as the brain sees them.
+async fn caller_of(db: &sqlx::PgPool, phone: &str) -> anyhow::Result<crate::domain::Caller> {
+    let phone = crate::domain::phone::PhoneE164::parse(phone)
+        .map_err(|e| anyhow::anyhow!("--phone: {e}"))?;
+    crate::identity::gate::caller_by_phone(db, &phone)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no active user holds {}", phone.masked()))
+}
+
+/// The brain's preparer on `db`, with the masters read now.
+async fn preparer(
+    settings: &Settings,
+    db: &sqlx::PgPool,
+) -> anyhow::Result<crate::brain::Preparer> {
+    use crate::brain::{catalog::Catalog, Preparer, SharedCatalog};
+    Ok(Preparer::new(
+        db.clone(),
+        SharedCatalog::new(Catalog::load(db).await?),
+        settings.brain.clone(),
+        settings.app.timezone,
+    ))
+}
+
 /// `ask [--phone …] "<text>"`: how a figure question is answered, step by step.
 async fn ask(settings: &Settings, phone: Option<&str>, text: &str) -> anyhow::Result<String> {
-    use crate::brain::{catalog::Catalog, Prepared, Preparer, SharedCatalog};
+    use crate::brain::Prepared;
     use crate::metrics::compile::Bind;
     use std::fmt::Write as _;
     let db = db::connect(&settings.database).await?;
     let caller = match phone {
-        Some(phone) => {
-            let phone = crate::domain::phone::PhoneE164::parse(phone)
-                .map_err(|e| anyhow::anyhow!("--phone: {e}"))?;
-            crate::identity::gate::caller_by_phone(&db, &phone)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no active user holds {}", phone.masked()))?
-        }
+        Some(phone) => caller_of(&db, phone).await?,
         None => {
             let permissions: Vec<String> =
                 sqlx::query_scalar("select code from adm_permission where action = 'READ'")
@@ -300,13 +307,7 @@ async fn ask(settings: &Settings, phone: Option<&str>, text: &str) -> anyhow::Re
         }
     };
     let lang = crate::texts::Lang::detect(text);
-    let catalog = SharedCatalog::new(Catalog::load(&db).await?);
-    let prep = Preparer::new(
-        db.clone(),
-        catalog,
-        settings.brain.clone(),
-        settings.app.timezone,
-    );
+    let prep = preparer(settings, &db).await?;
     let mut out = String::new();
     match prep.prepare(&caller, text, lang).await? {
         Prepared::Direct {

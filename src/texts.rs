@@ -364,6 +364,50 @@ pub fn denied(lang: Lang, area: &str) -> String {
     }
 }
 
+/// Month names, January first.
+const BULAN: [&str; 12] = [
+    "Januari",
+    "Februari",
+    "Maret",
+    "April",
+    "Mei",
+    "Juni",
+    "Juli",
+    "Agustus",
+    "September",
+    "Oktober",
+    "November",
+    "Desember",
+];
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// The name of month `month0` (0 = January) in `lang`: full, or its three-letter short form
+/// ("Agu", "Okt", "Des" in Indonesian).
+pub fn month_name(lang: Lang, month0: u32, short: bool) -> &'static str {
+    let full = match lang {
+        Lang::Id => BULAN[month0 as usize % 12],
+        Lang::En => MONTHS[month0 as usize % 12],
+    };
+    match (short, full) {
+        (false, _) => full,
+        (true, "Agustus") => "Agu",
+        (true, f) => &f[..3],
+    }
+}
+
 /// A figure the hub cannot give yet: what was asked, and what can be asked nearby.
 pub fn not_yet(lang: Lang, asked: &str, nearby: &[&str]) -> String {
     let list = nearby.join(", ");

@@ -242,20 +242,6 @@ fn params_of(e: &Entities, today: NaiveDate) -> Params {
 /// A period as a date range with its names in both languages.
 fn window(p: &Period, today: NaiveDate) -> context::Window {
     use chrono::Datelike;
-    const BULAN: [&str; 12] = [
-        "Januari",
-        "Februari",
-        "Maret",
-        "April",
-        "Mei",
-        "Juni",
-        "Juli",
-        "Agustus",
-        "September",
-        "Oktober",
-        "November",
-        "Desember",
-    ];
     let (from, to) = p.range(today);
     let (id, en) = match p {
         Period::Today => ("hari ini".into(), "today".into()),
@@ -268,8 +254,16 @@ fn window(p: &Period, today: NaiveDate) -> context::Window {
         Period::LastYear => ("tahun lalu".into(), "last year".into()),
         Period::LastDays(n) => (format!("{n} hari terakhir"), format!("the last {n} days")),
         Period::Month { .. } => (
-            format!("{} {}", BULAN[from.month0() as usize], from.year()),
-            from.format("%B %Y").to_string(),
+            format!(
+                "{} {}",
+                texts::month_name(Lang::Id, from.month0(), false),
+                from.year()
+            ),
+            format!(
+                "{} {}",
+                texts::month_name(Lang::En, from.month0(), false),
+                from.year()
+            ),
         ),
     };
     context::Window {
@@ -460,18 +454,7 @@ impl Preparer {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        let data_text = serde_json::to_string(&snapshot.data).unwrap_or_default();
-        let messages = prompt::build(&prompt::Parts {
-            tone: settings.tone_of(&caller.role),
-            lang,
-            name: &caller.full_name,
-            role: &caller.role,
-            intent: &intent_name,
-            as_of: &snapshot.as_of,
-            data: &data_text,
-            history: &history,
-            question: text,
-        });
+        let messages = self.messages(caller, lang, &intent_name, &snapshot, &history, text);
         let data_only = settings.data_only_intents.contains(&intent_name);
         Ok(Prepared::Ask {
             intent: u.intent,
@@ -595,18 +578,8 @@ impl Preparer {
             data: render::data(catalogue, &spec, &rows),
             answer,
         };
-        let data_text = serde_json::to_string(&snapshot.data).unwrap_or_default();
-        let messages = prompt::build(&prompt::Parts {
-            tone: settings.tone_of(&caller.role),
-            lang,
-            name: &caller.full_name,
-            role: &caller.role,
-            intent: &render::describe(catalogue, &spec, lang, &name_of),
-            as_of: &snapshot.as_of,
-            data: &data_text,
-            history,
-            question: text,
-        });
+        let topic = render::describe(catalogue, &spec, lang, &name_of);
+        let messages = self.messages(caller, lang, &topic, &snapshot, history, text);
         metrics::counter!("brain_metric_total", "shape" => format!("{:?}", compiled.shape).to_lowercase()).increment(1);
         Ok(Prepared::Ask {
             intent: Intent::Metric,
@@ -622,6 +595,30 @@ impl Preparer {
                 binds: compiled.binds,
                 rows,
             })),
+        })
+    }
+
+    /// The sandwich prompt for `text` from `caller` over `snapshot`, about `topic`.
+    fn messages(
+        &self,
+        caller: &Caller,
+        lang: Lang,
+        topic: &str,
+        snapshot: &context::Snapshot,
+        history: &[Turn],
+        text: &str,
+    ) -> Vec<ChatMessage> {
+        let data = serde_json::to_string(&snapshot.data).unwrap_or_default();
+        prompt::build(&prompt::Parts {
+            tone: self.settings.tone_of(&caller.role),
+            lang,
+            name: &caller.full_name,
+            role: &caller.role,
+            intent: topic,
+            as_of: &snapshot.as_of,
+            data: &data,
+            history,
+            question: text,
         })
     }
 

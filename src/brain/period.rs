@@ -13,6 +13,7 @@ use regex::Regex;
 
 use crate::metrics::catalogue::Label;
 use crate::metrics::spec::Window;
+use crate::texts::{month_name, Lang};
 
 /// What kind of span a period is, for finding the one before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,41 +38,6 @@ pub struct Period {
     pub name: Option<Label>,
 }
 
-const BULAN: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des",
-];
-const BULAN_FULL: [&str; 12] = [
-    "Januari",
-    "Februari",
-    "Maret",
-    "April",
-    "Mei",
-    "Juni",
-    "Juli",
-    "Agustus",
-    "September",
-    "Oktober",
-    "November",
-    "Desember",
-];
-const MONTH: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-const MONTH_FULL: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-
 impl Period {
     /// Inclusive last day.
     pub fn last_day(&self) -> NaiveDate {
@@ -80,8 +46,8 @@ impl Period {
 
     /// The window a spec carries: dates and a name that says them.
     pub fn window(&self) -> Window {
-        let dates_id = dates(self.from, self.last_day(), &BULAN, &BULAN_FULL, self.span);
-        let dates_en = dates(self.from, self.last_day(), &MONTH, &MONTH_FULL, self.span);
+        let dates_id = dates(self.from, self.last_day(), Lang::Id, self.span);
+        let dates_en = dates(self.from, self.last_day(), Lang::En, self.span);
         let label = match &self.name {
             Some(n) if n.id != dates_id => Label {
                 id: format!("{} ({dates_id})", n.id),
@@ -118,13 +84,7 @@ impl Period {
 }
 
 /// "1–15 Nov 2026", "November 2026", "2026", "Q4 2026", "5 Nov 2026".
-fn dates(
-    from: NaiveDate,
-    last: NaiveDate,
-    short: &[&str; 12],
-    full: &[&str; 12],
-    span: Span,
-) -> String {
+fn dates(from: NaiveDate, last: NaiveDate, lang: Lang, span: Span) -> String {
     let whole_month = from.day() == 1 && (last + Duration::days(1)).day() == 1;
     match span {
         Span::Year if from.ordinal() == 1 && last.month() == 12 && last.day() == 31 => {
@@ -138,11 +98,11 @@ fn dates(
             return format!("Q{} {}", from.month0() / 3 + 1, from.year())
         }
         _ if whole_month && from.month() == last.month() && from.year() == last.year() => {
-            return format!("{} {}", full[from.month0() as usize], from.year())
+            return format!("{} {}", month_name(lang, from.month0(), false), from.year())
         }
         _ => {}
     }
-    let m = |d: NaiveDate| short[d.month0() as usize];
+    let m = |d: NaiveDate| month_name(lang, d.month0(), true);
     if from == last {
         format!("{} {} {}", from.day(), m(from), from.year())
     } else if from.year() != last.year() {
@@ -487,8 +447,8 @@ pub fn find(text: &str, today: NaiveDate) -> Vec<(Range<usize>, Period)> {
         let year = year_or(c.get(2), month);
         if free(&found, &m.range()) {
             let name = Label {
-                id: format!("{} {year}", BULAN_FULL[month as usize - 1]),
-                en: format!("{} {year}", MONTH_FULL[month as usize - 1]),
+                id: format!("{} {year}", month_name(Lang::Id, month - 1, false)),
+                en: format!("{} {year}", month_name(Lang::En, month - 1, false)),
             };
             found.push((m.range(), whole_month(first_of(year, month), Some(name))));
         }

@@ -96,18 +96,7 @@ fn relation_for<'c>(
     spec: &Spec,
 ) -> Result<(&'c str, &'c Relation), Invalid> {
     let view = catalogue.view(&spec.measures).ok_or(Invalid::NoMeasure)?;
-    let dims: Vec<&str> = spec
-        .group_by
-        .iter()
-        .filter_map(|g| match g {
-            Group::Dim(d) => Some(d.as_str()),
-            Group::Time(_) => None,
-        })
-        .chain(spec.filters.iter().filter_map(|f| match f {
-            Filter::Is { dim, .. } => Some(dim.as_str()),
-            _ => None,
-        }))
-        .collect();
+    let dims: Vec<&str> = spec.dims().collect();
     let attrs: Vec<&str> = spec
         .filters
         .iter()
@@ -346,18 +335,7 @@ pub fn forbidden(catalogue: &Catalogue, spec: &Spec, may: impl Fn(&str) -> bool)
             }
         }
     }
-    let dims = spec
-        .group_by
-        .iter()
-        .filter_map(|g| match g {
-            Group::Dim(d) => Some(d.as_str()),
-            Group::Time(_) => None,
-        })
-        .chain(spec.filters.iter().filter_map(|f| match f {
-            Filter::Is { dim, .. } => Some(dim.as_str()),
-            _ => None,
-        }));
-    for dim in dims {
+    for dim in spec.dims() {
         if let Some(d) = catalogue.dimension(dim) {
             if !d.permissions.iter().all(|p| may(p)) && !out.dims.contains(&d.label) {
                 out.dims.push(d.label.clone());

@@ -184,20 +184,11 @@ fn change(m: &Measure, now: Option<Decimal>, before: Option<Decimal>, lang: Lang
 
 /// The name of a trend bucket starting on `key` (an ISO date).
 fn bucket(key: &str, grain: Grain, lang: Lang) -> String {
-    const BULAN: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des",
-    ];
-    const MONTH: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let Ok(d) = NaiveDate::parse_from_str(key, "%Y-%m-%d") else {
         return key.to_owned();
     };
     use chrono::Datelike;
-    let m = match lang {
-        Lang::Id => BULAN[d.month0() as usize],
-        Lang::En => MONTH[d.month0() as usize],
-    };
+    let m = crate::texts::month_name(lang, d.month0(), true);
     match grain {
         Grain::Day => format!("{} {m} {}", d.day(), d.year()),
         Grain::Week => match lang {

@@ -109,6 +109,19 @@ pub enum Shape {
 }
 
 impl Spec {
+    /// The dimensions it cuts or filters by.
+    pub fn dims(&self) -> impl Iterator<Item = &str> {
+        let cut = self.group_by.iter().filter_map(|g| match g {
+            Group::Dim(d) => Some(d.as_str()),
+            Group::Time(_) => None,
+        });
+        let filtered = self.filters.iter().filter_map(|f| match f {
+            Filter::Is { dim, .. } => Some(dim.as_str()),
+            _ => None,
+        });
+        cut.chain(filtered)
+    }
+
     pub fn shape(&self) -> Shape {
         match (&self.group_by, self.top) {
             (None, _) => Shape::Figure,
