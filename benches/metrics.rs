@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             let c = classify(q, &masters);
             if let Reading::Metric(spec) = read(q, &c, &masters, today, None) {
-                if compile(&CATALOGUE, &spec, today, 500).is_ok() {
+                if compile(&CATALOGUE, &spec, today, &[], 500).is_ok() {
                     compiled += 1;
                 }
             }

@@ -540,7 +540,14 @@ impl Preparer {
             });
         }
         let name_of = |code: &str| names.get(code).cloned();
-        let compiled = match compile::compile(catalogue, &spec, today, settings.metrics_row_cap) {
+        let permissions: Vec<String> = caller.permissions.iter().cloned().collect();
+        let compiled = match compile::compile(
+            catalogue,
+            &spec,
+            today,
+            &permissions,
+            settings.metrics_row_cap,
+        ) {
             Ok(c) => c,
             Err(e) => {
                 tracing::info!(error = %e, "a figure question the catalogue cannot express");

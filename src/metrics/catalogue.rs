@@ -1,7 +1,8 @@
 //! The catalogue of measures and dimensions (`metrics/catalogue.toml`, compiled in): what each
 //! figure means in SQL, its unit, who may see it and the words people use for it. Checked once
 //! at load ([`Catalogue::load`]): a measure on an unknown relation, a dimension no relation
-//! defines, a placeholder other than `{today}` or a statement separator stops the hub.
+//! defines, a placeholder other than `{today}` and `{permissions}`, or a statement separator
+//! stops the hub.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -344,8 +345,12 @@ fn check_sql(sql: &str) -> anyhow::Result<()> {
     if sql.contains(';') || sql.contains("--") || sql.contains("/*") || sql.contains('$') {
         bail!("SQL may not hold ';', comments or '$' parameters: {sql}");
     }
-    if sql.replace("{today}", "").contains(['{', '}']) {
-        bail!("the only placeholder is {{today}}: {sql}");
+    if sql
+        .replace("{today}", "")
+        .replace("{permissions}", "")
+        .contains(['{', '}'])
+    {
+        bail!("the only placeholders are {{today}} and {{permissions}}: {sql}");
     }
     Ok(())
 }
@@ -384,6 +389,7 @@ mod tests {
             "deliveries",
             "deliveries_late",
             "on_time_pct",
+            "open_alerts",
             "stock_on_hand",
             "stock_reserved",
             "stock_available",

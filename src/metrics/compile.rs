@@ -132,19 +132,24 @@ fn relation_for<'c>(
     ))
 }
 
-/// Compiles `spec` for `today` (the configured zone's date), cutting at `row_cap` rows.
+/// Compiles `spec` for `today` (the configured zone's date) and an asker holding
+/// `permissions`, cutting at `row_cap` rows.
 pub fn compile(
     catalogue: &Catalogue,
     spec: &Spec,
     today: NaiveDate,
+    permissions: &[String],
     row_cap: usize,
 ) -> Result<Compiled, Invalid> {
     let found = measures(catalogue, spec)?;
     let (first_name, first) = found[0];
     let (relation_name, relation) = relation_for(catalogue, spec)?;
-    let mut binds = vec![Bind::Date(today)];
-    let today_ref = "$1::date";
-    let sub = |s: &str| s.replace("{today}", today_ref);
+    // $1 is today, $2 the asker's permission codes; the question's values follow.
+    let mut binds = vec![Bind::Date(today), Bind::Texts(permissions.to_vec())];
+    let sub = |s: &str| {
+        s.replace("{today}", "$1::date")
+            .replace("{permissions}", "$2::text[]")
+    };
     let next = |binds: &mut Vec<Bind>, b: Bind| {
         binds.push(b);
         binds.len()
@@ -393,7 +398,7 @@ mod tests {
                 ascending: false,
             }),
         };
-        let c = compile(&CATALOGUE, &spec, today(), 100).unwrap();
+        let c = compile(&CATALOGUE, &spec, today(), &[], 100).unwrap();
         assert!(!c.sql.contains(&hostile));
         assert!(!c.sql.contains("CUST-001"));
         assert!(c.binds.contains(&Bind::Texts(vec![hostile])));
@@ -412,25 +417,25 @@ mod tests {
             top: None,
         };
         assert!(matches!(
-            compile(&CATALOGUE, &spec, today(), 10),
+            compile(&CATALOGUE, &spec, today(), &[], 10),
             Err(Invalid::UnknownMeasure(_))
         ));
         spec.measures = vec!["revenue".into()];
         spec.group_by = Some(Group::Dim("machine".into()));
         assert!(matches!(
-            compile(&CATALOGUE, &spec, today(), 10),
+            compile(&CATALOGUE, &spec, today(), &[], 10),
             Err(Invalid::NoSuchCut { .. })
         ));
         spec.group_by = None;
         spec.measures = vec!["revenue".into(), "downtime".into()];
         assert!(matches!(
-            compile(&CATALOGUE, &spec, today(), 10),
+            compile(&CATALOGUE, &spec, today(), &[], 10),
             Err(Invalid::MixedRelations(..))
         ));
         spec.measures = vec!["stock_on_hand".into()];
         spec.group_by = Some(Group::Time(Grain::Month));
         assert!(matches!(
-            compile(&CATALOGUE, &spec, today(), 10),
+            compile(&CATALOGUE, &spec, today(), &[], 10),
             Err(Invalid::NoHistory(_))
         ));
     }

@@ -383,7 +383,7 @@ async fn period_bounded_figures_on_the_big_tables_read_an_index_at_scale_100() {
         ) else {
             panic!("{question:?} is a figure question");
         };
-        let compiled = compile(&CATALOGUE, &spec, today(), 500).unwrap();
+        let compiled = compile(&CATALOGUE, &spec, today(), &[], 500).unwrap();
         let plan = explain(&db, &compiled).await.unwrap();
         let mut found = Vec::new();
         scans(&plan, &mut found);
@@ -408,4 +408,36 @@ fn the_readme_lists_every_measure_of_the_catalogue() {
         let row = format!("| `{name}` | {} / {} |", m.label.id, m.label.en);
         assert!(readme.contains(&row), "README's table lacks {row}");
     }
+}
+
+#[tokio::test]
+async fn an_operator_counts_only_the_alerts_of_modules_it_may_read() {
+    let (_test_db, db, prep) = demo_preparer().await;
+    let operator = caller(&db, "OPERATOR").await;
+    // Written from the role's permissions (WO, QC, MAINT, ALERT) and the module map.
+    let expected: i64 = sqlx::query_scalar(
+        "select count(*) from ai_alert where acked_at is null and module in ('WO', 'QC', 'MAINT', 'SYS')",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let all: i64 = sqlx::query_scalar("select count(*) from ai_alert where acked_at is null")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(
+        all > expected,
+        "the demo has alerts the operator may not read"
+    );
+    let Prepared::Ask {
+        worked: Some(w), ..
+    } = prep
+        .prepare(&operator, "berapa alert aktif", Lang::Id)
+        .await
+        .unwrap()
+    else {
+        panic!("an operator may count alerts");
+    };
+    let counted = w.rows.rows[0].values[0].and_then(|d| d.to_f64()).unwrap();
+    assert_eq!(counted as i64, expected);
 }

@@ -178,6 +178,7 @@ const QUESTIONS: &[&str] = &[
     "biaya perawatan per mesin bulan lalu",
     "stok per gudang",
     "piutang per umur",
+    "berapa alert aktif per modul",
 ];
 
 /// A fresh database with the demo data, and the brain's preparer on it.
