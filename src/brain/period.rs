@@ -159,6 +159,18 @@ fn month_of(word: &str) -> Option<u32> {
     Some(m)
 }
 
+/// A year after a month or quarter: written, or "tahun lalu" / "this year".
+const YEAR_RE: &str = r"\d{4}|tahun lalu|tahun kemarin|last year|tahun ini|this year";
+
+/// The year `word` names, for `today`.
+fn year_of(word: &str, today: NaiveDate) -> Option<i32> {
+    match word {
+        "tahun lalu" | "tahun kemarin" | "last year" => Some(today.year() - 1),
+        "tahun ini" | "this year" => Some(today.year()),
+        digits => digits.parse().ok(),
+    }
+}
+
 const MONTHS_RE: &str = "januari|january|jan|februari|february|pebruari|feb|maret|march|mar|april|apr|mei|may|juni|june|jun|juli|july|jul|agustus|august|agu|agt|ags|aug|september|sept|sep|oktober|october|okt|oct|november|nopember|nov|nop|desember|december|des|dec";
 
 struct Patterns {
@@ -178,7 +190,7 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     Patterns {
         // "1-15 nov", "1 s/d 15 november 2026", "tgl 5 sampai 10 des"
         range: r(&format!(
-            r"\b(?:(?:tgl|tanggal|dari|from)\s*)?(\d{{1,2}})\s*(?:-|–|s/d|sd|sampai|hingga|to|until)\s*(?:(?:tgl|tanggal)\s*)?(\d{{1,2}})\s+({MONTHS_RE})\b(?:\s+(\d{{4}}))?"
+            r"\b(?:(?:tgl|tanggal|dari|from)\s*)?(\d{{1,2}})\s*(?:-|–|s/d|sd|sampai|hingga|to|until)\s*(?:(?:tgl|tanggal)\s*)?(\d{{1,2}})\s+({MONTHS_RE})\b(?:\s+({YEAR_RE}))?"
         )),
         // "tgl 5 s/d 10" (this month)
         day_range: r(
@@ -186,13 +198,15 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         ),
         // "5 nov", "5 november 2025", "tgl 5 des"
         date: r(&format!(
-            r"\b(?:(?:tgl|tanggal)\s*)?(\d{{1,2}})\s+({MONTHS_RE})\b(?:\s+(\d{{4}}))?"
+            r"\b(?:(?:tgl|tanggal)\s*)?(\d{{1,2}})\s+({MONTHS_RE})\b(?:\s+({YEAR_RE}))?"
         )),
         iso: r(r"\b(\d{4})-(\d{2})-(\d{2})\b|\b(\d{1,2})/(\d{1,2})/(\d{4})\b"),
-        quarter: r(
-            r"\b(?:q|kuartal|triwulan|quarter|kw)\s*-?\s*([1-4])\b(?:\s*(?:tahun\s+)?(\d{4}))?|\b(?:kuartal|triwulan|quarter)\s+(ini|lalu|kemarin|sebelumnya|terakhir|this|last|previous)\b|\b(this|last|previous)\s+quarter\b|\bqtd\b",
-        ),
-        month: r(&format!(r"\b(?:bulan\s+)?({MONTHS_RE})\b(?:\s+(\d{{4}}))?")),
+        quarter: r(&format!(
+            r"\b(?:q|kuartal|triwulan|quarter|kw)\s*-?\s*([1-4])\b(?:\s*(?:tahun\s+)?({YEAR_RE}))?|\b(?:kuartal|triwulan|quarter)\s+(ini|lalu|kemarin|sebelumnya|terakhir|this|last|previous)\b|\b(this|last|previous)\s+quarter\b|\bqtd\b"
+        )),
+        month: r(&format!(
+            r"\b(?:bulan\s+)?({MONTHS_RE})\b(?:\s+({YEAR_RE}))?"
+        )),
         year: r(r"\b(?:tahun\s+|year\s+|th\s+|thn\s+)?(20\d{2})\b"),
         last_n: r(
             r"\b(?:(\d{1,3}|se)\s*(hari|minggu|pekan|bulan|tahun)\s+(?:terakhir|belakangan|ke\s*belakang)|(?:last|past|previous)\s+(\d{1,3})\s+(days?|weeks?|months?|years?))\b",
@@ -213,7 +227,7 @@ pub fn find(text: &str, today: NaiveDate) -> Vec<(Range<usize>, Period)> {
             .all(|(f, _)| r.end <= f.start || r.start >= f.end)
     };
     let year_or = |s: Option<regex::Match<'_>>, month: u32| -> i32 {
-        match s.and_then(|m| m.as_str().parse().ok()) {
+        match s.and_then(|m| year_of(m.as_str(), today)) {
             Some(y) => y,
             // A month without a year: the most recent such month that has begun.
             None if month <= today.month() => today.year(),
@@ -292,7 +306,7 @@ pub fn find(text: &str, today: NaiveDate) -> Vec<(Range<usize>, Period)> {
         let this_q = (today.month0() / 3) as i32;
         let (year, q, name) = if let Some(n) = c.get(1) {
             let q: i32 = n.as_str().parse().unwrap_or(1) - 1;
-            let year = match c.get(2).and_then(|y| y.as_str().parse().ok()) {
+            let year = match c.get(2).and_then(|y| year_of(y.as_str(), today)) {
                 Some(y) => y,
                 None if q <= this_q => today.year(),
                 None => today.year() - 1,
@@ -387,6 +401,32 @@ pub fn find(text: &str, today: NaiveDate) -> Vec<(Range<usize>, Period)> {
             ));
         }
     }
+    // Before the relative words, so "November last year" is one period.
+    for c in p.month.captures_iter(text) {
+        let m = c.get(0).expect("match");
+        let word = &c[1];
+        // "may" is a month only with a year ("may 2026"); "mar", "jun"… need "bulan" or a year
+        // when they could be words of their own.
+        if matches!(
+            word,
+            "may" | "mar" | "des" | "jan" | "jun" | "jul" | "sep" | "apr" | "agu"
+        ) && c.get(2).is_none()
+            && !m.as_str().starts_with("bulan")
+        {
+            continue;
+        }
+        let Some(month) = month_of(word) else {
+            continue;
+        };
+        let year = year_or(c.get(2), month);
+        if free(&found, &m.range()) {
+            let name = Label {
+                id: format!("{} {year}", month_name(Lang::Id, month - 1, false)),
+                en: format!("{} {year}", month_name(Lang::En, month - 1, false)),
+            };
+            found.push((m.range(), whole_month(first_of(year, month), Some(name))));
+        }
+    }
     for c in p.relative.captures_iter(text) {
         let m = c.get(0).expect("match");
         if !free(&found, &m.range()) {
@@ -427,31 +467,6 @@ pub fn find(text: &str, today: NaiveDate) -> Vec<(Range<usize>, Period)> {
             _ => whole_year(year - Months::new(12), label("tahun lalu", "last year")),
         };
         found.push((m.range(), period));
-    }
-    for c in p.month.captures_iter(text) {
-        let m = c.get(0).expect("match");
-        let word = &c[1];
-        // "may" is a month only with a year ("may 2026"); "mar", "jun"… need "bulan" or a year
-        // when they could be words of their own.
-        if matches!(
-            word,
-            "may" | "mar" | "des" | "jan" | "jun" | "jul" | "sep" | "apr" | "agu"
-        ) && c.get(2).is_none()
-            && !m.as_str().starts_with("bulan")
-        {
-            continue;
-        }
-        let Some(month) = month_of(word) else {
-            continue;
-        };
-        let year = year_or(c.get(2), month);
-        if free(&found, &m.range()) {
-            let name = Label {
-                id: format!("{} {year}", month_name(Lang::Id, month - 1, false)),
-                en: format!("{} {year}", month_name(Lang::En, month - 1, false)),
-            };
-            found.push((m.range(), whole_month(first_of(year, month), Some(name))));
-        }
     }
     for c in p.year.captures_iter(text) {
         let m = c.get(0).expect("match");
@@ -586,6 +601,10 @@ mod tests {
             ("this quarter", d(2026, 10, 1), d(2027, 1, 1)),
             ("q3", d(2026, 7, 1), d(2026, 10, 1)),
             ("kuartal 4 2025", d(2025, 10, 1), d(2026, 1, 1)),
+            ("q3 tahun lalu", d(2025, 7, 1), d(2025, 10, 1)),
+            ("november last year", d(2025, 11, 1), d(2025, 12, 1)),
+            ("bulan maret tahun ini", d(2026, 3, 1), d(2026, 4, 1)),
+            ("5 nov tahun lalu", d(2025, 11, 5), d(2025, 11, 6)),
             ("ytd", d(2026, 1, 1), d(2027, 1, 1)),
             ("tahun lalu", d(2025, 1, 1), d(2026, 1, 1)),
             ("7 hari terakhir", d(2026, 11, 26), d(2026, 12, 3)),

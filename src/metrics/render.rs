@@ -131,12 +131,14 @@ fn join_and(parts: &[&str], lang: Lang) -> String {
     }
 }
 
-/// A value in its unit; an empty sum is zero, an undefined rate "—".
+/// A value in its unit; nothing recorded (a sum over no rows, a rate over nothing) is said so,
+/// not shown as zero.
 pub fn value(m: &Measure, v: Option<Decimal>, lang: Lang) -> String {
-    let v = match (v, m.unit) {
-        (Some(v), _) => v,
-        (None, Unit::Money | Unit::Quantity | Unit::Count | Unit::Minutes) => Decimal::ZERO,
-        (None, Unit::Percent | Unit::Score) => return "—".to_owned(),
+    let Some(v) = v else {
+        return match lang {
+            Lang::Id => "tidak ada data".to_owned(),
+            Lang::En => "no data".to_owned(),
+        };
     };
     match m.unit {
         Unit::Money => rupiah_short(v),
@@ -152,12 +154,8 @@ pub fn value(m: &Measure, v: Option<Decimal>, lang: Lang) -> String {
 
 /// The change from `before` to `now`: percent, or points for a percentage.
 fn change(m: &Measure, now: Option<Decimal>, before: Option<Decimal>, lang: Lang) -> String {
-    let zero_if_sum = |v: Option<Decimal>| match m.unit {
-        Unit::Percent | Unit::Score => v,
-        _ => Some(v.unwrap_or_default()),
-    };
-    let (Some(now), Some(before)) = (zero_if_sum(now), zero_if_sum(before)) else {
-        return String::new();
+    let (Some(now), Some(before)) = (now, before) else {
+        return "—".to_owned();
     };
     let (now, before) = (now.to_f64().unwrap_or(0.0), before.to_f64().unwrap_or(0.0));
     if matches!(m.unit, Unit::Percent | Unit::Score) {
