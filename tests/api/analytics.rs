@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use sentient_hub::brain::catalog::Catalog;
-use sentient_hub::brain::{Outcome, Prepared, Preparer, SharedCatalog};
+use sentient_hub::brain::{Outcome, Prepared, Preparer};
 use sentient_hub::db::demo;
 use sentient_hub::domain::Caller;
 use sentient_hub::metrics::catalogue::{Kind, CATALOGUE};
@@ -17,7 +17,7 @@ use sentient_hub::texts::Lang;
 use serde::Deserialize;
 use sqlx::{PgPool, Row};
 
-use crate::helpers::{fresh_database, TestDb};
+use crate::helpers::{demo_preparer, fresh_database};
 
 #[derive(Deserialize)]
 struct Cases {
@@ -37,21 +37,6 @@ struct Case {
 
 /// One result row as both sides see it: (group, current) → values.
 type Keyed = Vec<((Option<String>, bool), Vec<f64>)>;
-
-async fn demo_preparer() -> (TestDb, PgPool, Preparer) {
-    let test_db = fresh_database().await;
-    let db = PgPool::connect_with(test_db.settings.database.connect_options())
-        .await
-        .unwrap();
-    demo::load(&db).await.unwrap();
-    let prep = Preparer::new(
-        db.clone(),
-        SharedCatalog::new(Catalog::load(&db).await.unwrap()),
-        test_db.settings.brain.clone(),
-        chrono_tz::Asia::Jakarta,
-    );
-    (test_db, db, prep)
-}
 
 async fn caller(db: &PgPool, role: &str) -> Caller {
     let permissions: Vec<String> = sqlx::query_scalar(

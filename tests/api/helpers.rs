@@ -624,3 +624,21 @@ fn answer(request: &sentient_hub::llm::ChatRequest, content: &str) -> Value {
         "prompt_tokens": 120, "completion_tokens": 30
     })
 }
+
+/// A fresh database with the demo data, and the brain's preparer on it (masters read after the
+/// data is in).
+pub async fn demo_preparer() -> (TestDb, PgPool, sentient_hub::brain::Preparer) {
+    use sentient_hub::brain::{catalog::Catalog, Preparer, SharedCatalog};
+    let test_db = fresh_database().await;
+    let db = PgPool::connect_with(test_db.settings.database.connect_options())
+        .await
+        .unwrap();
+    sentient_hub::db::demo::load(&db).await.unwrap();
+    let prep = Preparer::new(
+        db.clone(),
+        SharedCatalog::new(Catalog::load(&db).await.unwrap()),
+        test_db.settings.brain.clone(),
+        chrono_tz::Asia::Jakarta,
+    );
+    (test_db, db, prep)
+}

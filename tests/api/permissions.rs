@@ -4,15 +4,13 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use sentient_hub::brain::catalog::Catalog;
-use sentient_hub::brain::{Outcome, Prepared, Preparer, SharedCatalog};
-use sentient_hub::db::demo;
+use sentient_hub::brain::{Outcome, Prepared};
 use sentient_hub::domain::Caller;
 use sentient_hub::texts::Lang;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::helpers::{fresh_database, TestDb};
+use crate::helpers::demo_preparer;
 
 /// Data keys that only a module's data has (as the context builders name them), by the
 /// permission that reads that module. Written for the test, from the schema, not from the code
@@ -180,22 +178,6 @@ const QUESTIONS: &[&str] = &[
     "piutang per umur",
     "berapa alert aktif per modul",
 ];
-
-/// A fresh database with the demo data, and the brain's preparer on it.
-async fn demo_preparer() -> (TestDb, PgPool, Preparer) {
-    let test_db = fresh_database().await;
-    let db = PgPool::connect_with(test_db.settings.database.connect_options())
-        .await
-        .unwrap();
-    demo::load(&db).await.unwrap();
-    let prep = Preparer::new(
-        db.clone(),
-        SharedCatalog::new(Catalog::load(&db).await.unwrap()),
-        test_db.settings.brain.clone(),
-        chrono_tz::Asia::Jakarta,
-    );
-    (test_db, db, prep)
-}
 
 /// Every key of `value`, at any depth.
 fn keys(value: &Value, out: &mut BTreeSet<String>) {
