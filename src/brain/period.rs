@@ -183,6 +183,7 @@ struct Patterns {
     year: Regex,
     last_n: Regex,
     relative: Regex,
+    ago: Regex,
 }
 
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
@@ -210,6 +211,10 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         year: r(r"\b(?:tahun\s+|year\s+|th\s+|thn\s+)?(20\d{2})\b"),
         last_n: r(
             r"\b(?:(\d{1,3}|se)\s*(hari|minggu|pekan|bulan|tahun)\s+(?:terakhir|belakangan|ke\s*belakang)|(?:last|past|previous)\s+(\d{1,3})\s+(days?|weeks?|months?|years?))\b",
+        ),
+        // "2 minggu lalu", "3 bulan yang lalu", "2 weeks ago": that one day, week or month.
+        ago: r(
+            r"\b(\d{1,3}|se)\s*(hari|minggu|pekan|bulan|days?|weeks?|months?)\s+(?:yang\s+)?(?:lalu|ago|kemarin)\b",
         ),
         relative: r(
             r"\b(hari ini|today|kemarin|yesterday|besok|tomorrow|lusa|minggu ini|pekan ini|this week|minggu lalu|minggu kemarin|pekan lalu|last week|minggu depan|pekan depan|next week|bulan ini|this month|month to date|mtd|bulan lalu|bulan kemarin|last month|previous month|bulan depan|next month|tahun ini|this year|year to date|ytd|tahun lalu|tahun kemarin|last year|previous year)\b",
@@ -337,6 +342,33 @@ pub fn find(text: &str, today: NaiveDate) -> Vec<(Range<usize>, Period)> {
                     name,
                 },
             ));
+        }
+    }
+    for c in p.ago.captures_iter(text) {
+        let m = c.get(0).expect("match");
+        let n: u32 = if &c[1] == "se" {
+            1
+        } else {
+            c[1].parse().unwrap_or(1)
+        };
+        let n = n.clamp(1, 366);
+        let monday = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+        let period = match c[2].trim_end_matches('s') {
+            "hari" | "day" => one_day(
+                today - Duration::days(i64::from(n)),
+                label(&format!("{n} hari lalu"), &format!("{n} days ago")),
+            ),
+            "minggu" | "pekan" | "week" => week(
+                monday - Duration::weeks(i64::from(n)),
+                label(&format!("{n} minggu lalu"), &format!("{n} weeks ago")),
+            ),
+            _ => whole_month(
+                first_of(today.year(), today.month()) - Months::new(n),
+                label(&format!("{n} bulan lalu"), &format!("{n} months ago")),
+            ),
+        };
+        if free(&found, &m.range()) {
+            found.push((m.range(), period));
         }
     }
     for c in p.last_n.captures_iter(text) {
@@ -618,6 +650,9 @@ mod tests {
             ("5 november 2026", d(2026, 11, 5), d(2026, 11, 6)),
             ("besok", d(2026, 12, 3), d(2026, 12, 4)),
             ("minggu depan", d(2026, 12, 7), d(2026, 12, 14)),
+            ("2 minggu lalu", d(2026, 11, 16), d(2026, 11, 23)),
+            ("3 bulan yang lalu", d(2026, 9, 1), d(2026, 10, 1)),
+            ("2 days ago", d(2026, 11, 30), d(2026, 12, 1)),
         ];
         for (text, from, to) in cases {
             let p = one(text, today);
