@@ -17,7 +17,7 @@ use sentient_hub::texts::Lang;
 use serde::Deserialize;
 use sqlx::{PgPool, Row};
 
-use crate::helpers::{demo_preparer, fresh_database};
+use crate::helpers::{asker, demo_preparer, fresh_database};
 
 #[derive(Deserialize)]
 struct Cases {
@@ -37,34 +37,6 @@ struct Case {
 
 /// One result row as both sides see it: (group, current) → values.
 type Keyed = Vec<((Option<String>, bool), Vec<f64>)>;
-
-async fn caller(db: &PgPool, role: &str) -> Caller {
-    let permissions: Vec<String> = sqlx::query_scalar(
-        "select p.code from adm_role r join adm_role_permission rp on rp.role_id = r.id
-         join adm_permission p on p.id = rp.permission_id where r.code = $1",
-    )
-    .bind(role)
-    .fetch_all(db)
-    .await
-    .unwrap();
-    let id: i64 = sqlx::query_scalar(
-        "insert into adm_user (username, email, full_name, role_id)
-         values ($1, $1 || '@factory.local', 'Analytics Test', (select id from adm_role where code = $2))
-         returning id",
-    )
-    .bind(format!("analytics_{}", role.to_lowercase()))
-    .bind(role)
-    .fetch_one(db)
-    .await
-    .unwrap();
-    Caller {
-        user_id: id,
-        full_name: "Analytics Test".into(),
-        role: role.into(),
-        permissions: permissions.into_iter().collect(),
-        lang: Lang::Id,
-    }
-}
 
 /// The expected rows: the case's SQL with $1 = today in Jakarta.
 async fn expected(db: &PgPool, sql: &str) -> Keyed {
@@ -187,7 +159,7 @@ async fn labelled_analytic_questions_get_the_right_figures_or_an_honest_not_yet(
         toml::from_str(&std::fs::read_to_string("tests/data/analytic_questions.toml").unwrap())
             .unwrap();
     let (_test_db, db, prep) = demo_preparer().await;
-    let director = caller(&db, "DIRECTOR").await;
+    let director = asker(&db, "DIRECTOR").await;
     let (mut right, mut honest, mut wrong) = (0, Vec::new(), Vec::new());
     let total: usize = cases.case.iter().map(|c| c.questions.len()).sum();
     assert!(total >= 200, "at least 200 labelled questions: {total}");
@@ -233,7 +205,7 @@ async fn every_role_is_refused_a_measure_exactly_when_it_lacks_the_permission() 
     let mut checked = 0;
     let mut problems = Vec::new();
     for role in &roles {
-        let caller = caller(&db, role).await;
+        let caller = asker(&db, role).await;
         for (name, m) in &CATALOGUE.measures {
             // A snapshot has no history: asked as it stands now.
             let question = match m.kind {
@@ -398,7 +370,7 @@ fn the_readme_lists_every_measure_of_the_catalogue() {
 #[tokio::test]
 async fn an_operator_counts_only_the_alerts_of_modules_it_may_read() {
     let (_test_db, db, prep) = demo_preparer().await;
-    let operator = caller(&db, "OPERATOR").await;
+    let operator = asker(&db, "OPERATOR").await;
     // Written from the role's permissions (WO, QC, MAINT, ALERT) and the module map.
     let expected: i64 = sqlx::query_scalar(
         "select count(*) from ai_alert where acked_at is null and module in ('WO', 'QC', 'MAINT', 'SYS')",

@@ -469,12 +469,7 @@ impl SmtpSink {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("python3 with aiosmtpd (pip install aiosmtpd)");
-        let up = eventually(Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
+        let up = port_opens(port).await;
         assert!(up, "aiosmtpd did not start");
         SmtpSink { child, port, dir }
     }
@@ -518,6 +513,16 @@ impl Drop for SmtpSink {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether 127.0.0.1:`port` accepts a connection within ten seconds (a child process started).
+pub async fn port_opens(port: u16) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await
 }
 
 pub fn free_port() -> u16 {
@@ -641,4 +646,33 @@ pub async fn demo_preparer() -> (TestDb, PgPool, sentient_hub::brain::Preparer) 
         chrono_tz::Asia::Jakarta,
     );
     (test_db, db, prep)
+}
+
+/// A new user of `role` with the role's permissions, as the brain sees them after the gate.
+pub async fn asker(db: &PgPool, role: &str) -> sentient_hub::domain::Caller {
+    let permissions: Vec<String> = sqlx::query_scalar(
+        "select p.code from adm_role r join adm_role_permission rp on rp.role_id = r.id
+         join adm_permission p on p.id = rp.permission_id where r.code = $1",
+    )
+    .bind(role)
+    .fetch_all(db)
+    .await
+    .unwrap();
+    let id: i64 = sqlx::query_scalar(
+        "insert into adm_user (username, email, full_name, role_id)
+         values ($1, $1 || '@factory.local', 'Asker Test', (select id from adm_role where code = $2))
+         returning id",
+    )
+    .bind(format!("asker_{}", role.to_lowercase()))
+    .bind(role)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    sentient_hub::domain::Caller {
+        user_id: id,
+        full_name: "Asker Test".into(),
+        role: role.into(),
+        permissions: permissions.into_iter().collect(),
+        lang: sentient_hub::texts::Lang::Id,
+    }
 }

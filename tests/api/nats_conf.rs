@@ -51,12 +51,7 @@ impl ComposeNats {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("nats-server on PATH");
-        let up = eventually(Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
+        let up = crate::helpers::port_opens(port).await;
         assert!(up, "nats-server did not start on docker/nats.conf");
         Self { child, port, dir }
     }

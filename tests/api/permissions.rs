@@ -2,7 +2,7 @@
 //! question shape of the demo data and every module's fields, nothing of a module reaches the
 //! data answer or the LLM's prompt for a caller without that module's read permission.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use sentient_hub::brain::{Outcome, Prepared};
 use sentient_hub::domain::Caller;
@@ -10,7 +10,7 @@ use sentient_hub::texts::Lang;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::helpers::demo_preparer;
+use crate::helpers::{asker, demo_preparer};
 
 /// Data keys that only a module's data has (as the context builders name them), by the
 /// permission that reads that module. Written for the test, from the schema, not from the code
@@ -206,27 +206,6 @@ async fn roles(db: &PgPool) -> Vec<(String, Vec<String>)> {
     .unwrap()
 }
 
-/// A user of `role` to ask as; returns the caller.
-async fn caller_of(db: &PgPool, role: &str, permissions: &[String]) -> Caller {
-    let id: i64 = sqlx::query_scalar(
-        "insert into adm_user (username, email, full_name, role_id)
-         values ($1, $1 || '@factory.local', 'Perm Test', (select id from adm_role where code = $2))
-         returning id",
-    )
-    .bind(format!("perm_{}", role.to_lowercase()))
-    .bind(role)
-    .fetch_one(db)
-    .await
-    .unwrap();
-    Caller {
-        user_id: id,
-        full_name: "Perm Test".into(),
-        role: role.into(),
-        permissions: permissions.iter().cloned().collect::<HashSet<_>>(),
-        lang: Lang::Id,
-    }
-}
-
 /// What of `text` and `data` a caller without `permission` must not get.
 fn leaks(permission: &str, text: &str, data: Option<&Value>) -> Vec<String> {
     let mut found = Vec::new();
@@ -253,7 +232,7 @@ async fn no_role_gets_a_field_of_a_module_it_may_not_read_for_any_question() {
     let mut problems = Vec::new();
     let mut checked = 0;
     for (role, permissions) in roles(&db).await {
-        let caller = caller_of(&db, &role, &permissions).await;
+        let caller = asker(&db, &role).await;
         let missing: Vec<&str> = FIELDS
             .iter()
             .map(|(p, _)| *p)
@@ -309,7 +288,7 @@ async fn a_follow_up_naming_a_purchase_order_needs_the_purchase_permission() {
         .1;
     assert!(permissions.iter().any(|p| p == "SO.READ"));
     assert!(!permissions.iter().any(|p| p == "PO.READ"));
-    let caller = caller_of(&db, "STAFF_SALES", &permissions).await;
+    let caller = asker(&db, "STAFF_SALES").await;
     // The previous turn, as the chat log holds it.
     sqlx::query(
         "insert into ai_chat (user_id, user_role, msg_in, msg_out, intent, outcome, wamid_in)
@@ -341,7 +320,7 @@ async fn after_a_role_is_lowered_the_prompt_history_carries_nothing_it_may_no_lo
     let of = |code: &str| all.iter().find(|(r, _)| r == code).unwrap().1.clone();
     let sales_manager = of("MANAGER_SALES");
     assert!(sales_manager.iter().any(|p| p == "FIN.READ"));
-    let caller = caller_of(&db, "MANAGER_SALES", &sales_manager).await;
+    let caller = asker(&db, "MANAGER_SALES").await;
     // What the chat log holds from when the user was a sales manager.
     sqlx::query(
         "insert into ai_chat (user_id, user_role, msg_in, msg_out, intent, outcome, wamid_in, ts)

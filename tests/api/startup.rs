@@ -107,12 +107,7 @@ async fn nats_credentials_from_the_settings_are_used_and_required() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("nats-server on PATH");
-    let up = crate::helpers::eventually(Duration::from_secs(10), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
+    let up = crate::helpers::port_opens(port).await;
     assert!(up, "nats-server did not start");
     let mut nats = base_settings().nats;
     nats.url = SecretString::from(format!("nats://127.0.0.1:{port}"));
