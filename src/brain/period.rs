@@ -484,9 +484,7 @@ pub fn find(text: &str, today: NaiveDate) -> Vec<(Range<usize>, Period)> {
                 monday + Duration::weeks(1),
                 label("minggu depan", "next week"),
             ),
-            "bulan ini" | "this month" | "month to date" | "mtd" => {
-                whole_month(month, label("bulan ini", "this month"))
-            }
+            "bulan ini" | "this month" | "month to date" | "mtd" => this_month(today),
             "bulan lalu" | "bulan kemarin" | "last month" | "previous month" => {
                 whole_month(month - Months::new(1), label("bulan lalu", "last month"))
             }
@@ -512,6 +510,14 @@ pub fn find(text: &str, today: NaiveDate) -> Vec<(Range<usize>, Period)> {
     }
     found.sort_by_key(|(r, _)| r.start);
     found
+}
+
+/// This calendar month ("bulan ini"), the period a flow answers when none is named.
+pub fn this_month(today: NaiveDate) -> Period {
+    whole_month(
+        first_of(today.year(), today.month()),
+        label("bulan ini", "this month"),
+    )
 }
 
 fn one_day(d: NaiveDate, name: Option<Label>) -> Period {

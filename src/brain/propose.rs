@@ -242,10 +242,7 @@ pub fn accept(content: &str, masters: &Catalog, today: NaiveDate) -> Result<Spec
     };
     // As for the rules: a flow with no period named answers month to date.
     if spec.compare.is_none() && crate::metrics::compile::needs_default_period(&CATALOGUE, &spec) {
-        spec.period = super::period::find(" bulan ini ", today)
-            .into_iter()
-            .next()
-            .map(|(_, p)| p.to_date(today).window());
+        spec.period = Some(super::period::this_month(today).to_date(today).window());
     }
     Ok(spec)
 }

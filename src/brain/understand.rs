@@ -169,9 +169,12 @@ fn has(norm: &str, phrases: &[String]) -> bool {
         .any(|p| occurrences(norm, p).next().is_some())
 }
 
-fn first_of<'p>(norm: &str, phrases: &'p [String]) -> Option<(usize, usize, &'p str)> {
+fn first_of<'p>(
+    norm: &str,
+    phrases: impl IntoIterator<Item = &'p String>,
+) -> Option<(usize, usize, &'p str)> {
     phrases
-        .iter()
+        .into_iter()
         .filter_map(|p| occurrences(norm, p).next().map(|(a, b)| (a, b, p.as_str())))
         .min_by_key(|(a, b, _)| (*a, usize::MAX - b))
 }
@@ -294,9 +297,7 @@ pub fn read(
         return Reading::Other;
     }
     let norm = normalise(text);
-    if let Some((_, _, phrase)) =
-        first_of(&norm, &words.not_yet.keys().cloned().collect::<Vec<_>>())
-    {
+    if let Some((_, _, phrase)) = first_of(&norm, words.not_yet.keys()) {
         let asked = words.not_yet[phrase].clone();
         return Reading::NotYet {
             asked,
@@ -671,11 +672,7 @@ pub fn read(
             if let Some(Group::Time(g)) = &spec.group_by {
                 spec.period = Some(trend_default(*g, today).window());
             } else if flow && !status_named {
-                let month = period::find(" bulan ini ", today)
-                    .into_iter()
-                    .next()
-                    .map(|(_, p)| p)
-                    .expect("bulan ini");
+                let month = period::this_month(today);
                 if compare_asked {
                     let (cur, before) = period::previous(&month, today);
                     spec.period = Some(cur.window());

@@ -213,7 +213,7 @@ pub fn render(
         .filter_map(|m| catalogue.measure(m))
         .collect();
     let title = describe(catalogue, spec, lang, name_of);
-    let title = capitalise(&title);
+    let title = cap(&title);
     let current: Vec<&Row> = rows.rows.iter().filter(|r| r.current).collect();
     let previous = |key: &Option<String>| {
         rows.rows
@@ -242,7 +242,7 @@ pub fn render(
                         lang,
                         name_of,
                     );
-                    out.push_str(&format!("📊 {}\n", capitalise(&what)));
+                    out.push_str(&format!("📊 {}\n", cap(&what)));
                     let before = previous(&None).unwrap_or_else(|| vec![None; measures.len()]);
                     let change_word = match lang {
                         Lang::Id => "Perubahan",
@@ -350,10 +350,6 @@ fn none_label(lang: Lang) -> &'static str {
         Lang::Id => "(tanpa keterangan)",
         Lang::En => "(none)",
     }
-}
-
-fn capitalise(s: &str) -> String {
-    cap(s)
 }
 
 fn cap(s: &str) -> String {
