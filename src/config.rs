@@ -181,6 +181,9 @@ pub struct NatsSettings {
     /// Prefix of this connection's reply subjects. A party of its own (e.g. `_INBOX_hub`) lets
     /// the server keep everyone else off the replies to it.
     pub inbox_prefix: String,
+    /// This deployment's name on a shared NATS, appended to the stream names and the inbox
+    /// subjects; empty = the database's name ([`Settings::apply_deployment`]).
+    pub deployment: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +223,8 @@ pub struct WhatsAppSettings {
     pub window_template: String,
     /// Language code of `window_template`.
     pub window_template_lang: String,
+    /// How long a send interrupted by a crash waits for Meta's status before it is sent again.
+    pub unknown_grace_secs: u64,
 }
 
 /// What the hub does with a message that was processed too late to answer it as new.
@@ -371,6 +376,9 @@ pub struct InboxSettings {
     pub relay_idle_ms: u64,
     /// Questions per sender per minute answered.
     pub max_per_sender_per_minute: i64,
+    /// Margin after `ack_wait_secs × max_deliver` after which a relayed row that is not done
+    /// is relayed again (its job was lost by JetStream).
+    pub rerelay_margin_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -529,8 +537,47 @@ impl Settings {
             .try_deserialize()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         settings.validate()?;
+        settings.apply_deployment()?;
         settings.committed_secrets = committed_secrets(dir);
         Ok(settings)
+    }
+
+    /// Gives the JetStream streams and the inbox subjects this deployment's name
+    /// (`nats.deployment`, or else the database's name), so two hubs with different databases
+    /// on one NATS never share a stream: a job of another deployment points at a row of another
+    /// database. The alerts' subject is the contract other services publish on and stays as
+    /// configured; two deployments on one NATS need their own (the second stream over the same
+    /// subject is refused at start).
+    fn apply_deployment(&mut self) -> anyhow::Result<()> {
+        let name = if self.nats.deployment.is_empty() {
+            let database = self.database.connect_options();
+            let database = database.get_database().unwrap_or("postgres");
+            database
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        } else {
+            self.nats.deployment.clone()
+        };
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!("invalid configuration: nats.deployment must be 1 to 64 letters, digits, '-' or '_'");
+        }
+        self.inbox.stream = format!("{}_{name}", self.inbox.stream);
+        self.inbox.subject_prefix = format!("{}.{name}", self.inbox.subject_prefix);
+        self.alerts.stream = format!("{}_{name}", self.alerts.stream);
+        self.nats.deployment = name;
+        Ok(())
     }
 
     /// The [`SECRET_KEYS`] whose value is one a committed profile gives.
@@ -873,6 +920,26 @@ mod tests {
         assert_eq!(s.server.port, 8080);
         assert_eq!(s.app.timezone, chrono_tz::Asia::Jakarta);
         assert_eq!(s.telemetry.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn streams_and_inbox_subjects_carry_the_deployment_so_two_databases_never_share_one() {
+        let a = load(&[("DATABASE_URL", "postgres://db/hub.plant-a")]).unwrap();
+        let b = load(&[("DATABASE_URL", "postgres://db/hub_b")]).unwrap();
+        assert_eq!(a.nats.deployment, "hub_plant-a");
+        assert_eq!(a.inbox.stream, "WA_INBOX_hub_plant-a");
+        assert_eq!(a.inbox.subject_prefix, "wa.inbox.hub_plant-a");
+        assert_eq!(a.alerts.stream, "AI_ALERTS_hub_plant-a");
+        assert_eq!(b.inbox.stream, "WA_INBOX_hub_b");
+        assert_eq!(
+            a.alerts.subject, "alerts.new",
+            "the contract other services publish on"
+        );
+
+        let named = load(&[("SENTIENT__NATS__DEPLOYMENT", "plant1")]).unwrap();
+        assert_eq!(named.inbox.stream, "WA_INBOX_plant1");
+        let bad = load(&[("SENTIENT__NATS__DEPLOYMENT", "a.b")]).unwrap_err();
+        assert!(bad.to_string().contains("nats.deployment"), "{bad}");
     }
 
     #[test]

@@ -208,7 +208,14 @@ pub async fn ensure_consumer(
     settings: &AlertSettings,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
     let stream =
-        crate::queue::ensure_stream(js, &settings.stream, vec![settings.subject.clone()]).await?;
+        crate::queue::ensure_stream(js, &settings.stream, vec![settings.subject.clone()])
+            .await
+            .with_context(|| {
+                format!(
+                    "is alerts.subject {} already captured by another deployment's stream on this NATS? Give each deployment its own alerts.subject",
+                    settings.subject
+                )
+            })?;
     let name = format!("{}-hub", settings.stream.to_lowercase());
     stream
         .get_or_create_consumer(

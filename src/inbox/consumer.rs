@@ -188,7 +188,10 @@ impl Consumer {
             }
             Ok(Outcome::Missing) => {
                 metrics::counter!("inbox_processed_total", "outcome" => "missing").increment(1);
-                tracing::error!(id = job.id, "job points at no inbox row; terminating it");
+                tracing::error!(
+                    id = job.id,
+                    "job points at no inbox row of this deployment; terminating it"
+                );
                 finish(&message, AckKind::Term).await;
             }
             Err(e) if delivered >= self.settings.max_deliver => {
@@ -273,7 +276,12 @@ impl Consumer {
             .begin()
             .await
             .context("starting processing transaction")?;
-        let Some(row) = load(&mut tx, job.id).await? else {
+        // A job must name its row's message too: one that does not (another database's job on
+        // a stream shared by mistake) is not this deployment's.
+        let Some(row) = load(&mut tx, job.id)
+            .await?
+            .filter(|row| row.wamid == job.wamid)
+        else {
             return Ok(Outcome::Missing);
         };
         if matches!(row.status.as_str(), "done" | "dead" | "held") {

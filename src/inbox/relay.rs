@@ -2,6 +2,8 @@
 //! after a crash is deduplicated) and marks them relayed. Only one relay runs at a time across
 //! all instances (a transaction-level advisory lock), which keeps each sender's messages in
 //! commit order on the stream. When NATS is down, rows simply wait and go out when it returns.
+//! PostgreSQL, not JetStream, is the record: a relayed row whose job JetStream lost is found by
+//! [`Relay::rerelay_lost`] and relayed again.
 
 use std::time::Duration;
 
@@ -70,6 +72,9 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         let idle = Duration::from_millis(self.settings.relay_idle_ms);
         loop {
+            if let Err(e) = self.rerelay_lost().await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot look for lost jobs");
+            }
             loop {
                 match self.relay_once().await {
                     Ok(n) if n as i64 >= self.settings.relay_batch => continue,
@@ -90,6 +95,37 @@ impl Relay {
         tracing::debug!("relay stopped");
     }
 
+    /// Rows relayed longer ago than any delivery of their job could take (`ack_wait_secs ×
+    /// max_deliver` plus `rerelay_margin_secs`) and still not done: JetStream lost the job (a
+    /// crash before its fsync, a deleted or recreated stream). They are relayed again under a
+    /// new message id; if the old job was only slow, the consumer finds the row done and acks
+    /// the second one. Returns how many.
+    pub async fn rerelay_lost(&self) -> anyhow::Result<u64> {
+        let settings = &self.settings;
+        let after = settings
+            .ack_wait_secs
+            .saturating_mul(settings.max_deliver as u64)
+            + settings.rerelay_margin_secs;
+        let lost = sqlx::query(
+            "update wa_inbox set relayed_at = null, rerelays = rerelays + 1
+             where status = 'relayed' and relayed_at < now() - make_interval(secs => $1)",
+        )
+        .bind(after as f64)
+        .execute(&self.db)
+        .await
+        .context("re-relaying rows whose job was lost")?
+        .rows_affected();
+        if lost > 0 {
+            metrics::counter!("inbox_rerelayed_total").increment(lost);
+            tracing::warn!(
+                rows = lost,
+                "relayed messages not answered in time: relaying them again"
+            );
+            self.doorbell.ring();
+        }
+        Ok(lost)
+    }
+
     /// One round: up to `relay_batch` unrelayed rows, in id order, published and acknowledged
     /// by JetStream, then marked. Returns how many rows moved.
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
@@ -102,8 +138,8 @@ impl Relay {
         if !locked {
             return Ok(0); // another instance is relaying
         }
-        let rows: Vec<(i64, String, String, i32)> = sqlx::query_as(
-            "select id, wamid, sender_key, relay_gen from wa_inbox
+        let rows: Vec<(i64, String, String, i32, i32)> = sqlx::query_as(
+            "select id, wamid, sender_key, relay_gen, rerelays from wa_inbox
          where relayed_at is null order by id limit $1",
         )
         .bind(settings.relay_batch)
@@ -114,14 +150,15 @@ impl Relay {
             return Ok(0);
         }
         let mut acks = Vec::with_capacity(rows.len());
-        for (id, wamid, sender, gen) in &rows {
+        for (id, wamid, sender, gen, rerelays) in &rows {
             let partition = partition_of(sender, settings.partitions);
             let mut headers = async_nats::HeaderMap::new();
-            // A released message goes out again under a new id (see `wa_inbox.relay_gen`).
-            let msg_id = if *gen == 0 {
-                wamid.clone()
-            } else {
-                format!("{wamid}#{gen}")
+            // A released message (`wa_inbox.relay_gen`) or one whose job was lost
+            // (`wa_inbox.rerelays`) goes out again under a new id.
+            let msg_id = match (gen, rerelays) {
+                (0, 0) => wamid.clone(),
+                (gen, 0) => format!("{wamid}#{gen}"),
+                (gen, r) => format!("{wamid}#{gen}r{r}"),
             };
             headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
             let body = serde_json::to_vec(&Job {
@@ -142,7 +179,7 @@ impl Relay {
             ack.await
                 .map_err(|e| anyhow::anyhow!("JetStream did not acknowledge: {e}"))?;
         }
-        let ids: Vec<i64> = rows.iter().map(|(id, _, _, _)| *id).collect();
+        let ids: Vec<i64> = rows.iter().map(|(id, ..)| *id).collect();
         sqlx::query(
             "update wa_inbox set relayed_at = now(),
              status = case when status = 'pending' then 'relayed' else status end

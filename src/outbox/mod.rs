@@ -8,12 +8,16 @@
 //! moment, or learn that its message went out, registers that with the [`Sender`] at start-up
 //! for its [`Purpose`] (the alerts' "still wanted?", the chat log's "answer sent as wamid …").
 //!
-//! At most once, by design: a row is marked `sending` (with a lease) before the call. If the
-//! process dies after Meta accepted the message but before the hub recorded it, the expired
-//! lease turns the row `unknown` — it is never sent again, because a duplicate answer to a
-//! director is worse than a missing one. The send carried `biz_opaque_callback_data` = the row's
-//! uuid, so Meta's status webhook later moves an `unknown` row to sent/delivered/read when the
-//! message did go out; a row that stays `unknown` was most likely lost and is visible to admins.
+//! Exactly once where the hub can know, and at least once where it cannot. A row is `sending`
+//! (with a lease) only while its own Graph call is in flight: the rate limiter's permit is
+//! taken while the row is still `pending`, then the row is claimed on its own (see
+//! [`Sender::send_due`]). If the process dies during that call, Meta may or may not have
+//! accepted the message; the expired lease makes the row `unknown`. Every send carries
+//! `biz_opaque_callback_data` = the row's uuid, so Meta's status webhook (which also names the
+//! wamid) settles it as sent; with no status after `whatsapp.unknown_grace_secs` it is sent once
+//! more. A message is doubled only when the hub died inside a Graph call that Meta accepted and
+//! Meta's status did not reach any instance within the grace period. An `unknown` row holds back
+//! later rows to its recipient until it is settled, so answers keep their order.
 
 pub mod ratelimit;
 pub mod sender;
@@ -146,8 +150,14 @@ pub async fn apply_statuses(
             .callback
             .as_deref()
             .and_then(|c| uuid::Uuid::parse_str(c).ok());
-        let result = sqlx::query(
-            "update wa_outbox set
+        let settled: Vec<bool> = sqlx::query_scalar(
+            "with hit as (
+                 select id, status as was from wa_outbox
+                 where (wamid = $1 or ($7::uuid is not null and uuid = $7))
+                   and (case status when 'sent' then 1 when 'delivered' then 2 when 'read' then 3
+                                    when 'failed' then 4 else 0 end) < $3
+                 for update)
+             update wa_outbox o set
                  status = $2,
                  wamid = coalesce(wamid, $1),
                  sent_at = coalesce(sent_at, $4),
@@ -157,9 +167,8 @@ pub async fn apply_statuses(
                  error_code = case when $3 = 4 then $5 else error_code end,
                  error_text = case when $3 = 4 then $6 else error_text end,
                  lease_until = null
-             where (wamid = $1 or ($7::uuid is not null and uuid = $7))
-               and (case status when 'sent' then 1 when 'delivered' then 2 when 'read' then 3
-                                when 'failed' then 4 else 0 end) < $3",
+             from hit where o.id = hit.id
+             returning hit.was = 'unknown'",
         )
         .bind(&status.wamid)
         .bind(word)
@@ -174,10 +183,16 @@ pub async fn apply_statuses(
                 .unwrap_or_default()
         }))
         .bind(callback)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .context("applying a status update")?;
-        moved += result.rows_affected() as usize;
+        let unknown = settled.iter().filter(|was_unknown| **was_unknown).count();
+        if unknown > 0 {
+            // A send the hub was killed during: Meta's status says it did go out.
+            metrics::counter!("outbox_unknown_settled_total", "by" => "status")
+                .increment(unknown as u64);
+        }
+        moved += settled.len();
     }
     Ok(moved)
 }

@@ -20,8 +20,21 @@ use crate::outbox::ratelimit::RateLimiter;
 use crate::queue::Doorbell;
 use crate::whatsapp::graph::{content, Recipient, SendError, Transport, PAIR_RATE, WINDOW_CLOSED};
 
-/// Rows claimed per round; each recipient appears at most once in a round.
+/// Due rows read per round; each recipient appears at most once in a round.
 const CLAIM_BATCH: i64 = 64;
+/// "Row `e` is an earlier message to `o`'s recipient that has not gone out": pending, sending,
+/// or unknown and still waiting to be settled. A never-tried row scheduled later (a muted
+/// alert) does not count.
+macro_rules! no_earlier_unsent {
+    () => {
+        "not exists (
+             select 1 from wa_outbox e
+             where e.id < o.id and coalesce(e.wa_id, e.bsuid) = coalesce(o.wa_id, o.bsuid)
+               and (e.status in ('pending', 'sending')
+                    or (e.status = 'unknown' and e.next_try_at <> 'infinity'))
+               and not (e.status = 'pending' and e.attempts = 0 and e.next_try_at > now()))"
+    };
+}
 /// Sends in flight at once (different recipients).
 const CONCURRENCY: usize = 16;
 /// Meta's pair rate: about one message per six seconds to one user.
@@ -66,6 +79,8 @@ pub struct SenderSettings {
     pub window_template: String,
     /// Language code of `window_template`.
     pub window_template_lang: String,
+    /// How long a send interrupted by a crash waits for Meta's status before it is sent again.
+    pub unknown_grace_secs: u64,
 }
 
 impl From<&WhatsAppSettings> for SenderSettings {
@@ -78,6 +93,7 @@ impl From<&WhatsAppSettings> for SenderSettings {
             retry_max_ms: wa.retry_max_ms,
             window_template: wa.window_template.clone(),
             window_template_lang: wa.window_template_lang.clone(),
+            unknown_grace_secs: wa.unknown_grace_secs,
         }
     }
 }
@@ -135,6 +151,9 @@ impl Sender {
             if let Err(e) = self.expire_leases().await {
                 tracing::warn!(error = %format!("{e:#}"), "cannot expire send leases");
             }
+            if let Err(e) = self.settle_unknown().await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot settle unknown sends");
+            }
             loop {
                 match self.send_due().await {
                     Ok(0) => break,
@@ -154,67 +173,127 @@ impl Sender {
         tracing::debug!("sender stopped");
     }
 
-    /// Rows left `sending` by a process that died: never resent (at most once), marked `unknown`.
+    /// Rows left `sending` by a process that died during their Graph call become `unknown`:
+    /// Meta may or may not have taken them. Each waits `unknown_grace_secs` for evidence (a
+    /// status webhook naming its wamid or uuid, [`super::apply_statuses`]) and holds back later
+    /// rows to its recipient meanwhile; [`Sender::settle_unknown`] sends it once more after
+    /// that. A row whose attempts are spent stays `unknown` for good (visible to admins).
     pub async fn expire_leases(&self) -> anyhow::Result<u64> {
-        let expired = sqlx::query(
+        let expired: Vec<bool> = sqlx::query_scalar(
             "update wa_outbox set status = 'unknown', lease_until = null,
-                 error_text = 'the hub stopped during the send; not resent (at most once)'
-             where status = 'sending' and lease_until < now()",
+                 next_try_at = case when attempts < $2 then now() + make_interval(secs => $1)
+                                    else 'infinity' end,
+                 error_text = case when attempts < $2
+                     then 'the hub stopped during the send; waiting for Meta''s status before sending it again'
+                     else 'the hub stopped during the last allowed send; not sent again' end
+             where status = 'sending' and lease_until < now()
+             returning attempts < $2",
+        )
+        .bind(self.settings.unknown_grace_secs as f64)
+        .bind(self.settings.max_attempts as i32)
+        .fetch_all(&self.db)
+        .await
+        .context("expiring leases")?;
+        if !expired.is_empty() {
+            let given_up = expired.iter().filter(|resend| !**resend).count() as u64;
+            metrics::counter!("outbox_sends_total", "outcome" => "unknown")
+                .increment(expired.len() as u64);
+            if given_up > 0 {
+                metrics::counter!("outbox_unknown_settled_total", "by" => "given_up")
+                    .increment(given_up);
+            }
+            tracing::warn!(
+                rows = expired.len(),
+                given_up,
+                "sends interrupted by a crash are unknown until Meta's status (or the grace period) settles them"
+            );
+        }
+        Ok(expired.len() as u64)
+    }
+
+    /// `unknown` rows whose grace period passed without a status from Meta: most likely never
+    /// accepted, so they are sent once more. Returns how many.
+    pub async fn settle_unknown(&self) -> anyhow::Result<u64> {
+        let resent = sqlx::query(
+            "update wa_outbox set status = 'pending', next_try_at = now(),
+                 error_text = 'no status from Meta after the hub stopped during the send; sent again'
+             where status = 'unknown' and next_try_at <= now()",
         )
         .execute(&self.db)
         .await
-        .context("expiring leases")?
+        .context("settling unknown sends")?
         .rows_affected();
-        if expired > 0 {
-            metrics::counter!("outbox_sends_total", "outcome" => "unknown").increment(expired);
+        if resent > 0 {
+            metrics::counter!("outbox_unknown_settled_total", "by" => "resent").increment(resent);
             tracing::warn!(
-                rows = expired,
-                "sends interrupted by a crash marked unknown"
+                rows = resent,
+                "sends interrupted by a crash had no status from Meta; sending them again"
             );
         }
-        Ok(expired)
+        Ok(resent)
     }
 
-    /// Claims due rows (oldest first; none while an earlier row to the same recipient is still
-    /// pending or sending, so parts arrive in order) and sends them. Returns how many were
-    /// claimed. A row never tried yet that waits for a later time (an alert to a user who
-    /// muted alerts) holds nothing back: answers to a muted user's questions still go out.
+    /// Sends the due rows: oldest first, none while an earlier row to the same recipient is
+    /// pending, sending or unknown (so parts and answers arrive in order). A row never tried yet
+    /// that waits for a later time (an alert to a user who muted alerts) holds nothing back:
+    /// answers to a muted user's questions still go out. Returns how many rows were due.
+    ///
+    /// A row is `sending` only while its own Graph call is in flight: each due row first waits
+    /// for the rate limiter's permit (still `pending`, so a crash here loses nothing), then is
+    /// claimed on its own, re-checking that it is still due (another instance may have taken
+    /// it meanwhile; the permit is then simply unused).
     pub async fn send_due(&self) -> anyhow::Result<usize> {
-        let lease = self.settings.graph_timeout_secs as f64 * 3.0 + 5.0;
-        let claimed: Vec<Claimed> = sqlx::query_as(
-            "with due as (
-                 select o.id from wa_outbox o
-                 where o.status = 'pending' and o.next_try_at <= now()
-                   and not exists (
-                       select 1 from wa_outbox e
-                       where e.id < o.id and e.status in ('pending', 'sending')
-                         and coalesce(e.wa_id, e.bsuid) = coalesce(o.wa_id, o.bsuid)
-                         and not (e.status = 'pending' and e.attempts = 0
-                                  and e.next_try_at > now()))
-                 order by o.id
-                 limit $1
-                 for update skip locked)
-             update wa_outbox o set status = 'sending', attempts = o.attempts + 1,
-                 lease_until = now() + make_interval(secs => $2)
-             from due where o.id = due.id
-             returning o.id, o.uuid, o.wa_id, o.bsuid, o.kind, o.purpose, o.payload, o.attempts,
-                 (select c.last_in_at from wa_contact c
-                  where c.sender_key = coalesce(o.wa_id, o.bsuid)) as last_in_at",
-        )
+        let due: Vec<(i64, bool)> = sqlx::query_as(concat!(
+            "select o.id,
+                 o.kind = 'template' or exists (
+                     select 1 from wa_contact c
+                     where c.sender_key = coalesce(o.wa_id, o.bsuid)
+                       and c.last_in_at > now() - interval '24 hours')
+             from wa_outbox o
+             where o.status = 'pending' and o.next_try_at <= now() and ",
+            no_earlier_unsent!(),
+            " order by o.id limit $1"
+        ))
         .bind(CLAIM_BATCH)
-        .bind(lease)
         .fetch_all(&self.db)
         .await
-        .context("claiming due sends")?;
-        let count = claimed.len();
-        futures::stream::iter(claimed)
-            .for_each_concurrent(CONCURRENCY, |row| async move {
-                if let Err(e) = self.send_one(row).await {
-                    tracing::error!(error = %format!("{e:#}"), "cannot record a send result");
+        .context("reading due sends")?;
+        let count = due.len();
+        futures::stream::iter(due)
+            .for_each_concurrent(CONCURRENCY, |(id, calls_meta)| async move {
+                if calls_meta {
+                    self.limiter.acquire().await;
+                }
+                let sent = match self.claim(id).await {
+                    Ok(Some(row)) => self.send_one(row).await,
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    tracing::error!(error = %format!("{e:#}"), "cannot claim or record a send");
                 }
             })
             .await;
         Ok(count)
+    }
+
+    /// Marks row `id` `sending` (with a lease) when it is still due.
+    async fn claim(&self, id: i64) -> anyhow::Result<Option<Claimed>> {
+        let lease = self.settings.graph_timeout_secs as f64 * 3.0 + 5.0;
+        sqlx::query_as(concat!(
+            "update wa_outbox o set status = 'sending', attempts = o.attempts + 1,
+                 lease_until = now() + make_interval(secs => $2)
+             where o.id = $1 and o.status = 'pending' and o.next_try_at <= now() and ",
+            no_earlier_unsent!(),
+            " returning o.id, o.uuid, o.wa_id, o.bsuid, o.kind, o.purpose, o.payload, o.attempts,
+                 (select c.last_in_at from wa_contact c
+                  where c.sender_key = coalesce(o.wa_id, o.bsuid)) as last_in_at"
+        ))
+        .bind(id)
+        .bind(lease)
+        .fetch_optional(&self.db)
+        .await
+        .context("claiming a due send")
     }
 
     #[tracing::instrument(skip_all, fields(outbox_id = row.id, attempt = row.attempts))]
@@ -271,7 +350,7 @@ impl Sender {
                 message: "24-hour window closed (checked locally)".into(),
             })
         } else {
-            self.limiter.acquire().await;
+            // The permit was taken before the claim (see `send_due`).
             self.transport
                 .send(&to, &row.payload, &row.uuid.to_string())
                 .await

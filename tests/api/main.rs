@@ -19,6 +19,7 @@ mod migrations;
 mod nats_conf;
 mod permissions;
 mod pipeline;
+mod recovery;
 mod roles;
 mod startup;
 mod webhook;
