@@ -165,18 +165,17 @@ where
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| Error::BadRequest(e.body_text()))?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(&mut de) {
-            Ok(value) => Ok(ApiJson(value)),
-            Err(e) => {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if inner.is_syntax() || inner.is_eof() {
-                    return Err(Error::BadRequest("the body is not valid JSON".to_owned()));
-                }
-                Err(deserialize_error(&path, &inner.to_string()))
-            }
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| Error::BadRequest("the body is not valid JSON".to_owned()))?;
+        if let Some(field) = refused_text(&value, "") {
+            return Err(Error::invalid(field, NUL_MESSAGE));
         }
+        serde_path_to_error::deserialize(value)
+            .map(ApiJson)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                deserialize_error(&path, &e.into_inner().to_string())
+            })
     }
 }
 
@@ -192,6 +191,11 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self> {
         let query = parts.uri.query().unwrap_or_default();
+        if let Some((key, _)) = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(Error::invalid(key.replace('\0', ""), NUL_MESSAGE));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de)
             .map(ApiQuery)
@@ -199,6 +203,39 @@ where
                 let path = e.path().to_string();
                 deserialize_error(&path, &e.into_inner().to_string())
             })
+    }
+}
+
+/// What a text with a character PostgreSQL cannot store gets.
+const NUL_MESSAGE: &str = "must not contain NUL characters (U+0000)";
+
+/// The path (`a.b[2]`) of the first string or key in `value` holding a NUL character, which
+/// PostgreSQL refuses in text and JSON.
+fn refused_text(value: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains('\0') => Some(if at.is_empty() {
+            "body".to_owned()
+        } else {
+            at.to_owned()
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| refused_text(item, &format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let path = if at.is_empty() {
+                key.replace('\0', "")
+            } else {
+                format!("{at}.{}", key.replace('\0', ""))
+            };
+            if key.contains('\0') {
+                Some(path)
+            } else {
+                refused_text(item, &path)
+            }
+        }),
+        _ => None,
     }
 }
 

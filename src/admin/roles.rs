@@ -124,7 +124,17 @@ async fn get_one(
     Ok(Json(fetch(&state.db, &code).await?))
 }
 
+/// A role code from the path: one PostgreSQL cannot even compare (a NUL character) names no
+/// role.
+fn path_code(code: &str) -> Result<&str> {
+    if code.contains('\0') {
+        return Err(Error::NotFound);
+    }
+    Ok(code)
+}
+
 async fn fetch<'e>(db: impl sqlx::PgExecutor<'e>, code: &str) -> Result<RoleOut> {
+    let code = path_code(code)?;
     sqlx::query_as::<_, RoleOut>(&format!(
         "{ROLE_SELECT} where r.code = upper($1) and r.deleted_at is null"
     ))
@@ -468,6 +478,7 @@ async fn grant(conn: &mut PgConnection, caller: &Caller, id: i64, codes: &[Strin
 
 /// Locks a live role row; `(id, is_system)`. The caller may not change a role above theirs.
 async fn lock(conn: &mut PgConnection, caller: &Caller, code: &str) -> Result<(i64, bool)> {
+    let code = path_code(code)?;
     let (id, level, is_system): (i64, i32, bool) = sqlx::query_as(
         "select id, level, is_system from adm_role
          where code = upper($1) and deleted_at is null for update",

@@ -9,7 +9,9 @@
 //! - body over `whatsapp.max_body_bytes`: 413, nothing stored;
 //! - signed but unparseable (not JSON, unknown shape): stored raw in `wa_dead_letter`, 200;
 //! - signed and parsed: messages committed to `wa_inbox` (duplicates add nothing), statuses
-//!   applied to `wa_outbox`, then 200; non-message fields are logged and acknowledged;
+//!   applied to `wa_outbox`, then 200; non-message fields are logged and acknowledged. NUL
+//!   characters are removed by the parser; a delivery the database refuses anyway (a value too
+//!   long) is stored message by message, and only the refused message becomes a dead letter;
 //! - database down: 503, so Meta retries later — nothing is acknowledged that is not stored.
 //!   NATS being down does not matter here: the relay hands rows on when it returns.
 
@@ -29,7 +31,8 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use crate::inbox::store::{IngestError, Ingestor};
-use crate::whatsapp::{payload, signature};
+use crate::whatsapp::payload::{self, Delivery};
+use crate::whatsapp::signature;
 
 /// What the webhook handlers use.
 #[derive(Clone)]
@@ -157,13 +160,49 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
             );
             StatusCode::OK.into_response()
         }
-        Err(e @ IngestError::Invalid(_)) => dead_letter(&state, &body, &e.to_string()).await,
+        Err(e @ IngestError::Invalid(_)) => {
+            // The parse succeeded a moment ago; parsing again is cheaper than cloning every
+            // delivery for this rare path.
+            let parts = payload::parse(&body)
+                .map(Delivery::split)
+                .unwrap_or_default();
+            if parts.len() < 2 {
+                return dead_letter(&state, &body, &e.to_string()).await;
+            }
+            store_one_by_one(&state, &body, parts).await
+        }
         Err(IngestError::Unavailable(e)) => {
             metrics::counter!("webhook_deliveries_total", "outcome" => "db_error").increment(1);
             tracing::error!(error = %format!("{e:#}"), "cannot store delivery; Meta will retry");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }
+}
+
+/// A delivery the database refused as a whole, stored message by message: what it refuses is
+/// kept as a dead letter (the message's own JSON), the rest goes on as usual.
+async fn store_one_by_one(state: &WebhookState, body: &[u8], parts: Vec<Delivery>) -> Response {
+    for part in parts {
+        let raw = part.messages.first().map(|m| m.raw.to_string());
+        match state.ingestor.ingest(part).await {
+            Ok(_) => {}
+            Err(e @ IngestError::Invalid(_)) => {
+                let kept = raw.as_deref().map_or(body, str::as_bytes);
+                let response = dead_letter(state, kept, &e.to_string()).await;
+                if response.status() != StatusCode::OK {
+                    return response;
+                }
+            }
+            Err(IngestError::Unavailable(e)) => {
+                // Meta retries the whole delivery; what was stored is a duplicate then.
+                metrics::counter!("webhook_deliveries_total", "outcome" => "db_error").increment(1);
+                tracing::error!(error = %format!("{e:#}"), "cannot store delivery; Meta will retry");
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+        }
+    }
+    metrics::counter!("webhook_deliveries_total", "outcome" => "stored_in_parts").increment(1);
+    StatusCode::OK.into_response()
 }
 
 /// Keeps a signed but unreadable body and acknowledges it, so Meta stops retrying something

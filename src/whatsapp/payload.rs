@@ -25,11 +25,14 @@ const OBJECT: &str = "whatsapp_business_account";
 /// Parses one webhook POST body.
 ///
 /// Entries, changes, messages and statuses keep the order they had in the body, so a consumer
-/// that cares about per-sender order can rely on it within one delivery.
+/// that cares about per-sender order can rely on it within one delivery. NUL characters
+/// (`\u0000`), which PostgreSQL cannot store in text or JSON and which mean nothing in a chat,
+/// are removed from every string and key first, so such a message is still answered.
 pub fn parse(body: &[u8]) -> Result<Delivery, ParseError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson {
+    let mut root: Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson {
         reason: e.to_string(),
     })?;
+    strip_nul(&mut root);
     match root.get("object") {
         Some(Value::String(object)) if object == OBJECT => {}
         found => {
@@ -122,6 +125,47 @@ pub enum ParseError {
         /// serde_json's complaint, with quoted values blanked out.
         reason: String,
     },
+}
+
+/// Removes NUL characters from every string and object key of `value`, in place.
+fn strip_nul(value: &mut Value) {
+    match value {
+        Value::String(text) if text.contains('\0') => text.retain(|c| c != '\0'),
+        Value::Array(items) => items.iter_mut().for_each(strip_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, v)| (k.replace('\0', ""), v))
+                    .collect();
+            }
+            map.values_mut().for_each(strip_nul);
+        }
+        _ => {}
+    }
+}
+
+impl Delivery {
+    /// One delivery per message, then one with the statuses (and nothing else), in body
+    /// order: what is stored one by one when the database refuses the whole.
+    pub fn split(self) -> Vec<Delivery> {
+        let mut parts: Vec<Delivery> = self
+            .messages
+            .into_iter()
+            .map(|message| Delivery {
+                messages: vec![message],
+                contacts: self.contacts.clone(),
+                ..Delivery::default()
+            })
+            .collect();
+        if !self.statuses.is_empty() {
+            parts.push(Delivery {
+                statuses: self.statuses,
+                ..Delivery::default()
+            });
+        }
+        parts
+    }
 }
 
 /// Everything one webhook POST carried, flattened across entries and changes in body order.

@@ -720,3 +720,45 @@ async fn a_user_administrator_cannot_hand_out_a_role_holding_more_than_their_own
     .await;
     assert_eq!(status, 201, "{created}");
 }
+
+#[tokio::test]
+async fn a_nul_character_anywhere_gets_422_naming_the_field_not_a_server_error() {
+    let app = spawn_app().await;
+    let admin = signed_in(&app, "admin", "SYSADMIN").await;
+    let (status, problem) = create_user(
+        &app,
+        &admin,
+        json!({ "username": "nul1", "full_name": "A\u{0}B", "role": "OPERATOR" }),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["full_name"], "{problem}");
+
+    let (status, problem) = send(
+        &app,
+        &admin,
+        Method::PUT,
+        "/api/v1/roles/OPERATOR/permissions",
+        Some(json!({ "permissions": ["AI.CHAT", "WO\u{0}READ"] })),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["permissions[1]"], "{problem}");
+
+    let (status, problem) =
+        status_json(get(&app, "/api/v1/users?q=a%00b", &admin.access).await).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["q"], "{problem}");
+
+    let (status, _) =
+        status_json(get(&app, "/api/v1/roles/OP%00ERATOR", &admin.access).await).await;
+    assert_eq!(
+        status, 404,
+        "a code PostgreSQL cannot compare names no role"
+    );
+    assert_eq!(
+        app.count("select count(*) from adm_user where username = 'nul1'")
+            .await,
+        0
+    );
+}

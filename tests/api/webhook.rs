@@ -274,3 +274,82 @@ async fn webhook_sheds_load_beyond_its_concurrency_with_503() {
         "nothing of a shed delivery is stored"
     );
 }
+
+/// One delivery carrying several messages (as Meta batches them).
+fn batch(messages: &[serde_json::Value]) -> String {
+    serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "0", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550000000", "phone_number_id": "123" },
+            "messages": messages,
+        }}]}]
+    })
+    .to_string()
+}
+
+fn text(from: &str, wamid: &str, body: &str) -> serde_json::Value {
+    serde_json::json!({ "from": from, "id": wamid, "timestamp": now().to_string(),
+                        "type": "text", "text": { "body": body } })
+}
+
+#[tokio::test]
+async fn a_nul_character_in_one_message_of_a_batch_loses_nothing() {
+    let app = spawn_app().await;
+    let from = app.trusted_sender().await;
+    let body = batch(&[
+        text(&from, "wamid.nul.1", "omzet\u{0} bulan ini"),
+        text(&from, "wamid.nul.2", "halo"),
+    ]);
+    assert_eq!(app.post_webhook(&body).await.status(), 200);
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("select wamid, body from wa_inbox order by id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored,
+        [
+            ("wamid.nul.1".to_owned(), "omzet bulan ini".to_owned()),
+            ("wamid.nul.2".to_owned(), "halo".to_owned())
+        ],
+        "both stored, the NUL removed"
+    );
+    assert_eq!(app.count("select count(*) from wa_dead_letter").await, 0);
+    app.settle().await;
+    assert_eq!(
+        app.count("select count(*) from wa_outbox where inbound_wamid like 'wamid.nul.%'")
+            .await,
+        2,
+        "both answered"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_the_database_refuses_keeps_the_other_messages_and_dead_letters_only_the_refused_one(
+) {
+    let app = spawn_app().await;
+    let from = new_sender();
+    let body = batch(&[
+        text(&from, "wamid.part.1", "satu"),
+        // A sender id far longer than any WhatsApp id: parses, but no column takes it.
+        text(&"9".repeat(200), "wamid.part.bad", "dua"),
+        text(&from, "wamid.part.3", "tiga"),
+    ]);
+    assert_eq!(app.post_webhook(&body).await.status(), 200);
+    let stored: Vec<String> = sqlx::query_scalar("select wamid from wa_inbox order by id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, ["wamid.part.1", "wamid.part.3"]);
+    let kept: Vec<Vec<u8>> = sqlx::query_scalar("select body from wa_dead_letter")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1);
+    let kept: serde_json::Value = serde_json::from_slice(&kept[0]).unwrap();
+    assert_eq!(
+        kept["id"], "wamid.part.bad",
+        "the refused message itself is kept"
+    );
+}
