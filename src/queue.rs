@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull};
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use secrecy::ExposeSecret;
 use tokio::sync::Notify;
@@ -88,11 +89,22 @@ pub async fn ensure_stream(
     .with_context(|| format!("creating JetStream stream {name}"))
 }
 
+/// Makes sure a stream and its durable consumer exist and returns the consumer: what [`pull`]
+/// calls again after a failure, so a stream deleted or lost with nats-server's store is created
+/// anew while the hub runs.
+pub type Ensure = Arc<
+    dyn Fn() -> BoxFuture<'static, anyhow::Result<jetstream::consumer::Consumer<pull::Config>>>
+        + Send
+        + Sync,
+>;
+
 /// Pulls from `consumer` and awaits `handle` on each message, one at a time, until `shutdown`;
-/// the message in hand is finished first. A failed pull is retried every second; `what` names
-/// the queue in the logs.
+/// the message in hand is finished first. After a failed pull (NATS away, the consumer or its
+/// stream gone) it waits a second, calls `ensure` and pulls again; `what` names the queue in
+/// the logs.
 pub async fn pull<F, Fut>(
-    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    mut consumer: jetstream::consumer::Consumer<pull::Config>,
+    ensure: Ensure,
     shutdown: &CancellationToken,
     what: &str,
     mut handle: F,
@@ -100,15 +112,27 @@ pub async fn pull<F, Fut>(
     F: FnMut(jetstream::Message) -> Fut,
     Fut: Future<Output = ()>,
 {
+    let mut failed = false;
     while !shutdown.is_cancelled() {
+        if failed {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            match ensure().await {
+                Ok(fresh) => consumer = fresh,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), queue = what, "cannot set up the JetStream consumer; retrying");
+                    continue;
+                }
+            }
+        }
+        failed = true;
         let mut messages = match consumer.messages().await {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, queue = what, "cannot pull from JetStream; retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
+                continue;
             }
         };
         loop {
@@ -118,7 +142,10 @@ pub async fn pull<F, Fut>(
             };
             match next {
                 Some(Ok(message)) => handle(message).await,
-                Some(Err(e)) => tracing::debug!(error = %e, queue = what, "pull stream hiccup"),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, queue = what, "pull stream failed; pulling anew");
+                    break;
+                }
                 None => break,
             }
         }

@@ -37,7 +37,7 @@ use crate::inbox::store::Ingestor;
 use crate::inbox::webhook::WebhookState;
 use crate::outbox::sender::SenderSettings;
 use crate::outbox::{Purpose, Sender};
-use crate::queue::connect_nats;
+use crate::queue::{connect_nats, Ensure};
 use crate::whatsapp::graph::Transport;
 use crate::{alerts, brain, db, http, inbox, telemetry};
 
@@ -81,8 +81,8 @@ pub struct Application {
     internal: Option<(TcpListener, Router)>,
     /// The pipeline's stages.
     stages: Stages,
-    /// The inbox consumers, one per partition.
-    consumers: Vec<jetstream::consumer::Consumer<pull::Config>>,
+    /// The inbox consumers, one per partition, each with what sets it up again.
+    consumers: Vec<(jetstream::consumer::Consumer<pull::Config>, Ensure)>,
     /// Stores alerts published on NATS.
     intake: AlertIntake,
     /// Raises alerts from the warehouse's own data.
@@ -106,7 +106,16 @@ impl Application {
         let nats = connect_nats(&settings.nats).await?;
         let js = jetstream::new(nats.clone());
         let stream = inbox::relay::ensure_stream(&js, &settings.inbox).await?;
-        let consumers = inbox::consumer::ensure_consumers(&stream, &settings.inbox).await?;
+        let consumers = inbox::consumer::ensure_consumers(&stream, &settings.inbox)
+            .await?
+            .into_iter()
+            .zip(0..)
+            .map(|(c, partition)| {
+                let again =
+                    inbox::consumer::ensure_again(js.clone(), settings.inbox.clone(), partition);
+                (c, again)
+            })
+            .collect();
         let alert_consumer = alerts::intake::ensure_consumer(&js, &settings.alerts).await?;
         let transport = Transport::from_settings(&settings.whatsapp, nats.clone());
         if settings.whatsapp.is_local() {
@@ -175,11 +184,16 @@ impl Application {
         );
         let relay = Relay::new(
             db.clone(),
-            js,
+            js.clone(),
             settings.inbox.clone(),
             ingestor.relay_doorbell(),
         );
-        let intake = AlertIntake::new(db.clone(), alert_consumer, dispatcher.doorbell());
+        let intake = AlertIntake::new(
+            db.clone(),
+            alert_consumer,
+            alerts::intake::ensure_again(js.clone(), settings.alerts.clone()),
+            dispatcher.doorbell(),
+        );
         let detector = Detector::new(
             db.clone(),
             settings.alerts.detect_every_mins,
@@ -271,8 +285,8 @@ impl Application {
         let mut workers = JoinSet::new();
         let stages = self.stages;
         workers.spawn(stages.relay.clone().run(stop_workers.clone()));
-        for c in self.consumers {
-            workers.spawn(stages.consumer.clone().run(c, stop_workers.clone()));
+        for (c, ensure) in self.consumers {
+            workers.spawn(stages.consumer.clone().run(c, ensure, stop_workers.clone()));
         }
         workers.spawn(stages.sender.clone().run(stop_workers.clone()));
         workers.spawn(self.intake.run(stop_workers.clone()));

@@ -65,7 +65,8 @@ pub(crate) fn base() -> utoipa::openapi::OpenApi {
 }
 
 /// The finished document: every operation also lists the problem answers it can give (401, 403,
-/// 400/422) and, in its description, the permission it needs.
+/// 400 and 422 for a body, 422 for query parameters, 404 for a resource in the path) and, in its
+/// description, the permission it needs.
 pub(crate) fn finish(api: utoipa::openapi::OpenApi) -> Value {
     let mut doc = serde_json::to_value(&api).expect("the OpenAPI document serialises");
     let problem = |description: &str| {
@@ -90,6 +91,12 @@ pub(crate) fn finish(api: utoipa::openapi::OpenApi) -> Value {
                             .collect()
                     });
                 let has_body = op.contains_key("requestBody");
+                let takes = |place: &str| {
+                    op.get("parameters")
+                        .and_then(Value::as_array)
+                        .is_some_and(|ps| ps.iter().any(|p| p["in"] == place))
+                };
+                let (has_query, has_path) = (takes("query"), takes("path"));
                 if let Some(scopes) = &scopes {
                     if !scopes.is_empty() {
                         let note =
@@ -119,9 +126,16 @@ pub(crate) fn finish(api: utoipa::openapi::OpenApi) -> Value {
                     responses
                         .entry("400")
                         .or_insert_with(|| problem("The body is not JSON"));
+                }
+                if has_body || has_query {
                     responses
                         .entry("422")
                         .or_insert_with(|| problem("Invalid values; `errors` names the fields"));
+                }
+                if has_path {
+                    responses
+                        .entry("404")
+                        .or_insert_with(|| problem("No such resource"));
                 }
             }
         }

@@ -19,6 +19,7 @@
 //! the NATS server's permissions. Control and bidirectional-override characters are removed from
 //! the message so it reads on the phone as it reads in the list.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Severity;
 use crate::config::AlertSettings;
-use crate::queue::Doorbell;
+use crate::queue::{Doorbell, Ensure};
 
 /// Largest alert message accepted, in bytes of JSON.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -234,10 +235,20 @@ pub async fn ensure_consumer(
         .with_context(|| format!("creating JetStream consumer {name}"))
 }
 
+/// What sets up the alert stream and its consumer again (see [`crate::queue::Ensure`]).
+pub fn ensure_again(js: jetstream::Context, settings: AlertSettings) -> Ensure {
+    Arc::new(move || {
+        let (js, settings) = (js.clone(), settings.clone());
+        Box::pin(async move { ensure_consumer(&js, &settings).await })
+    })
+}
+
 /// The intake stage: the stream's durable consumer, storing into `ai_alert`.
 pub struct AlertIntake {
     db: PgPool,
     consumer: jetstream::consumer::Consumer<pull::Config>,
+    /// Sets the stream and the consumer up again after a failure.
+    ensure: Ensure,
     /// The dispatcher's, rung when an alert was stored.
     dispatcher: Doorbell,
 }
@@ -246,11 +257,13 @@ impl AlertIntake {
     pub fn new(
         db: PgPool,
         consumer: jetstream::consumer::Consumer<pull::Config>,
+        ensure: Ensure,
         dispatcher: Doorbell,
     ) -> Self {
         Self {
             db,
             consumer,
+            ensure,
             dispatcher,
         }
     }
@@ -258,9 +271,14 @@ impl AlertIntake {
     /// Stores alerts from the stream until `shutdown`; the alert in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
         let this = &self;
-        crate::queue::pull(&self.consumer, &shutdown, "alerts", |message| async move {
-            this.handle(&message).await
-        })
+        let (consumer, ensure) = (self.consumer.clone(), self.ensure.clone());
+        crate::queue::pull(
+            consumer,
+            ensure,
+            &shutdown,
+            "alerts",
+            |message| async move { this.handle(&message).await },
+        )
         .await;
     }
 
@@ -441,5 +459,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(alert.message, "Mesin berhenti lihat\nbaris 2");
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_get_an_alert_or_a_reason(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            match parse(&body) {
+                Ok(alert) => prop_assert!(!alert.message.contains('\0')),
+                Err(reason) => prop_assert!(!reason.is_empty()),
+            }
+        }
+
+        #[test]
+        fn any_message_text_is_stored_readable_and_bounded(message in any::<String>()) {
+            let body = serde_json::json!({
+                "module": "WO", "alert_type": "ANOMALY", "severity": "High", "message": message,
+            });
+            match parse(body.to_string().as_bytes()) {
+                Ok(alert) => {
+                    prop_assert!(alert.message.chars().count() <= 3000);
+                    prop_assert!(!alert.message.chars().any(|c| c.is_control() && c != '\n' && c != '\t'));
+                    let bidi = |c: char| ('\u{202a}'..='\u{202e}').contains(&c)
+                        || ('\u{2066}'..='\u{2069}').contains(&c);
+                    prop_assert!(!alert.message.chars().any(bidi), "bidi controls removed");
+                }
+                Err(reason) => prop_assert!(reason.contains("NUL") || reason.contains("message"), "{}", reason),
+            }
+        }
     }
 }

@@ -956,3 +956,57 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::brain::intent::classify;
+    use proptest::prelude::*;
+
+    /// Words of the questions people ask, mixed with anything at all.
+    fn question() -> impl Strategy<Value = String> {
+        let word = prop_oneof![
+            3 => prop_oneof![
+                Just("omzet"), Just("bulan"), Just("ini"), Just("lalu"), Just("revenue"),
+                Just("per"), Just("customer"), Just("top"), Just("5"), Just("reject"),
+                Just("rate"), Just("mesin"), Just("MCH-003"), Just("vs"), Just("minggu"),
+                Just("2"), Just("tahun"), Just("piutang"), Just("overdue"), Just("stok"),
+                Just("kode"), Just("123456"), Just("mute"), Just("alert"), Just("jam"),
+                Just("?"), Just("berapa"), Just("tren"), Just("margin"), Just("sejak"),
+            ].prop_map(str::to_owned),
+            1 => ".{0,12}",
+        ];
+        proptest::collection::vec(word, 0..24).prop_map(|w| w.join(" "))
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_classified_and_read_without_panicking(
+            text in prop_oneof![question(), ".{0,300}"],
+        ) {
+            let masters = Catalog::blueprint_sample();
+            let today = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+            let c = classify(&text, &masters);
+            prop_assert!((0.0..=1.0).contains(&c.confidence), "{}", c.confidence);
+            let _ = read(&text, &c, &masters, today, None);
+            let again = classify(&format!("  {text}\n"), &masters);
+            prop_assert_eq!(again.intent, c.intent, "surrounding blanks change nothing");
+        }
+
+        #[test]
+        fn a_document_number_is_found_wherever_it_stands(
+            before in question(), after in question(),
+            kind in prop_oneof![Just("SO"), Just("PO"), Just("DO"), Just("WO")],
+            month in 1u32..=12, seq in 1u32..=9999,
+        ) {
+            let number = format!("{kind}-2026{month:02}-{seq:04}");
+            let text = format!("{before} {} {after}", number.to_lowercase());
+            let c = classify(&text, &Catalog::blueprint_sample());
+            prop_assert!(
+                c.entities.otp.is_some()
+                    || c.entities.documents.iter().any(|d| d.number == number),
+                "{} not found in {:?}", number, text
+            );
+        }
+    }
+}

@@ -11,9 +11,8 @@
 //! retried (NAK with backoff) up to `inbox.max_deliver` deliveries; then the row is marked `dead`
 //! and the message terminated — the dead-letter path for poison messages.
 
-use std::time::Duration;
-
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
@@ -30,7 +29,7 @@ use crate::identity::gate::{Admission, Gate, Inbound};
 use crate::inbox::relay::Job;
 use crate::inbox::subject;
 use crate::outbox::{enqueue_reply, Purpose};
-use crate::queue::Doorbell;
+use crate::queue::{Doorbell, Ensure};
 use crate::texts::{self, Lang};
 use crate::whatsapp::graph::{Recipient, Transport};
 
@@ -41,26 +40,45 @@ pub async fn ensure_consumers(
 ) -> anyhow::Result<Vec<jetstream::consumer::Consumer<pull::Config>>> {
     let mut consumers = Vec::with_capacity(usize::from(settings.partitions));
     for partition in 0..settings.partitions {
-        let name = format!("{}-p{partition}", settings.stream.to_lowercase());
-        let consumer = stream
-            .get_or_create_consumer(
-                &name,
-                pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: subject(&settings.subject_prefix, partition),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(settings.ack_wait_secs),
-                    max_deliver: settings.max_deliver,
-                    max_ack_pending: 1,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("creating JetStream consumer {name}"))?;
-        consumers.push(consumer);
+        consumers.push(ensure_consumer(stream, settings, partition).await?);
     }
     Ok(consumers)
+}
+
+/// The durable consumer of `partition`, created when missing.
+async fn ensure_consumer(
+    stream: &jetstream::stream::Stream,
+    settings: &InboxSettings,
+    partition: u16,
+) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+    let name = format!("{}-p{partition}", settings.stream.to_lowercase());
+    stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: subject(&settings.subject_prefix, partition),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(settings.ack_wait_secs),
+                max_deliver: settings.max_deliver,
+                max_ack_pending: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("creating JetStream consumer {name}"))
+}
+
+/// What sets up the stream and the consumer of `partition` again (see [`crate::queue::Ensure`]).
+pub fn ensure_again(js: jetstream::Context, settings: InboxSettings, partition: u16) -> Ensure {
+    Arc::new(move || {
+        let (js, settings) = (js.clone(), settings.clone());
+        Box::pin(async move {
+            let stream = crate::inbox::relay::ensure_stream(&js, &settings).await?;
+            ensure_consumer(&stream, &settings, partition).await
+        })
+    })
 }
 
 /// What the consumer takes from the settings.
@@ -121,10 +139,11 @@ impl Consumer {
     pub async fn run(
         self,
         consumer: jetstream::consumer::Consumer<pull::Config>,
+        ensure: Ensure,
         shutdown: CancellationToken,
     ) {
         let this = &self;
-        crate::queue::pull(&consumer, &shutdown, "inbox", |message| async move {
+        crate::queue::pull(consumer, ensure, &shutdown, "inbox", |message| async move {
             this.handle(message).await
         })
         .await;

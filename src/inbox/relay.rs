@@ -82,6 +82,11 @@ impl Relay {
                     Err(e) => {
                         metrics::counter!("inbox_relay_errors_total").increment(1);
                         tracing::warn!(error = %format!("{e:#}"), "relay round failed; rows stay pending");
+                        // The stream may be gone (deleted, or lost with nats-server's store):
+                        // set it up again, so the next round can publish.
+                        if let Err(e) = ensure_stream(&self.js, &self.settings).await {
+                            tracing::debug!(error = %format!("{e:#}"), "cannot set up the inbox stream");
+                        }
                         break;
                     }
                 }

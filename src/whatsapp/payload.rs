@@ -1915,3 +1915,92 @@ mod tests {
         assert!(!text.contains("secret") && !text.contains("home"), "{text}");
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// Any JSON value, a few levels deep.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,40}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::from),
+                proptest::collection::hash_map("[a-z_]{1,12}", inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn envelope(value: Value) -> Vec<u8> {
+        json!({
+            "object": "whatsapp_business_account",
+            "entry": [{ "id": "1", "changes": [{ "field": "messages", "value": value }] }]
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_or_give_a_reason(body in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            if let Err(e) = parse(&body) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn any_json_in_a_change_parses_or_gives_a_reason(value in any_json()) {
+            if let Err(e) = parse(&envelope(value)) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn any_message_shape_with_its_ids_parses_or_gives_a_reason(
+            extra in proptest::collection::hash_map("[a-z_]{1,10}", any_json(), 0..6),
+            kind in prop_oneof![
+                prop_oneof![Just("text"), Just("image"), Just("interactive"), Just("button"),
+                            Just("system"), Just("reaction")].prop_map(str::to_owned),
+                ".{0,12}",
+            ],
+        ) {
+            let mut message = json!({ "from": "6281100000001", "id": "wamid.p",
+                                      "timestamp": "1700000000", "type": kind });
+            for (k, v) in extra {
+                message[k] = v;
+            }
+            let body = envelope(json!({ "messaging_product": "whatsapp",
+                                        "metadata": { "phone_number_id": "1" },
+                                        "messages": [message] }));
+            if let Err(e) = parse(&body) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn any_text_arrives_as_sent_without_its_nul_characters(text in any::<String>()) {
+            let body = envelope(json!({
+                "messaging_product": "whatsapp",
+                "metadata": { "phone_number_id": "1" },
+                "messages": [{ "from": "6281100000001", "id": "wamid.p", "timestamp": "1700000000",
+                               "type": "text", "text": { "body": text } }]
+            }));
+            let delivery = parse(&body).expect("a well-formed text message");
+            prop_assert_eq!(delivery.messages.len(), 1);
+            let expected: String = text.chars().filter(|c| *c != '\0').collect();
+            prop_assert_eq!(delivery.messages[0].kind.text(), Some(expected.as_str()));
+            prop_assert!(!delivery.messages[0].raw.to_string().contains("\\u0000"));
+        }
+    }
+}

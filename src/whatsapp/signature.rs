@@ -64,3 +64,39 @@ mod tests {
         assert!(!verify(b"secret", b"body", Some("sha256=")));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_signature_verifies_its_own_body_and_no_other(
+            secret in proptest::collection::vec(any::<u8>(), 1..64),
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            flip in any::<usize>(),
+        ) {
+            let header = sign(&secret, &body);
+            prop_assert!(well_formed(Some(&header)));
+            prop_assert!(verify(&secret, &body, Some(&header)));
+            let mut other = body.clone();
+            if other.is_empty() {
+                other.push(0);
+            } else {
+                let i = flip % other.len();
+                other[i] ^= 1;
+            }
+            prop_assert!(!verify(&secret, &other, Some(&header)));
+        }
+
+        #[test]
+        fn any_header_is_judged_without_panicking(header in ".{0,200}", body in ".{0,64}") {
+            let ok = verify(b"secret", body.as_bytes(), Some(&header));
+            prop_assert!(!ok || header.trim() == sign(b"secret", body.as_bytes()));
+            if !well_formed(Some(&header)) {
+                prop_assert!(!ok);
+            }
+        }
+    }
+}

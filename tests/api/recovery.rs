@@ -295,3 +295,34 @@ async fn a_relayed_message_whose_job_was_lost_is_relayed_again_under_a_new_id_an
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("inbox_rerelayed_total"));
 }
+
+#[tokio::test]
+async fn a_deleted_inbox_stream_is_set_up_again_while_the_hub_runs() {
+    let app = spawn_app_with(|s| s.inbox.relay_idle_ms = 200).await;
+    let from = app.trusted_sender().await;
+    let js = async_nats::jetstream::new(
+        async_nats::connect(secrecy::ExposeSecret::expose_secret(
+            &app.test_db.settings.nats.url,
+        ))
+        .await
+        .unwrap(),
+    );
+    // As if nats-server lost its store, or an operator removed the stream.
+    js.delete_stream(&app.test_db.settings.inbox.stream)
+        .await
+        .unwrap();
+    app.post_webhook(&text_delivery(&from, "wamid.nostream", "halo", now()))
+        .await;
+    assert!(
+        eventually(WAIT, || async {
+            app.graph().sends().iter().any(|r| r.body["to"] == from)
+        })
+        .await,
+        "the relay and the consumers set the stream up again and the message was answered"
+    );
+    assert_eq!(
+        app.count("select count(*) from wa_outbox where inbound_wamid = 'wamid.nostream'")
+            .await,
+        1
+    );
+}
