@@ -81,6 +81,9 @@ pub fn ensure_again(js: jetstream::Context, settings: InboxSettings, partition: 
     })
 }
 
+/// Earlier open messages of the same sender processed before a job, at most.
+const EARLIER_FIRST: i64 = 5;
+
 /// What the consumer takes from the settings.
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
@@ -192,7 +195,7 @@ impl Consumer {
                 }
             });
         }
-        match self.process(&job).await {
+        match self.process_in_order(&job).await {
             Ok(Outcome::Answered(parts)) => {
                 metrics::counter!("inbox_processed_total", "outcome" => "answered").increment(1);
                 tracing::debug!(parts, "message processed");
@@ -287,6 +290,43 @@ async fn load(tx: &mut sqlx::PgConnection, id: i64) -> anyhow::Result<Option<Inb
 /// 3. in one transaction: lock the row again and, unless another delivery finished it meanwhile,
 ///    write the answer to the outbox, the exchange to `ai_chat`, and mark the row done.
 impl Consumer {
+    /// Processes `job` after the sender's earlier messages that are still open (at most
+    /// [`EARLIER_FIRST`]): their jobs were lost on JetStream (and wait for the relay's sweep), or
+    /// were committed late. So a sender's answers keep their order even then; each earlier row's
+    /// own job, when it comes, finds it done. An earlier row that fails is left to its own job
+    /// (and its poison path), so it cannot take this one down with it.
+    async fn process_in_order(&self, job: &Job) -> anyhow::Result<Outcome> {
+        let earlier: Vec<(i64, String)> = sqlx::query_as(
+            "select e.id, e.wamid from wa_inbox j
+             join wa_inbox e on e.sender_key = j.sender_key and e.id < j.id
+             where j.id = $1 and j.wamid = $2 and e.status in ('pending', 'relayed')
+             order by e.id limit $3",
+        )
+        .bind(job.id)
+        .bind(&job.wamid)
+        .bind(EARLIER_FIRST)
+        .fetch_all(&self.db)
+        .await
+        .context("looking for the sender's earlier open messages")?;
+        for (id, wamid) in earlier {
+            match self.process(&Job { id, wamid }).await {
+                Ok(Outcome::Answered(parts)) => {
+                    metrics::counter!("inbox_processed_total", "outcome" => "earlier_first")
+                        .increment(1);
+                    if parts > 0 {
+                        self.sender.ring();
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), id, "an earlier open message failed; left to its own job");
+                    break;
+                }
+            }
+        }
+        self.process(job).await
+    }
+
     /// Processes the inbox row `job` points at (see above); safe to call again for the same job,
     /// from any instance: a finished row is left alone.
     pub async fn process(&self, job: &Job) -> anyhow::Result<Outcome> {

@@ -309,7 +309,8 @@ async fn a_stale_backlog_message_gets_a_notice_not_an_answer() {
 }
 
 #[tokio::test]
-async fn a_send_interrupted_by_a_crash_is_not_repeated_and_is_reconciled_by_its_status() {
+async fn a_send_interrupted_by_a_crash_is_not_repeated_within_the_grace_and_is_reconciled_by_its_status(
+) {
     let app = spawn_app().await;
     let to = new_sender();
     // What a crash between "Meta accepted" and "hub recorded" leaves behind.
@@ -326,7 +327,11 @@ async fn a_send_interrupted_by_a_crash_is_not_repeated_and_is_reconciled_by_its_
             .await,
         1
     );
-    assert_eq!(sends_to(&app, &to).await, 0, "never resent");
+    assert_eq!(
+        sends_to(&app, &to).await,
+        0,
+        "not resent within whatsapp.unknown_grace_secs"
+    );
 
     // Meta did send it: its status webhook carries our callback data.
     app.post_webhook(&status_delivery(

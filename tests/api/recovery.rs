@@ -326,3 +326,44 @@ async fn a_deleted_inbox_stream_is_set_up_again_while_the_hub_runs() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_senders_earlier_message_whose_job_was_lost_is_answered_before_the_next_one() {
+    let app = spawn_app_with(|_| {}).await;
+    let from = app.trusted_sender().await;
+    app.post_webhook(&text_delivery(&from, "wamid.first", "halo", now()))
+        .await;
+    app.settle().await;
+    // Relayed a moment ago, its job lost (the sweep would only find it minutes later).
+    sqlx::query(
+        "insert into wa_inbox (wamid, phone_nr_id, wa_id, sender_key, msg_type, body, payload,
+                               sent_at, status, relayed_at)
+         select 'wamid.lost.early', phone_nr_id, wa_id, sender_key, msg_type, 'omzet bulan ini',
+                payload, now(), 'relayed', now()
+         from wa_inbox where wamid = 'wamid.first'",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    app.post_webhook(&text_delivery(
+        &from,
+        "wamid.next",
+        "berapa order bulan ini",
+        now(),
+    ))
+    .await;
+    // The app's own workers, through JetStream: the job of wamid.next comes, the lost one never.
+    assert!(
+        eventually(WAIT, || async { texts_to(&app, &from).len() == 3 }).await,
+        "both answered: {:?}",
+        texts_to(&app, &from)
+    );
+    let order: Vec<String> = sqlx::query_scalar(
+        "select inbound_wamid from wa_outbox where wa_id = $1 order by sent_at, id",
+    )
+    .bind(&from)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(order, ["wamid.first", "wamid.lost.early", "wamid.next"]);
+}
