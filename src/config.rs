@@ -394,6 +394,10 @@ pub struct AlertSettings {
     pub max_age_mins: u64,
     /// How often the detectors look at the factory's data; 0 = never.
     pub detect_every_mins: u64,
+    /// `stream` as configured, without the deployment's name: the stream a release before
+    /// deployment names used, taken over when it still captures `subject`.
+    #[serde(skip)]
+    pub legacy_stream: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -575,6 +579,7 @@ impl Settings {
         }
         self.inbox.stream = format!("{}_{name}", self.inbox.stream);
         self.inbox.subject_prefix = format!("{}.{name}", self.inbox.subject_prefix);
+        self.alerts.legacy_stream = self.alerts.stream.clone();
         self.alerts.stream = format!("{}_{name}", self.alerts.stream);
         self.nats.deployment = name;
         Ok(())

@@ -209,15 +209,23 @@ pub async fn ensure_consumer(
     settings: &AlertSettings,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
     let stream =
-        crate::queue::ensure_stream(js, &settings.stream, vec![settings.subject.clone()])
+        match crate::queue::ensure_stream(js, &settings.stream, vec![settings.subject.clone()])
             .await
-            .with_context(|| {
-                format!(
-                    "is alerts.subject {} already captured by another deployment's stream on this NATS? Give each deployment its own alerts.subject",
-                    settings.subject
-                )
-            })?;
-    let name = format!("{}-hub", settings.stream.to_lowercase());
+        {
+            Ok(stream) => stream,
+            Err(e) => match legacy_stream(js, settings).await {
+                Some(stream) => stream,
+                None => {
+                    return Err(e.context(format!(
+                        "is alerts.subject {} already captured by another deployment's stream on this NATS? Give each deployment its own alerts.subject",
+                        settings.subject
+                    )))
+                }
+            },
+        };
+    // The consumer is named after the stream it reads (a taken-over one keeps its consumer: a
+    // work queue allows only one).
+    let name = format!("{}-hub", stream.cached_info().config.name.to_lowercase());
     stream
         .get_or_create_consumer(
             &name,
@@ -233,6 +241,28 @@ pub async fn ensure_consumer(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("creating JetStream consumer {name}"))
+}
+
+/// The stream of a release before deployment names (`alerts.stream` without the name), when it
+/// still captures exactly `alerts.subject`: taken over, so an upgrade neither fails at start nor
+/// leaves the alerts it holds behind.
+async fn legacy_stream(
+    js: &jetstream::Context,
+    settings: &AlertSettings,
+) -> Option<jetstream::stream::Stream> {
+    if settings.legacy_stream.is_empty() || settings.legacy_stream == settings.stream {
+        return None;
+    }
+    let mut stream = js.get_stream(&settings.legacy_stream).await.ok()?;
+    let subjects = &stream.info().await.ok()?.config.subjects;
+    if subjects.as_slice() != [settings.subject.clone()] {
+        return None;
+    }
+    tracing::warn!(
+        stream = settings.legacy_stream,
+        "using the alert stream of a release before deployment names (alerts.stream without nats.deployment)"
+    );
+    Some(stream)
 }
 
 /// What sets up the alert stream and its consumer again (see [`crate::queue::Ensure`]).

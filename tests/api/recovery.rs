@@ -367,3 +367,52 @@ async fn a_senders_earlier_message_whose_job_was_lost_is_answered_before_the_nex
     .unwrap();
     assert_eq!(order, ["wamid.first", "wamid.lost.early", "wamid.next"]);
 }
+
+#[tokio::test]
+async fn the_alert_stream_of_a_release_before_deployment_names_is_taken_over_with_what_it_holds() {
+    let mut test_db = crate::helpers::fresh_database().await;
+    let alerts = test_db.settings.alerts.clone();
+    let legacy = format!("{}_LEGACY", alerts.stream);
+    let js = async_nats::jetstream::new(
+        async_nats::connect(secrecy::ExposeSecret::expose_secret(
+            &test_db.settings.nats.url,
+        ))
+        .await
+        .unwrap(),
+    );
+    // The old release's stream over the same subject, holding an alert published while the hub
+    // was being upgraded.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: legacy.clone(),
+        subjects: vec![alerts.subject.clone()],
+        retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.publish(
+        alerts.subject.clone(),
+        json!({"module": "WO", "alert_type": "ANOMALY", "severity": "High",
+               "message": "published during the upgrade"})
+        .to_string()
+        .into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    test_db.settings.alerts.legacy_stream = legacy.clone();
+    let app = crate::helpers::start(test_db, None).await;
+    assert!(
+        eventually(WAIT, || async {
+            app.count(
+                "select count(*) from ai_alert where message = 'published during the upgrade'",
+            )
+            .await
+                == 1
+        })
+        .await,
+        "the hub started on the old stream and stored what it held"
+    );
+    let _ = js.delete_stream(&legacy).await;
+}
