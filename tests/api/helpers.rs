@@ -391,6 +391,21 @@ impl TestApp {
     }
 }
 
+/// The texts the fake Graph API received for `to`, oldest first.
+pub fn texts_to(app: &TestApp, to: &str) -> Vec<String> {
+    app.graph()
+        .sends()
+        .into_iter()
+        .filter(|r| r.body["to"] == to)
+        .map(|r| {
+            r.body["text"]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
 /// Polls `check` until it holds, for at most `limit`; a bounded wait for asynchronous pipeline
 /// effects, never a timing assertion.
 pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool

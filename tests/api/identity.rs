@@ -5,25 +5,11 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{
-    eventually, free_port, new_sender, now, spawn_app_with, text_delivery, SmtpSink, TestApp,
+    eventually, free_port, new_sender, now, spawn_app_with, text_delivery, texts_to, SmtpSink,
+    TestApp,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// The texts sent to `to`, oldest first.
-fn texts_to(app: &TestApp, to: &str) -> Vec<String> {
-    app.graph()
-        .sends()
-        .into_iter()
-        .filter(|r| r.body["to"] == to)
-        .map(|r| {
-            r.body["text"]["body"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect()
-}
 
 async fn wait_texts(app: &TestApp, to: &str, n: usize) -> Vec<String> {
     assert!(

@@ -8,24 +8,15 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{
-    eventually, new_sender, now, spawn_app_with, status_delivery, text_delivery, TestApp,
+    eventually, new_sender, now, spawn_app_with, status_delivery, text_delivery, texts_to, TestApp,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Texts the fake Graph API received for `to`, in order.
-fn texts_to(app: &TestApp, to: &str) -> Vec<String> {
-    app.graph()
-        .sends()
-        .iter()
-        .filter(|r| r.body["to"] == to)
-        .map(|r| {
-            r.body["text"]["body"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect()
+/// JetStream on the NATS the app uses.
+async fn jetstream(settings: &sentient_hub::config::Settings) -> async_nats::jetstream::Context {
+    let url = secrecy::ExposeSecret::expose_secret(&settings.nats.url);
+    async_nats::jetstream::new(async_nats::connect(url).await.unwrap())
 }
 
 /// An outbox row of `body` to `to` in `status`, `attempts` tried, its lease (if sending) over;
@@ -219,13 +210,7 @@ async fn a_relayed_message_whose_job_was_lost_is_relayed_again_under_a_new_id_an
     // shape of another deployment's job, which the consumer terminates).
     let settings = &app.test_db.settings.inbox;
     let partition = sentient_hub::inbox::partition_of(&from, settings.partitions);
-    let js = async_nats::jetstream::new(
-        async_nats::connect(secrecy::ExposeSecret::expose_secret(
-            &app.test_db.settings.nats.url,
-        ))
-        .await
-        .unwrap(),
-    );
+    let js = jetstream(&app.test_db.settings).await;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(async_nats::header::NATS_MESSAGE_ID, "wamid.lost");
     js.publish_with_headers(
@@ -300,13 +285,7 @@ async fn a_relayed_message_whose_job_was_lost_is_relayed_again_under_a_new_id_an
 async fn a_deleted_inbox_stream_is_set_up_again_while_the_hub_runs() {
     let app = spawn_app_with(|s| s.inbox.relay_idle_ms = 200).await;
     let from = app.trusted_sender().await;
-    let js = async_nats::jetstream::new(
-        async_nats::connect(secrecy::ExposeSecret::expose_secret(
-            &app.test_db.settings.nats.url,
-        ))
-        .await
-        .unwrap(),
-    );
+    let js = jetstream(&app.test_db.settings).await;
     // As if nats-server lost its store, or an operator removed the stream.
     js.delete_stream(&app.test_db.settings.inbox.stream)
         .await
@@ -373,13 +352,7 @@ async fn the_alert_stream_of_a_release_before_deployment_names_is_taken_over_wit
     let mut test_db = crate::helpers::fresh_database().await;
     let alerts = test_db.settings.alerts.clone();
     let legacy = format!("{}_LEGACY", alerts.stream);
-    let js = async_nats::jetstream::new(
-        async_nats::connect(secrecy::ExposeSecret::expose_secret(
-            &test_db.settings.nats.url,
-        ))
-        .await
-        .unwrap(),
-    );
+    let js = jetstream(&test_db.settings).await;
     // The old release's stream over the same subject, holding an alert published while the hub
     // was being upgraded.
     js.create_stream(async_nats::jetstream::stream::Config {
