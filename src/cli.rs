@@ -36,6 +36,16 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Ask this machine's hub (or, with --worker, llm-worker) whether it is ready (`/readyz`):
+    /// exit 0 when it is, 1 with the reason when not. For container healthchecks.
+    Healthcheck {
+        /// Check the llm-worker on `llm.metrics_port` instead of the hub.
+        #[arg(long)]
+        worker: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
     /// Load the demo data (blueprint samples plus twelve months of history) and exit.
     Demo {
         /// Generate this many times the history (more customers, items, machines, orders,
@@ -138,6 +148,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Migrate => prepare_database(&settings, None).await,
+        Command::Healthcheck { worker, timeout } => {
+            healthcheck(&settings, worker, Duration::from_secs(timeout)).await
+        }
         Command::Prompt { phone, text } => {
             println!("{}", preview(&settings, &phone, &text).await?);
             Ok(())
@@ -187,6 +200,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             raise_alert(&settings, &body).await
         }
     }
+}
+
+/// `healthcheck`: GET `/readyz` of the hub (its internal listener when one is configured, where
+/// the health routes then live) or of the llm-worker, on this machine.
+async fn healthcheck(settings: &Settings, worker: bool, timeout: Duration) -> anyhow::Result<()> {
+    let port = if worker {
+        settings.llm.metrics_port
+    } else {
+        settings
+            .server
+            .internal_port
+            .unwrap_or(settings.server.port)
+    };
+    let what = if worker { "llm-worker" } else { "hub" };
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let response = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("the {what} does not answer at {url}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    anyhow::ensure!(
+        status.is_success(),
+        "the {what} is not ready ({status}): {}",
+        body.trim()
+    );
+    Ok(())
 }
 
 /// `alert`: checks the alert as the hub will, publishes it and waits for JetStream's ack.

@@ -76,3 +76,41 @@ async fn prompt_prints_the_exact_messages_for_a_users_question() {
         "{last}"
     );
 }
+
+// Several threads: the app serves while this test waits for the child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_exits_0_for_a_ready_hub_and_1_with_the_reason_otherwise() {
+    let app = crate::helpers::spawn_app().await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let ready = hub()
+        .args(["healthcheck"])
+        .env("SENTIENT__SERVER__PORT", &port)
+        .output()
+        .unwrap();
+    assert!(
+        ready.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+
+    app.kill_database().await;
+    let not_ready = hub()
+        .args(["healthcheck"])
+        .env("SENTIENT__SERVER__PORT", &port)
+        .output()
+        .unwrap();
+    assert_eq!(not_ready.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&not_ready.stderr);
+    assert!(stderr.contains("not ready (503"), "{stderr}");
+
+    let nobody = hub()
+        .args(["healthcheck", "--timeout", "1"])
+        .env(
+            "SENTIENT__SERVER__PORT",
+            crate::helpers::free_port().to_string(),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(nobody.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("does not answer"));
+}

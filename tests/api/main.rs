@@ -9,6 +9,7 @@ mod brain;
 mod chat;
 mod cli;
 mod demo;
+mod docker;
 mod gate;
 mod health;
 mod helpers;
