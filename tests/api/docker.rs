@@ -154,9 +154,18 @@ fn the_compose_files_reference_only_what_exists_and_every_service_is_run_properl
         .keys()
         .map(|k| k.as_str().unwrap())
         .collect();
+    // A one-shot job (the model pull) runs once: what waits for it waits for its success.
+    let one_shots: BTreeSet<&str> = services(&base)
+        .values()
+        .filter_map(|s| s.get("depends_on").and_then(Value::as_mapping))
+        .flat_map(|deps| deps.iter())
+        .filter(|(_, how)| how["condition"].as_str() == Some("service_completed_successfully"))
+        .filter_map(|(dep, _)| dep.as_str())
+        .collect();
     let mut problems = Vec::new();
     for (name, service) in services(&base) {
         let name = name.as_str().unwrap();
+        let one_shot = one_shots.contains(name);
         match (
             service.get("image").and_then(Value::as_str),
             service.get("build"),
@@ -170,10 +179,11 @@ fn the_compose_files_reference_only_what_exists_and_every_service_is_run_properl
             (None, Some(_)) => {}
             (None, None) => problems.push(format!("{name}: neither image nor build")),
         }
-        if service["restart"].as_str() != Some("unless-stopped") {
-            problems.push(format!("{name}: no `restart: unless-stopped`"));
+        let restart = if one_shot { "no" } else { "unless-stopped" };
+        if service["restart"].as_str() != Some(restart) {
+            problems.push(format!("{name}: not `restart: {restart}`"));
         }
-        if service.get("healthcheck").is_none() {
+        if service.get("healthcheck").is_none() && !one_shot {
             problems.push(format!("{name}: no healthcheck"));
         }
         let depends: Vec<&str> = match service.get("depends_on") {
@@ -203,10 +213,11 @@ fn the_compose_files_reference_only_what_exists_and_every_service_is_run_properl
             }
         }
     }
-    let overlay = compose("docker-compose.demo.yml");
-    for name in services(&overlay).keys() {
-        if !names.contains(name.as_str().unwrap()) {
-            problems.push(format!("docker-compose.demo.yml: unknown service {name:?}"));
+    for file in ["docker-compose.demo.yml", "docker-compose.gpu.yml"] {
+        for name in services(&compose(file)).keys() {
+            if !names.contains(name.as_str().unwrap()) {
+                problems.push(format!("{file}: unknown service {name:?}"));
+            }
         }
     }
     // Every variable the files use is explained in .env.example.
