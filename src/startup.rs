@@ -46,6 +46,8 @@ use crate::{alerts, brain, db, http, inbox, telemetry};
 const INGEST_COMMITTERS: usize = 3;
 /// Deliveries per ingest transaction at most.
 const INGEST_BATCH: usize = 256;
+/// How often the queues' depth is counted for `/metrics` (Prometheus scrapes every 15 s).
+const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 /// The HTTP router's state: one substate per module that serves routes, each taken by its
 /// handlers through `FromRef`.
@@ -132,6 +134,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let shutdown_timeout = Duration::from_secs(settings.server.shutdown_timeout_secs);
         let metrics = telemetry::metrics_handle();
+        telemetry::describe_hub();
         let ingestor = Ingestor::start(db.clone(), INGEST_COMMITTERS, INGEST_BATCH);
         let catalog = SharedCatalog::new(Catalog::load(&db).await?);
 
@@ -299,6 +302,11 @@ impl Application {
                 .run_mailer(self.db.clone(), stop_workers.clone()),
         );
         workers.spawn(telemetry::upkeep(self.metrics, stop_workers.clone()));
+        workers.spawn(telemetry::sample_queues(
+            self.db.clone(),
+            QUEUE_SAMPLE_EVERY,
+            stop_workers.clone(),
+        ));
         workers.spawn(
             stages
                 .catalog

@@ -88,12 +88,11 @@ async fn readyz(State(state): State<HealthState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<HealthState>) -> impl IntoResponse {
-    state.metrics.run_upkeep();
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        crate::telemetry::render(&state.metrics),
     )
 }

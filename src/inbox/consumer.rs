@@ -185,6 +185,9 @@ impl Consumer {
             }
         };
         tracing::Span::current().record("wamid", job.wamid.as_str());
+        if delivered > 1 {
+            metrics::counter!("inbox_redeliveries_total").increment(1);
+        }
         if delivered == 1 {
             // Blue ticks and "typing…" while the answer is prepared; best effort, off the hot path.
             let transport = self.transport.clone();
@@ -461,6 +464,7 @@ impl Consumer {
         .await?;
         brain::record(&mut tx, &caller, &question, &answer).await?;
         mark_done(tx, row.id).await?;
+        metrics::counter!("brain_replies_total", "outcome" => answer.outcome.as_str()).increment(1);
         Ok(Outcome::Answered(parts))
     }
 

@@ -68,7 +68,9 @@ impl Breaker {
     pub fn success(&self) {
         let mut inner = self.inner.lock().expect("breaker lock");
         inner.failures = 0;
-        inner.open_until = None;
+        if inner.open_until.take().is_some() {
+            metrics::gauge!("llm_circuit_open").set(0.0);
+        }
         inner.probing = false;
     }
 
@@ -79,6 +81,7 @@ impl Breaker {
             inner.open_until = Some(Instant::now() + self.open_for);
             inner.probing = false;
             metrics::counter!("llm_circuit_opened_total").increment(1);
+            metrics::gauge!("llm_circuit_open").set(1.0);
         }
     }
 }

@@ -202,6 +202,11 @@ fn the_compose_files_reference_only_what_exists_and_every_service_is_run_properl
                 if !root().join(source).exists() {
                     problems.push(format!("{name}: mounts {source}, which does not exist"));
                 }
+            } else if source.starts_with('/') {
+                // Only the node exporter reads the host, read-only.
+                if name != "node-exporter" || !mount.as_str().unwrap().contains(":ro") {
+                    problems.push(format!("{name}: mounts the host's {source}"));
+                }
             } else if !volumes.contains(source) {
                 problems.push(format!("{name}: volume {source} is not declared"));
             }

@@ -8,6 +8,7 @@ mod architecture;
 mod brain;
 mod chat;
 mod cli;
+mod dashboard;
 mod demo;
 mod docker;
 mod gate;

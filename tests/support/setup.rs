@@ -79,13 +79,23 @@ impl Isolated {
         &self.admin
     }
 
-    /// Drops the database (with force, so a running app does not stop it) and the streams.
+    /// Drops the database (with force, so a running app does not stop it) and the streams,
+    /// with those a `sentient-hub` process started on these settings named after its deployment
+    /// (`<stream>_<deployment>`).
     pub async fn remove(&self) {
         drop_database(&self.admin, &self.name).await;
         if let Ok(client) = sentient_hub::queue::connect_nats(&self.settings.nats).await {
             let js = async_nats::jetstream::new(client);
-            for stream in [&self.settings.inbox.stream, &self.settings.alerts.stream] {
-                let _ = js.delete_stream(stream).await;
+            let ours = [&self.settings.inbox.stream, &self.settings.alerts.stream];
+            let mut names = js.stream_names();
+            let mut doomed = Vec::new();
+            while let Some(Ok(name)) = futures::StreamExt::next(&mut names).await {
+                if ours.iter().any(|s| name.starts_with(s.as_str())) {
+                    doomed.push(name);
+                }
+            }
+            for stream in doomed {
+                let _ = js.delete_stream(&stream).await;
             }
         }
     }
