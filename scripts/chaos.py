@@ -714,6 +714,9 @@ class Chaos:
             "SENTIENT__SERVER__SHUTDOWN_TIMEOUT_SECS": "2",
             "SENTIENT__DATABASE__ACQUIRE_TIMEOUT_SECS": "3",
             "SENTIENT__WHATSAPP__ACCESS_TOKEN": ACCESS_TOKEN,
+            # A mail server is required beside a WhatsApp token; the directors are trusted
+            # devices already, so no code is ever mailed.
+            "SENTIENT__SMTP__HOST": "127.0.0.1",
             "SENTIENT__WHATSAPP__GRAPH_BASE_URL": f"http://127.0.0.1:{self.graph.server.port}",
             "SENTIENT__WHATSAPP__GRAPH_API_VERSION": GRAPH_VERSION,
             "SENTIENT__WHATSAPP__PHONE_NUMBER_ID": PHONE_NUMBER_ID,

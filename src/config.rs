@@ -341,7 +341,7 @@ pub enum SmtpTls {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
-    /// Server host.
+    /// Server host; empty = the local mailbox (local mode only).
     pub host: String,
     /// Server port.
     pub port: u16,
@@ -355,6 +355,8 @@ pub struct SmtpSettings {
     pub from: String,
     /// Time limit of one delivery.
     pub timeout_secs: u64,
+    /// The local mailbox's folder, when `host` is empty.
+    pub mailbox_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -715,6 +717,9 @@ impl Settings {
         if id.otp_secret.expose_secret().is_empty() {
             bail!("invalid configuration: identity.otp_secret must be set (SENTIENT__IDENTITY__OTP_SECRET)");
         }
+        if self.smtp.host.trim().is_empty() && !self.whatsapp.is_local() {
+            bail!("invalid configuration: smtp.host must be set (SENTIENT__SMTP__HOST): with a WhatsApp token the one-time codes need a real mail server");
+        }
         if !(60..=600).contains(&id.otp_ttl_secs) {
             bail!("invalid configuration: identity.otp_ttl_secs must be between 60 and 600");
         }
@@ -993,6 +998,16 @@ mod tests {
         .unwrap();
         assert_eq!(s.server.port, 9191);
         assert_eq!(s.telemetry.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_whatsapp_token_needs_a_mail_server_and_local_mode_does_not() {
+        let token = ("SENTIENT__WHATSAPP__ACCESS_TOKEN", "EAAG-token");
+        let err = load(&[token]).unwrap_err();
+        assert!(format!("{err:#}").contains("smtp.host"), "{err:#}");
+        assert!(load(&[token, ("SENTIENT__SMTP__HOST", "mail.factory.local")]).is_ok());
+        let local = load(&[]).unwrap();
+        assert!(local.smtp.host.is_empty() && local.whatsapp.is_local());
     }
 
     #[test]

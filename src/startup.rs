@@ -4,7 +4,6 @@
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,7 +29,7 @@ use crate::brain::{catalog::Catalog, Brain, Preparer, SharedCatalog};
 use crate::config::{Settings, WhatsAppSettings};
 use crate::http::health::HealthState;
 use crate::identity::gate::Gate;
-use crate::identity::mailer::Mailer;
+use crate::identity::mailer;
 use crate::inbox::consumer::{Consumer, ConsumerSettings};
 use crate::inbox::relay::Relay;
 use crate::inbox::store::Ingestor;
@@ -154,7 +153,7 @@ impl Application {
             .veto(Purpose::Alert, dispatcher.veto())
             .after_sent(Purpose::Answer, brain::record_sent_answer);
         let gate = Gate::new(
-            Arc::new(Mailer::new(&settings.smtp)?),
+            mailer::from_settings(&settings.smtp, nats.clone())?,
             settings.identity.clone(),
             settings.app.timezone,
             Duration::from_secs(settings.smtp.timeout_secs + 1),

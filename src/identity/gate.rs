@@ -577,6 +577,7 @@ impl Gate {
             to: email,
             code,
             phone_masked: &user.phone.as_deref().map(mask_phone).unwrap_or_default(),
+            phone: user.phone.as_deref(),
             asked_at: &asked_at,
             valid_minutes: self.settings.otp_ttl_secs / 60,
         };

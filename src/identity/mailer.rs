@@ -1,6 +1,12 @@
-//! The OTP mail, bilingual, over SMTP with lettre.
+//! The OTP mail, bilingual, over SMTP with lettre, or into the local mailbox when no mail
+//! server is configured (local mode): a file per mail, and the mail published on NATS for
+//! `sentient-hub chat` to show inline.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use futures::future::BoxFuture;
 use lettre::message::{header::ContentType, Mailbox};
@@ -9,6 +15,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use crate::config::{SmtpSettings, SmtpTls};
+use crate::whatsapp::local::{mailbox_subject, wa_id_of};
 
 /// A ready SMTP transport (it connects per send).
 #[derive(Clone)]
@@ -29,10 +36,33 @@ pub struct OtpMail<'a> {
     pub code: &'a str,
     /// The phone that asked, masked.
     pub phone_masked: &'a str,
+    /// The user's phone, unmasked: the local mailbox shows the mail in that number's chat.
+    pub phone: Option<&'a str>,
     /// When it was asked, in the factory's time zone.
     pub asked_at: &'a str,
     /// Validity in minutes.
     pub valid_minutes: u64,
+}
+
+/// The mailer the settings ask for: SMTP when `smtp.host` is set, the local mailbox otherwise
+/// (configuration validation allows that only in local mode).
+pub fn from_settings(
+    settings: &SmtpSettings,
+    nats: async_nats::Client,
+) -> anyhow::Result<Arc<dyn SendsCodes>> {
+    if settings.host.trim().is_empty() {
+        tracing::info!(
+            dir = %settings.mailbox_dir.display(),
+            "no mail server: code mails go to the local mailbox (sentient-hub chat shows them)"
+        );
+        Ok(Arc::new(LocalMailbox {
+            dir: settings.mailbox_dir.clone(),
+            from: settings.from.clone(),
+            nats,
+        }))
+    } else {
+        Ok(Arc::new(Mailer::new(settings)?))
+    }
 }
 
 impl Mailer {
@@ -72,8 +102,7 @@ impl Mailer {
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
-            // Not the code: a phone's lock screen shows the subject line.
-            .subject("Kode verifikasi Sentient Hub / Verification code")
+            .subject(SUBJECT)
             .header(ContentType::TEXT_PLAIN)
             .body(body(mail))?;
         self.transport
@@ -84,7 +113,55 @@ impl Mailer {
     }
 }
 
-/// What mails one-time codes: the SMTP [`Mailer`], or a fake in tests.
+/// Local mode's mail: each mail is written to `dir` as `<time>-<id>.eml` and published on
+/// the user's phone's [`mailbox_subject`], where `sentient-hub chat` prints it.
+pub struct LocalMailbox {
+    dir: PathBuf,
+    from: String,
+    nats: async_nats::Client,
+}
+
+impl LocalMailbox {
+    async fn keep(&self, mail: &OtpMail<'_>) -> anyhow::Result<()> {
+        let text = format!(
+            "From: {}\nTo: {} <{}>\nDate: {}\nSubject: {SUBJECT}\n\n{}",
+            self.from,
+            mail.name,
+            mail.to,
+            chrono::Utc::now().to_rfc2822(),
+            body(mail)
+        );
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .with_context(|| format!("creating the local mailbox {}", self.dir.display()))?;
+        let file = self.dir.join(format!(
+            "{}-{}.eml",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+            uuid::Uuid::new_v4().simple()
+        ));
+        tokio::fs::write(&file, &text)
+            .await
+            .with_context(|| format!("writing {}", file.display()))?;
+        if let Some(wa_id) = mail.phone.and_then(|p| wa_id_of(p).ok()) {
+            self.nats
+                .publish(mailbox_subject(&wa_id), text.into())
+                .await
+                .context("publishing to the local mailbox")?;
+        }
+        Ok(())
+    }
+}
+
+impl SendsCodes for LocalMailbox {
+    fn send_otp<'a>(&'a self, mail: &'a OtpMail<'_>) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.keep(mail))
+    }
+}
+
+/// The subject line: not the code, which a phone's lock screen would show.
+const SUBJECT: &str = "Kode verifikasi Sentient Hub / Verification code";
+
+/// What mails one-time codes: the SMTP [`Mailer`], the [`LocalMailbox`], or a fake in tests.
 pub trait SendsCodes: Send + Sync {
     /// Mails `mail`; an error means it did not go out (the gate retries later).
     fn send_otp<'a>(&'a self, mail: &'a OtpMail<'_>) -> BoxFuture<'a, anyhow::Result<()>>;

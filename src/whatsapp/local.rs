@@ -1,5 +1,6 @@
 //! Local use without Meta: `sentient-hub chat` signs and posts webhook deliveries exactly as
-//! Meta does and prints what the hub sends to the local sink (NATS `wa.local.out.<wa_id>`).
+//! Meta does and prints what the hub sends to the local sink (NATS `wa.local.out.<wa_id>`), and
+//! the code mails of the local mailbox (`wa.local.mail.<wa_id>`) when no mail server is set.
 
 use std::time::Duration;
 
@@ -16,6 +17,12 @@ use crate::whatsapp::signature;
 /// The subject the local sink publishes replies for `wa_id` on.
 pub fn sink_subject(wa_id: &str) -> String {
     format!("wa.local.out.{wa_id}")
+}
+
+/// The subject the local mailbox (no mail server, `identity::mailer`) publishes the code mails
+/// for `wa_id` on.
+pub fn mailbox_subject(wa_id: &str) -> String {
+    format!("wa.local.mail.{wa_id}")
 }
 
 /// Meta's delivery of one text message from `wa_id`.
@@ -144,6 +151,11 @@ pub async fn chat(
         .subscribe(sink_subject(&wa_id))
         .await
         .context("subscribing to the local sink")?;
+    // The local mailbox (no mail server configured): the code mails for this number.
+    let mut mails = nats
+        .subscribe(mailbox_subject(&wa_id))
+        .await
+        .context("subscribing to the local mailbox")?;
     nats.flush()
         .await
         .context("subscribing to the local sink")?;
@@ -206,6 +218,11 @@ pub async fn chat(
                 println!("hub> {}", render(&message));
                 offered = buttons(&message);
                 pending = pending.saturating_sub(1);
+            }
+            Some(mail) = mails.next() => {
+                for line in String::from_utf8_lossy(&mail.payload).lines() {
+                    println!("mail> {line}");
+                }
             }
             () = tokio::time::sleep(wait), if !stdin_open => break,
         }

@@ -151,3 +151,91 @@ async fn chat_shows_an_alerts_button_and_a_number_taps_it() {
         1
     );
 }
+
+#[tokio::test]
+async fn with_no_mail_server_the_code_mail_appears_in_the_chat_and_opens_it() {
+    use tokio::io::AsyncBufReadExt;
+
+    let mailbox = std::env::temp_dir().join(format!("sentient-mailbox-{}", uuid::Uuid::new_v4()));
+    let dir = mailbox.clone();
+    let app = spawn_app_with(move |s| {
+        s.whatsapp.access_token = secrecy::SecretString::from("");
+        s.smtp.host = String::new();
+        s.smtp.mailbox_dir = dir;
+    })
+    .await;
+    let wa_id = app.user_with_role("DIRECTOR", false).await;
+    let mut child = chat(&app, &format!("+{wa_id}"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line.starts_with("chatting as") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(listening, Ok(true)), "the chat never listened");
+
+    stdin.write_all(b"omzet bulan ini?\n").await.unwrap();
+    // The mail comes inline: its lines start with "mail> ", one of them holds the code.
+    let code_line = regex::Regex::new(r"^mail> Kode verifikasi .*: (\d{6})$").unwrap();
+    let mut seen = Vec::new();
+    let code = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let code = code_line.captures(&line).map(|c| c[1].to_owned());
+            seen.push(line);
+            if code.is_some() {
+                return code;
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| panic!("no code mail in the chat: {seen:?}"));
+    assert!(
+        seen.iter().any(|l| l.starts_with("mail> To: Test User <u")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l == "mail> Subject: Kode verifikasi Sentient Hub / Verification code"),
+        "{seen:?}"
+    );
+    // The mailbox keeps the mail as a file too.
+    let files: Vec<_> = std::fs::read_dir(&mailbox).unwrap().collect();
+    assert_eq!(files.len(), 1, "one mail in {}", mailbox.display());
+
+    // The code opens the chat, and the held question is answered.
+    stdin
+        .write_all(format!("{code}\n").as_bytes())
+        .await
+        .unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let hit = line.starts_with("hub> ") && line.contains("Omzet");
+            seen.push(line);
+            if hit {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(answered, Ok(true)), "{seen:?}");
+    drop(stdin);
+    let _ = std::fs::remove_dir_all(&mailbox);
+    assert_eq!(
+        app.count("select count(*) from wa_trust where confirmed_at is not null")
+            .await,
+        1
+    );
+}
