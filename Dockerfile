@@ -21,7 +21,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates tzdata \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home /app hub
+    && useradd --system --uid 10001 --home /app hub \
+    && mkdir -p /app/archive && chown hub /app/archive
 WORKDIR /app
 COPY --from=build /usr/local/bin/sentient-hub /usr/local/bin/sentient-hub
 COPY config config

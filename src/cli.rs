@@ -36,6 +36,13 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Move rows older than retention.days to the archive files now, and print what moved.
+    Archive,
+    /// Bring the rows of an archive file back (rows already present are left alone).
+    Restore {
+        /// An archive file, `<table>-YYYY-MM.jsonl.gz`.
+        file: std::path::PathBuf,
+    },
     /// Ask this machine's hub (or, with --worker, llm-worker) whether it is ready (`/readyz`):
     /// exit 0 when it is, 1 with the reason when not. For container healthchecks.
     Healthcheck {
@@ -148,6 +155,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Migrate => prepare_database(&settings, None).await,
+        Command::Archive => {
+            let pool = db::connect(&settings.database).await?;
+            let report = crate::archive::run(&pool, &settings.retention).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Restore { file } => {
+            let pool = db::connect(&settings.database).await?;
+            let report = crate::archive::restore(&pool, &file).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         Command::Healthcheck { worker, timeout } => {
             healthcheck(&settings, worker, Duration::from_secs(timeout)).await
         }

@@ -43,6 +43,8 @@ pub struct Settings {
     pub llm: LlmSettings,
     /// Proactive alerts: where they come in and how they go out to phones.
     pub alerts: AlertSettings,
+    /// How long logs stay in the database before they move to the archive.
+    pub retention: RetentionSettings,
     /// The public values that the committed profiles (`local.toml`, `test.toml`) give the
     /// secrets, by key: fine on one machine, never on a network
     /// ([`Settings::refuse_public_secrets`]).
@@ -357,6 +359,24 @@ pub struct SmtpSettings {
     pub timeout_secs: u64,
     /// The local mailbox's folder, when `host` is empty.
     pub mailbox_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// How often the hub archives (0 = never on its own; `sentient-hub archive` still works).
+    pub every_hours: u64,
+    /// Where the archive files go (`<dir>/<table>/<table>-YYYY-MM.jsonl.gz`).
+    pub dir: std::path::PathBuf,
+    /// Age in days after which a table's rows are archived, by table.
+    pub days: std::collections::BTreeMap<String, u32>,
+}
+
+impl RetentionSettings {
+    /// The age of `table`, when it is configured.
+    pub fn days_for(&self, table: &str) -> Option<u32> {
+        self.days.get(table).copied()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -716,6 +736,12 @@ impl Settings {
         let id = &self.identity;
         if id.otp_secret.expose_secret().is_empty() {
             bail!("invalid configuration: identity.otp_secret must be set (SENTIENT__IDENTITY__OTP_SECRET)");
+        }
+        // Which tables may be named is the archive's to say (archive::check).
+        for (table, days) in &self.retention.days {
+            if *days < 1 {
+                bail!("invalid configuration: retention.days.{table} must be at least 1");
+            }
         }
         if self.smtp.host.trim().is_empty() && !self.whatsapp.is_local() {
             bail!("invalid configuration: smtp.host must be set (SENTIENT__SMTP__HOST): with a WhatsApp token the one-time codes need a real mail server");

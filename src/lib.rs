@@ -36,6 +36,9 @@
 //! - [`whatsapp`]: Meta's protocol only: payload types, signature, Graph API client, local sink
 //!   and chat.
 //!
+//! At the road's end:
+//! - [`archive`]: retention: old log rows to compressed monthly files, and back.
+//!
 //! Ground, used by every stage:
 //! - [`audit`]: the only writer of `log_audit`.
 //! - [`dead_letter`]: the only writer of `wa_dead_letter`.
@@ -56,6 +59,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod archive;
 pub mod audit;
 pub mod brain;
 pub mod cli;

@@ -94,6 +94,8 @@ pub struct Application {
     metrics: PrometheusHandle,
     /// Upper bound on graceful shutdown.
     shutdown_timeout: Duration,
+    /// The archive job's settings.
+    retention: crate::config::RetentionSettings,
 }
 
 impl Application {
@@ -132,6 +134,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {address}"))?;
         let port = listener.local_addr()?.port();
         let shutdown_timeout = Duration::from_secs(settings.server.shutdown_timeout_secs);
+        crate::archive::check(&settings.retention)?;
         let metrics = telemetry::metrics_handle();
         telemetry::describe_hub();
         let ingestor = Ingestor::start(db.clone(), INGEST_COMMITTERS, INGEST_BATCH);
@@ -255,6 +258,7 @@ impl Application {
             db,
             metrics,
             shutdown_timeout,
+            retention: settings.retention.clone(),
         })
     }
 
@@ -301,6 +305,11 @@ impl Application {
                 .run_mailer(self.db.clone(), stop_workers.clone()),
         );
         workers.spawn(telemetry::upkeep(self.metrics, stop_workers.clone()));
+        workers.spawn(crate::archive::run_every(
+            self.db.clone(),
+            self.retention,
+            stop_workers.clone(),
+        ));
         workers.spawn(telemetry::sample_queues(
             self.db.clone(),
             QUEUE_SAMPLE_EVERY,

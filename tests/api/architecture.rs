@@ -21,6 +21,8 @@ const ORDER: &[&str] = &[
     "llm",
     "outbox",
     "whatsapp",
+    // at the road's end
+    "archive",
     // ground: used by every stage, using none
     "audit",
     "dead_letter",

@@ -5,6 +5,7 @@ mod admin_users;
 mod alerts;
 mod analytics;
 mod architecture;
+mod archive;
 mod brain;
 mod chat;
 mod cli;
