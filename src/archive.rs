@@ -50,7 +50,7 @@ const TABLES: &[Table] = &[
     Table {
         name: "wa_outbox",
         time: "created_at",
-        keep_unless: "t.status in ('sent', 'delivered', 'read', 'failed')
+        keep_unless: "t.status in ('sent', 'delivered', 'read', 'failed', 'withdrawn')
                       and not exists (select 1 from ai_alert_recipient r where r.outbox_id = t.id)",
     },
     Table {
@@ -75,6 +75,12 @@ const TABLES: &[Table] = &[
     },
 ];
 
+/// The shortest age: past Meta's week of webhook retries (an archived `wa_inbox` row no longer
+/// stops a redelivered message) and any alert's dispatch.
+const MIN_DAYS: u32 = 8;
+/// The longest: a hundred years.
+const MAX_DAYS: u32 = 36_500;
+
 /// Refuses settings that leave a retained table without an age or name a table retention does
 /// not know.
 pub fn check(settings: &RetentionSettings) -> anyhow::Result<()> {
@@ -86,9 +92,12 @@ pub fn check(settings: &RetentionSettings) -> anyhow::Result<()> {
             );
         }
     }
-    for table in settings.days.keys() {
+    for (table, days) in &settings.days {
         if !TABLES.iter().any(|t| t.name == table) {
             bail!("invalid configuration: retention.days.{table}: not a retained table");
+        }
+        if !(MIN_DAYS..=MAX_DAYS).contains(days) {
+            bail!("invalid configuration: retention.days.{table} must be between {MIN_DAYS} and {MAX_DAYS}");
         }
     }
     Ok(())
@@ -110,10 +119,18 @@ pub struct Archived {
 pub async fn run(db: &PgPool, settings: &RetentionSettings) -> anyhow::Result<Vec<Archived>> {
     check(settings)?;
     let mut report = Vec::new();
+    let mut failed = Vec::new();
     for table in TABLES {
-        let days = settings.days_for(table.name).unwrap_or(u32::MAX);
+        let days = settings.days_for(table.name).unwrap_or(MAX_DAYS);
         let cutoff = Utc::now() - chrono::Duration::days(i64::from(days));
-        report.push(archive_table(db, &settings.dir, table, cutoff).await?);
+        // One table's trouble (an unreadable file) does not stop the others.
+        match archive_table(db, &settings.dir, table, cutoff).await {
+            Ok(done) => report.push(done),
+            Err(e) => failed.push(format!("{}: {e:#}", table.name)),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("archiving failed for {}", failed.join("; "));
     }
     Ok(report)
 }
@@ -224,26 +241,42 @@ async fn archive_locked(
             month.month()
         ));
         let mut all: BTreeMap<i64, String> = if file.exists() {
-            read_rows(&file)?
+            let existing = file.clone();
+            tokio::task::spawn_blocking(move || read_rows(&existing))
+                .await
+                .context("the archive reader panicked")??
         } else {
             BTreeMap::new()
         };
-        let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
-        let fresh = rows.iter().filter(|(id, _)| !all.contains_key(id)).count();
-        for (id, json) in rows {
-            all.entry(id).or_insert(json);
+        // The database's copy wins over one an interrupted run wrote (the row may have changed
+        // since, e.g. a late "read" status).
+        let fresh = rows
+            .iter()
+            .filter(|(id, json)| all.get(id) != Some(json))
+            .count();
+        let (ids, jsons): (Vec<i64>, Vec<String>) = rows.into_iter().unzip();
+        for (id, json) in ids.iter().zip(&jsons) {
+            all.insert(*id, json.clone());
         }
         if fresh > 0 {
-            write_verified(&file, &all)?;
+            let target = file.clone();
+            tokio::task::spawn_blocking(move || write_verified(&target, &all))
+                .await
+                .context("the archive writer panicked")??;
             report.files.push(file.clone());
         }
-        // The file holds every one of them now: they may go.
-        let deleted = sqlx::query(&format!("delete from {name} where id = any($1)"))
-            .bind(&ids)
-            .execute(db)
-            .await
-            .with_context(|| format!("deleting the archived rows of {name}"))?
-            .rows_affected();
+        // The file holds every one of them now, as they are: they may go. A row that changed
+        // since it was read stays, and goes next time with its new content.
+        let deleted = sqlx::query(&format!(
+            "delete from {name} t using unnest($1::bigint[], $2::text[]) a(id, row)
+             where t.id = a.id and to_jsonb(t)::text = a.row"
+        ))
+        .bind(&ids)
+        .bind(&jsons)
+        .execute(db)
+        .await
+        .with_context(|| format!("deleting the archived rows of {name}"))?
+        .rows_affected();
         report.rows += deleted;
     }
     Ok(())
@@ -252,11 +285,15 @@ async fn archive_locked(
 /// Writes `rows` to a temporary file next to `file`, reads it back, compares, then renames it
 /// over `file` and syncs the folder.
 fn write_verified(file: &Path, rows: &BTreeMap<i64, String>) -> anyhow::Result<()> {
-    let tmp = file.with_extension(format!("gz.tmp-{}", std::process::id()));
+    // Unique (two containers are both PID 1), and never opened over another run's file.
+    let tmp = file.with_extension(format!("gz.tmp-{}", uuid::Uuid::new_v4().simple()));
     let mut digest = Sha256::new();
     {
-        let out =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
         let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
         for line in rows.values() {
             gz.write_all(line.as_bytes())?;
@@ -403,4 +440,33 @@ fn next_month(month: NaiveDate) -> NaiveDate {
 fn lock_key(table: &str) -> i64 {
     let digest = Sha256::digest(format!("sentient-hub archive {table}").as_bytes());
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(days: &[(&str, u32)]) -> RetentionSettings {
+        RetentionSettings {
+            every_hours: 24,
+            dir: PathBuf::from("archive"),
+            days: days.iter().map(|(t, d)| (t.to_string(), *d)).collect(),
+        }
+    }
+
+    #[test]
+    fn every_table_needs_an_age_past_metas_retries_and_unknown_tables_are_refused() {
+        let all: Vec<(&str, u32)> = TABLES.iter().map(|t| (t.name, 90)).collect();
+        assert!(check(&settings(&all)).is_ok());
+        let err = check(&settings(&all[1..])).unwrap_err().to_string();
+        assert!(err.contains("retention.days.ai_alert_recipient is missing"), "{err}");
+        let mut short = all.clone();
+        short[3].1 = 1;
+        let err = check(&settings(&short)).unwrap_err().to_string();
+        assert!(err.contains("retention.days.wa_inbox must be between 8"), "{err}");
+        let mut unknown = all.clone();
+        unknown.push(("adm_user", 90));
+        let err = check(&settings(&unknown)).unwrap_err().to_string();
+        assert!(err.contains("adm_user: not a retained table"), "{err}");
+    }
 }

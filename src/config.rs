@@ -737,12 +737,7 @@ impl Settings {
         if id.otp_secret.expose_secret().is_empty() {
             bail!("invalid configuration: identity.otp_secret must be set (SENTIENT__IDENTITY__OTP_SECRET)");
         }
-        // Which tables may be named is the archive's to say (archive::check).
-        for (table, days) in &self.retention.days {
-            if *days < 1 {
-                bail!("invalid configuration: retention.days.{table} must be at least 1");
-            }
-        }
+        // Which tables retention.days may name, and for how long, is archive::check's to say.
         if self.smtp.host.trim().is_empty() && !self.whatsapp.is_local() {
             bail!("invalid configuration: smtp.host must be set (SENTIENT__SMTP__HOST): with a WhatsApp token the one-time codes need a real mail server");
         }

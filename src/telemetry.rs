@@ -150,6 +150,15 @@ pub fn describe_hub() {
         metrics::counter!("outbox_sends_total", "outcome" => outcome).increment(0);
     }
     describe_counter!(
+        "archive_rows_total",
+        "Rows moved to the archive files, by table."
+    );
+    describe_counter!(
+        "archive_errors_total",
+        "Scheduled archive runs that failed (the next run tries again)."
+    );
+    metrics::counter!("archive_errors_total").increment(0);
+    describe_counter!(
         "admin_logins_total",
         "Admin API sign-ins by outcome (ok, password = a wrong one, locked, unknown, throttled, ...)."
     );

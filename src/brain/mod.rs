@@ -866,13 +866,21 @@ impl Brain {
         let settings = &self.prep.settings;
         let mut masker = mask::Masker::default();
         if settings.llm_external {
-            let names: Vec<String> = sqlx::query_scalar(
+            let names: anyhow::Result<Vec<String>> = sqlx::query_scalar(
                 "select name from m_emp where deleted_at is null
              union select full_name from adm_user where deleted_at is null",
             )
             .fetch_all(&self.prep.db)
             .await
-            .context("reading names to mask")?;
+            .context("reading names to mask");
+            // The breaker hears of every request it allowed, or a half-open probe never ends.
+            let names = match names {
+                Ok(names) => names,
+                Err(e) => {
+                    self.breaker.failure();
+                    return Err(e);
+                }
+            };
             for m in &mut messages {
                 m.content = masker.mask(&m.content, &names);
             }

@@ -73,7 +73,11 @@ async fn aged(db: &PgPool) -> BTreeMap<(String, i64), String> {
              where created_at < now() - interval '365 days'
          union all
          select 'wa_inbox', id, to_jsonb(t)::text from wa_inbox t
-             where received_at < now() - interval '90 days' and status in ('done', 'dead')",
+             where received_at < now() - interval '90 days' and status in ('done', 'dead')
+         union all
+         select 'ai_alert', id, to_jsonb(t)::text from ai_alert t
+             where created_at < now() - interval '90 days'
+               and not exists (select 1 from ai_alert_recipient r where r.alert_id = t.id)",
     )
     .fetch_all(db)
     .await
@@ -86,7 +90,7 @@ async fn aged(db: &PgPool) -> BTreeMap<(String, i64), String> {
 /// The ids still in the database among `keys`.
 async fn in_database(db: &PgPool, keys: &BTreeSet<(String, i64)>) -> BTreeSet<(String, i64)> {
     let mut found = BTreeSet::new();
-    for table in ["ai_chat", "log_audit", "wa_inbox"] {
+    for table in ["ai_chat", "log_audit", "wa_inbox", "ai_alert"] {
         let ids: Vec<i64> = keys
             .iter()
             .filter(|(t, _)| t == table)
@@ -149,8 +153,20 @@ async fn aged_rows_move_to_monthly_files_and_restore_brings_them_back_once() {
     let pool = PgPool::connect_with(db.settings.database.connect_options())
         .await
         .unwrap();
+    // The demo's alerts, aged past 90 days, beside aged chats, audit and inbox rows.
+    sentient_hub::db::demo::load(&pool).await.unwrap();
+    let demo_alerts = sqlx::query("update ai_alert set created_at = now() - interval '120 days'")
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert!(demo_alerts > 0, "the demo has alerts");
     age_rows(&pool, 600).await;
     let expected = aged(&pool).await;
+    assert_eq!(
+        expected.keys().filter(|(t, _)| t == "ai_alert").count() as u64,
+        demo_alerts
+    );
     let keys: BTreeSet<_> = expected.keys().cloned().collect();
     let kept_before: i64 = sqlx::query_scalar(
         "select (select count(*) from ai_chat where ts >= now() - interval '90 days')
@@ -179,7 +195,7 @@ async fn aged_rows_move_to_monthly_files_and_restore_brings_them_back_once() {
     // One file per table and month; the audit rows of 120 days and the open inbox row stay.
     assert!(files.iter().all(|f| {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        regex::Regex::new(r"^(ai_chat|log_audit|wa_inbox)-\d{4}-\d{2}\.jsonl\.gz$")
+        regex::Regex::new(r"^(ai_chat|log_audit|wa_inbox|ai_alert)-\d{4}-\d{2}\.jsonl\.gz$")
             .unwrap()
             .is_match(&name)
     }));
