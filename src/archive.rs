@@ -459,11 +459,17 @@ mod tests {
         let all: Vec<(&str, u32)> = TABLES.iter().map(|t| (t.name, 90)).collect();
         assert!(check(&settings(&all)).is_ok());
         let err = check(&settings(&all[1..])).unwrap_err().to_string();
-        assert!(err.contains("retention.days.ai_alert_recipient is missing"), "{err}");
+        assert!(
+            err.contains("retention.days.ai_alert_recipient is missing"),
+            "{err}"
+        );
         let mut short = all.clone();
         short[3].1 = 1;
         let err = check(&settings(&short)).unwrap_err().to_string();
-        assert!(err.contains("retention.days.wa_inbox must be between 8"), "{err}");
+        assert!(
+            err.contains("retention.days.wa_inbox must be between 8"),
+            "{err}"
+        );
         let mut unknown = all.clone();
         unknown.push(("adm_user", 90));
         let err = check(&settings(&unknown)).unwrap_err().to_string();
