@@ -64,6 +64,11 @@ const TABLES: &[Table] = &[
         keep_unless: "true",
     },
     Table {
+        name: "adm_login_challenge",
+        time: "created_at",
+        keep_unless: "t.expires_at < now()",
+    },
+    Table {
         name: "wa_dead_letter",
         time: "created_at",
         keep_unless: "true",

@@ -480,6 +480,27 @@ pub struct AuthSettings {
     pub hash_wait_ms: u64,
     /// Shortest password accepted when one is set.
     pub password_min_length: usize,
+    /// Least zxcvbn strength score (0 to 4) of a new password.
+    pub password_min_strength: u8,
+    /// Words no password may contain (the company's name), besides the user's own names.
+    pub password_forbidden_words: Vec<String>,
+    /// Days a password lasts; after them a login may only change it. 0 = never expires.
+    pub password_max_age_days: u32,
+    /// How many of the user's last passwords a new one may not repeat (the current one included).
+    pub password_history: u32,
+    /// Lifetime of a sign-in code.
+    pub mfa_code_ttl_secs: u64,
+    /// Wrong codes that void a challenge.
+    pub mfa_max_attempts: i32,
+    /// Challenges (codes) a user may be sent per hour.
+    pub mfa_codes_per_hour: i64,
+    /// A login from an address that completed a sign-in to the account within this many days
+    /// skips the code, when the role allows it (`mfa_remember_address`). 0 = never skips.
+    pub mfa_remember_days: u32,
+    /// Code checks one IP address may make in a burst.
+    pub mfa_verify_burst: u32,
+    /// Sustained code checks per minute per IP address.
+    pub mfa_verify_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -823,10 +844,30 @@ impl AuthSettings {
             ),
             ("auth.hash_wait_ms", self.hash_wait_ms),
             ("auth.password_min_length", self.password_min_length as u64),
+            ("auth.password_history", u64::from(self.password_history)),
+            ("auth.mfa_code_ttl_secs", self.mfa_code_ttl_secs),
+            ("auth.mfa_max_attempts", self.mfa_max_attempts.max(0) as u64),
+            (
+                "auth.mfa_codes_per_hour",
+                self.mfa_codes_per_hour.max(0) as u64,
+            ),
+            ("auth.mfa_verify_burst", u64::from(self.mfa_verify_burst)),
+            (
+                "auth.mfa_verify_per_minute",
+                u64::from(self.mfa_verify_per_minute),
+            ),
         ] {
             if value == 0 {
                 bail!("invalid configuration: {key} must be at least 1");
             }
+        }
+        if self.password_min_strength > 4 {
+            bail!(
+                "invalid configuration: auth.password_min_strength must be 0 to 4 (zxcvbn's score)"
+            );
+        }
+        if self.mfa_code_ttl_secs > 900 {
+            bail!("invalid configuration: auth.mfa_code_ttl_secs must be at most 900");
         }
         if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
             bail!("invalid configuration: auth.jwt_issuer and auth.jwt_audience must be set");

@@ -21,6 +21,7 @@ use axum::extract::FromRef;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::second_factor::{self, Channels, SecondFactor};
 use crate::admin::AdminState;
 use crate::alerts::detect::Detector;
 use crate::alerts::dispatch::{DispatchSettings, Dispatcher};
@@ -66,6 +67,8 @@ pub struct Stages {
     pub sender: Sender,
     pub dispatcher: Dispatcher,
     pub gate: Gate,
+    /// Admin sign-in codes and their mailer.
+    pub second_factor: SecondFactor,
     /// The masters' names the brain matches against, refreshed in the background.
     pub catalog: SharedCatalog,
 }
@@ -152,14 +155,30 @@ impl Application {
             SenderSettings::from(&settings.whatsapp),
         );
         let dispatcher = Dispatcher::new(db.clone(), dispatch_settings, sender.doorbell());
+        let mailer = mailer::from_settings(&settings.smtp, nats.clone())?;
+        let mail_timeout = Duration::from_secs(settings.smtp.timeout_secs + 1);
+        let second_factor = SecondFactor::new(
+            &settings.auth,
+            Channels {
+                mailer: mailer.clone(),
+                otp_secret: settings.identity.otp_secret.clone(),
+                trust_days: settings.identity.trust_days,
+                window_template: !settings.whatsapp.window_template.is_empty(),
+                timezone: settings.app.timezone,
+                mail_timeout,
+                sender: sender.doorbell(),
+            },
+        );
         let sender = sender
             .veto(Purpose::Alert, dispatcher.veto())
-            .after_sent(Purpose::Answer, brain::record_sent_answer);
+            .veto(Purpose::Login, second_factor.veto(db.clone()))
+            .after_sent(Purpose::Answer, brain::record_sent_answer)
+            .after_sent(Purpose::Login, second_factor::record_sent);
         let gate = Gate::new(
-            mailer::from_settings(&settings.smtp, nats.clone())?,
+            mailer,
             settings.identity.clone(),
             settings.app.timezone,
-            Duration::from_secs(settings.smtp.timeout_secs + 1),
+            mail_timeout,
             sender.doorbell(),
         );
         let brain = Brain::new(
@@ -209,6 +228,7 @@ impl Application {
             admin: AdminState {
                 db: db.clone(),
                 auth: crate::admin::Auth::new(&settings.auth)?,
+                second_factor: second_factor.clone(),
             },
             webhook: WebhookState {
                 db: db.clone(),
@@ -250,6 +270,7 @@ impl Application {
                 sender,
                 dispatcher,
                 gate,
+                second_factor,
                 catalog,
             },
             consumers,
@@ -301,6 +322,12 @@ impl Application {
         workers.spawn(
             stages
                 .gate
+                .clone()
+                .run_mailer(self.db.clone(), stop_workers.clone()),
+        );
+        workers.spawn(
+            stages
+                .second_factor
                 .clone()
                 .run_mailer(self.db.clone(), stop_workers.clone()),
         );

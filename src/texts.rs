@@ -257,6 +257,18 @@ pub fn not_registered(lang: Lang) -> String {
     )
 }
 
+/// The second factor of an admin API sign-in, sent to the user's confirmed WhatsApp device.
+pub fn admin_login_code(lang: Lang, code: &str, address: &str, minutes: u64) -> String {
+    match lang {
+        Lang::Id => format!(
+            "🔐 Kode masuk API admin Sentient Hub: *{code}*\nDiminta dari alamat {address}, berlaku {minutes} menit, sekali pakai. Masukkan di halaman masuk, bukan di chat ini, dan jangan berikan kepada siapa pun. Bukan Anda? Seseorang mengetahui kata sandi Anda: segera ganti dan hubungi administrator TI."
+        ),
+        Lang::En => format!(
+            "🔐 Sentient Hub admin API sign-in code: *{code}*\nRequested from {address}, valid for {minutes} minutes, single use. Enter it on the sign-in page, not in this chat, and never share it. Not you? Someone knows your password: change it now and contact your IT administrator."
+        ),
+    }
+}
+
 /// A code is on its way to the user's mailbox.
 pub fn otp_coming(lang: Lang, email_masked: &str, minutes: u64) -> String {
     match lang {

@@ -21,6 +21,7 @@ use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -30,7 +31,8 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::password::{Hasher, MAX_PASSWORD_BYTES};
+use super::password::{Hasher, Owner, MAX_PASSWORD_BYTES};
+use super::second_factor::{ChallengeResponse, Challenged};
 use super::throttle::Throttle;
 use super::token::{hash_token, new_refresh_token, Tokens};
 use super::AdminState;
@@ -49,6 +51,7 @@ where
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(me))
+        .routes(routes!(change_password))
 }
 
 /// What sign-in needs at hand: token keys, the bounded hasher, the throttle and the policy.
@@ -136,6 +139,8 @@ pub struct Caller {
     pub permissions: Vec<String>,
     /// The caller's address, for the audit log.
     pub ip: Option<String>,
+    /// The session may only change the password (expired, or reset by an admin).
+    pub password_only: bool,
 }
 
 impl Caller {
@@ -227,7 +232,7 @@ where
 
 /// The session check of every request, one query.
 const SESSION_QUERY: &str = "
-    select s.id as session_id, s.family_id,
+    select s.id as session_id, s.family_id, s.scope = 'password' as password_only,
            s.last_activity_at is null or s.last_activity_at < now() - interval '1 minute' as stale,
            u.id as user_id, u.uuid as user_uuid, u.username, u.role_id, r.code as role_code,
            r.level as role_level,
@@ -245,6 +250,7 @@ const SESSION_QUERY: &str = "
 struct SessionRow {
     session_id: i64,
     family_id: Uuid,
+    password_only: bool,
     stale: bool,
     user_id: i64,
     user_uuid: Uuid,
@@ -255,6 +261,10 @@ struct SessionRow {
     permissions: Vec<String>,
 }
 
+/// What a session that may only change its password is told elsewhere.
+const PASSWORD_FIRST: &str =
+    "Your password has expired or was reset: change it first (POST /api/v1/auth/password).";
+
 impl<S> FromRequestParts<S> for Caller
 where
     S: Send + Sync,
@@ -263,63 +273,92 @@ where
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(caller.clone());
+        let caller = signed_in(parts, state).await?;
+        if caller.password_only {
+            return Err(Error::refused(PASSWORD_FIRST));
         }
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .ok_or(Error::Unauthorized)?;
-        let state = AdminState::from_ref(state);
-        let claims = state
-            .auth
-            .tokens
-            .verify(token.trim())
-            .ok_or(Error::Unauthorized)?;
-        let row: SessionRow = sqlx::query_as(SESSION_QUERY)
-            .bind(claims.sid)
-            .bind(claims.sub)
-            .fetch_optional(&state.db)
-            .await?
-            .ok_or_else(|| {
-                tracing::debug!("session revoked, expired or user gone");
-                Error::Unauthorized
-            })?;
-        if row.stale {
-            // Activity is kept to the minute: one write per session per minute, not per request,
-            // and off the request's path.
-            let db = state.db.clone();
-            tokio::spawn(async move {
-                let _ =
-                    sqlx::query("update adm_session set last_activity_at = now() where id = $1")
-                        .bind(row.session_id)
-                        .execute(&db)
-                        .await;
-            });
-        }
-        let mut permissions = row.permissions;
-        // The database's collation may not sort like `binary_search` expects.
-        permissions.sort_unstable();
-        let caller = Caller {
-            user_id: row.user_id,
-            user_uuid: row.user_uuid,
-            username: row.username,
-            role_id: row.role_id,
-            role_code: row.role_code,
-            role_level: row.role_level,
-            session_id: row.session_id,
-            family_id: row.family_id,
-            permissions,
-            ip: client_ip(parts, &state.auth.settings).map(|ip| ip.to_string()),
-        };
-        parts.extensions.insert(caller.clone());
         Ok(caller)
     }
+}
+
+/// Any caller with a live session, also one that may only change its password: for logout,
+/// `me` and the password change.
+pub struct SignedIn(pub Caller);
+
+impl<S> FromRequestParts<S> for SignedIn
+where
+    S: Send + Sync,
+    AdminState: FromRef<S>,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        Ok(SignedIn(signed_in(parts, state).await?))
+    }
+}
+
+/// The session check (cached in the request's extensions).
+async fn signed_in<S>(parts: &mut Parts, state: &S) -> Result<Caller>
+where
+    S: Send + Sync,
+    AdminState: FromRef<S>,
+{
+    if let Some(caller) = parts.extensions.get::<Caller>() {
+        return Ok(caller.clone());
+    }
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or(Error::Unauthorized)?;
+    let state = AdminState::from_ref(state);
+    let claims = state
+        .auth
+        .tokens
+        .verify(token.trim())
+        .ok_or(Error::Unauthorized)?;
+    let row: SessionRow = sqlx::query_as(SESSION_QUERY)
+        .bind(claims.sid)
+        .bind(claims.sub)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(|| {
+            tracing::debug!("session revoked, expired or user gone");
+            Error::Unauthorized
+        })?;
+    if row.stale {
+        // Activity is kept to the minute: one write per session per minute, not per request,
+        // and off the request's path.
+        let db = state.db.clone();
+        tokio::spawn(async move {
+            let _ = sqlx::query("update adm_session set last_activity_at = now() where id = $1")
+                .bind(row.session_id)
+                .execute(&db)
+                .await;
+        });
+    }
+    let mut permissions = row.permissions;
+    // The database's collation may not sort like `binary_search` expects.
+    permissions.sort_unstable();
+    let caller = Caller {
+        user_id: row.user_id,
+        user_uuid: row.user_uuid,
+        username: row.username,
+        role_id: row.role_id,
+        role_code: row.role_code,
+        role_level: row.role_level,
+        session_id: row.session_id,
+        family_id: row.family_id,
+        permissions,
+        ip: client_ip(parts, &state.auth.settings).map(|ip| ip.to_string()),
+        password_only: row.password_only,
+    };
+    parts.extensions.insert(caller.clone());
+    Ok(caller)
 }
 
 /// A caller whose role holds permission `P`; 401 without a valid session, 403 without `P`.
@@ -376,6 +415,9 @@ pub struct TokenResponse {
     pub refresh_expires_at: DateTime<Utc>,
     /// The session (stable across refreshes; the id shown in the session list).
     pub session: Uuid,
+    /// The password has expired or was reset: this session may only change it
+    /// (`POST /api/v1/auth/password`), sign out and ask `/api/v1/auth/me`.
+    pub password_change_required: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -388,9 +430,19 @@ struct LoginCandidate {
     locked: bool,
     /// This address signed in to the account within 30 days.
     known: bool,
+    /// The role signs in with a second factor.
+    mfa_required: bool,
+    /// ... which this address may skip (the role allows it and it signed in recently).
+    remembered: bool,
+    /// `full`, or `password` when the password has expired or was reset.
+    scope: String,
 }
 
 /// Signs in with a username or email and a password.
+///
+/// Roles that sign in with a second factor (SYSADMIN and DIRECTOR by default) get 202 and a
+/// challenge instead of tokens: a 6-digit code went to the user's confirmed WhatsApp device or
+/// email, and `POST /api/v1/auth/login/verify` exchanges it for the tokens.
 ///
 /// Any failure (unknown user, wrong password, inactive or locked account) gets the same 401.
 /// Five wrong passwords in a row lock the account for 30 minutes (configurable); an admin can
@@ -400,8 +452,10 @@ struct LoginCandidate {
     request_body = LoginRequest,
     responses(
         (status = 200, body = TokenResponse),
+        (status = 202, description = "Password right; now the one-time code (second factor)", body = ChallengeResponse),
         (status = 401, description = "Wrong credentials, or the account may not sign in", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts from this address", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A second factor is required but there is nowhere to send the code", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts from this address, or too many codes for this user", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Password hashing is saturated; retry shortly", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -411,7 +465,7 @@ async fn login(
     ClientIp(ip): ClientIp,
     headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<Json<TokenResponse>> {
+) -> Result<Response> {
     let auth = &state.auth;
     if let Some(ip) = ip {
         if let Err(retry_after_secs) = auth.throttle.check(ip) {
@@ -428,20 +482,29 @@ async fn login(
         return Err(Error::Unauthorized);
     }
     let ip_text = ip.map(|ip| ip.to_string());
-    let candidate: Option<LoginCandidate> = sqlx::query_as(
-        "select id, uuid, password_hash, is_active, known,
+    let candidate: Option<LoginCandidate> = sqlx::query_as(&format!(
+        "select id, uuid, password_hash, is_active, known, mfa_required, remembered, scope,
                 coalesce(case when known then known_unlock_at else locked_until end > now(),
                          false) as locked
-         from (select u.*, exists (
-                   select 1 from adm_session s
-                   where s.user_id = u.id and s.ip_address = $2
-                     and s.login_at > now() - interval '30 days') as known
-               from adm_user u
+         from (select u.*, r.mfa_required,
+                      exists (
+                          select 1 from adm_session s
+                          where s.user_id = u.id and s.ip_address = $2
+                            and s.login_at > now() - interval '30 days') as known,
+                      r.mfa_remember_address and $3 > 0 and exists (
+                          select 1 from adm_session s
+                          where s.user_id = u.id and s.ip_address = $2
+                            and s.login_at > now() - make_interval(days => $3)) as remembered,
+                      {} as scope
+               from adm_user u join adm_role r on r.id = u.role_id
                where u.deleted_at is null and (u.username = $1 or lower(u.email) = $1)
                limit 1) u",
-    )
+        scope_sql("$4")
+    ))
     .bind(&login)
     .bind(&ip_text)
+    .bind(i32::try_from(auth.settings.mfa_remember_days).unwrap_or(i32::MAX))
+    .bind(i32::try_from(auth.settings.password_max_age_days).unwrap_or(i32::MAX))
     .fetch_optional(&state.db)
     .await?;
     // The attempt is counted as a failure before its password is hashed, in one statement that
@@ -525,10 +588,9 @@ async fn login(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.chars().take(512).collect::<String>());
-    let refresh = new_refresh_token();
     let mut tx = state.db.begin().await?;
     sqlx::query(
-        "update adm_user set last_login = now(),
+        "update adm_user set
              failed_login_count = case when $2 then failed_login_count else 0 end,
              locked_until = case when $2 then locked_until end,
              known_fails = 0, known_unlock_at = null
@@ -538,44 +600,116 @@ async fn login(
     .bind(user.known)
     .execute(&mut *tx)
     .await?;
+    if user.mfa_required && !user.remembered {
+        let challenged = Challenged {
+            id: user.id,
+            uuid: user.uuid,
+            ip: ip_text.as_deref(),
+            user_agent: user_agent.as_deref(),
+        };
+        let challenge = match state.second_factor.issue(&mut tx, &challenged).await {
+            Ok(challenge) => challenge,
+            Err(e @ (Error::TooManyRequests { .. } | Error::Refused(_))) => {
+                // Keep the audit row of the refusal.
+                tx.commit().await?;
+                metrics::counter!("admin_logins_total", "outcome" => "no_code").increment(1);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        tx.commit().await?;
+        state.second_factor.ring();
+        metrics::counter!("admin_logins_total", "outcome" => "challenge").increment(1);
+        tracing::info!(user = %user.uuid, channel = challenge.channel, "login needs a code");
+        return Ok((StatusCode::ACCEPTED, Json(challenge)).into_response());
+    }
+    let tokens = open_session(
+        &state,
+        &mut tx,
+        (user.id, user.uuid),
+        ip_text.as_deref(),
+        user_agent.as_deref(),
+        &user.scope,
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    metrics::counter!("admin_logins_total", "outcome" => "ok").increment(1);
+    tracing::info!(user = %user.uuid, "login");
+    Ok(Json(tokens).into_response())
+}
+
+/// The SQL of a session's scope for the user `u`: `password` when an admin reset the password
+/// or it is older than `days_param` days (0 = never expires), `full` otherwise.
+pub(crate) fn scope_sql(days_param: &str) -> String {
+    format!(
+        "case when u.must_change_password
+                   or ({days_param} > 0 and coalesce(u.password_changed_at, u.created_at)
+                                            < now() - make_interval(days => {days_param}))
+              then 'password' else 'full' end"
+    )
+}
+
+/// Opens a session (one login) for `user` in `tx`: the session row, `last_login`, the `LOGIN`
+/// audit row; returns its tokens. `second_factor` names the channel of the code given, if any.
+pub(crate) async fn open_session(
+    state: &AdminState,
+    tx: &mut sqlx::PgConnection,
+    (user_id, user_uuid): (i64, Uuid),
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+    scope: &str,
+    second_factor: Option<&str>,
+) -> Result<TokenResponse> {
+    let auth = &state.auth;
+    let refresh = new_refresh_token();
+    sqlx::query("update adm_user set last_login = now() where id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
     let (sid, family, expires_at): (Uuid, Uuid, DateTime<Utc>) = sqlx::query_as(
         "insert into adm_session
-             (user_id, refresh_hash, ip_address, user_agent, expires_at, last_activity_at)
-         values ($1, $2, $3, $4, now() + make_interval(secs => $5), now())
+             (user_id, refresh_hash, ip_address, user_agent, expires_at, last_activity_at, scope)
+         values ($1, $2, $3, $4, now() + make_interval(secs => $5), now(), $6)
          returning uuid, family_id, expires_at",
     )
-    .bind(user.id)
+    .bind(user_id)
     .bind(hash_token(&refresh))
-    .bind(ip_text.as_deref())
-    .bind(user_agent.as_deref())
+    .bind(ip)
+    .bind(user_agent)
     .bind(auth.settings.refresh_ttl_secs as f64)
+    .bind(scope)
     .fetch_one(&mut *tx)
     .await?;
+    let password_change_required = scope == "password";
     audit::record(
-        &mut tx,
-        Some(user.id),
-        ip_text.as_deref(),
+        &mut *tx,
+        Some(user_id),
+        ip,
         Entry {
             action: "LOGIN",
             entity_type: "adm_session",
             entity_id: None,
             entity_uuid: Some(family),
             old: None,
-            new: Some(json!({ "session": family, "user_agent": user_agent })),
+            new: Some(json!({
+                "session": family,
+                "user_agent": user_agent,
+                "second_factor": second_factor,
+                "password_change_required": password_change_required,
+            })),
         },
     )
     .await?;
-    tx.commit().await?;
-    metrics::counter!("admin_logins_total", "outcome" => "ok").increment(1);
-    tracing::info!(user = %user.uuid, "login");
-    Ok(Json(TokenResponse {
-        access_token: auth.tokens.issue(user.uuid, sid)?,
+    Ok(TokenResponse {
+        access_token: auth.tokens.issue(user_uuid, sid)?,
         token_type: "Bearer",
         expires_in: auth.tokens.access_ttl,
         refresh_token: refresh,
         refresh_expires_at: expires_at,
         session: family,
-    }))
+        password_change_required,
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -598,6 +732,7 @@ struct RefreshRow {
     user_ok: bool,
     login_at: DateTime<Utc>,
     user_agent: Option<String>,
+    scope: String,
 }
 
 /// Exchanges a refresh token for new tokens. The refresh token is single use: presenting one
@@ -620,7 +755,7 @@ async fn refresh(
     let ip_text = ip.map(|ip| ip.to_string());
     let row: RefreshRow = sqlx::query_as(
         "select s.id, s.family_id, s.user_id, u.uuid as user_uuid, s.is_revoked, s.revoke_reason,
-                s.expires_at > now() as live, s.login_at, s.user_agent,
+                s.expires_at > now() as live, s.login_at, s.user_agent, s.scope,
                 u.is_active and u.deleted_at is null as user_ok
          from adm_session s join adm_user u on u.id = s.user_id
          where s.refresh_hash = $1",
@@ -656,8 +791,8 @@ async fn refresh(
     }
     let (sid, expires_at): (Uuid, DateTime<Utc>) = sqlx::query_as(
         "insert into adm_session (user_id, family_id, refresh_hash, ip_address, user_agent,
-                                  login_at, expires_at, last_activity_at)
-         values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), now())
+                                  login_at, expires_at, last_activity_at, scope)
+         values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), now(), $8)
          returning uuid, expires_at",
     )
     .bind(row.user_id)
@@ -667,6 +802,7 @@ async fn refresh(
     .bind(row.user_agent.as_deref())
     .bind(row.login_at)
     .bind(state.auth.settings.refresh_ttl_secs as f64)
+    .bind(&row.scope)
     .fetch_one(&mut *tx)
     .await?;
     audit::record(
@@ -691,6 +827,7 @@ async fn refresh(
         refresh_token: refresh,
         refresh_expires_at: expires_at,
         session: row.family_id,
+        password_change_required: row.scope == "password",
     }))
 }
 
@@ -759,7 +896,7 @@ pub(crate) async fn revoke_user_sessions(
     security(("bearer" = []))
 )]
 #[tracing::instrument(skip_all, fields(user = %caller.user_uuid))]
-async fn logout(caller: Caller, State(state): State<AdminState>) -> Result<StatusCode> {
+async fn logout(SignedIn(caller): SignedIn, State(state): State<AdminState>) -> Result<StatusCode> {
     let mut tx = state.db.begin().await?;
     revoke_family(&mut tx, caller.family_id, "logout").await?;
     audit::record(
@@ -789,6 +926,8 @@ pub struct Me {
     pub permissions: Vec<String>,
     /// The current session.
     pub session: Uuid,
+    /// This session may only change the password.
+    pub password_change_required: bool,
 }
 
 /// Who am I: the caller's identity, role and permission codes.
@@ -798,14 +937,160 @@ pub struct Me {
     security(("bearer" = []))
 )]
 #[tracing::instrument(skip_all, fields(user = %caller.user_uuid))]
-async fn me(caller: Caller) -> Json<Me> {
+async fn me(SignedIn(caller): SignedIn) -> Json<Me> {
     Json(Me {
         uuid: caller.user_uuid,
         username: caller.username,
         role: caller.role_code,
         permissions: caller.permissions,
         session: caller.family_id,
+        password_change_required: caller.password_only,
     })
+}
+
+/// A password change by its owner.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    /// The password now.
+    #[schema(value_type = String, format = Password)]
+    pub current: SecretString,
+    /// The new one: the policy's length and strength, none of the user's names or the
+    /// company's, not one of the last few passwords.
+    #[schema(value_type = String, format = Password)]
+    pub new: SecretString,
+}
+
+/// Changes the caller's own password and ends their other sessions. Also the only thing a
+/// session with an expired or reset password may do, and afterwards that session is a full one.
+#[utoipa::path(
+    post, path = "/api/v1/auth/password", tag = "auth",
+    request_body = ChangePassword,
+    responses(
+        (status = 204, description = "Changed; the other sessions are signed out"),
+        (status = 409, description = "The password was changed meanwhile", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The current password is wrong, or the new one does not meet the policy", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts from this address", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(user = %caller.user_uuid))]
+async fn change_password(
+    SignedIn(caller): SignedIn,
+    State(state): State<AdminState>,
+    ApiJson(req): ApiJson<ChangePassword>,
+) -> Result<StatusCode> {
+    let auth = &state.auth;
+    // The current password is a password guess like a login's: the same throttle.
+    if let Some(ip) = caller.ip().and_then(|ip| ip.parse::<IpAddr>().ok()) {
+        if let Err(retry_after_secs) = auth.throttle.check(ip) {
+            return Err(Error::TooManyRequests { retry_after_secs });
+        }
+    }
+    let (hash, username, full_name, email): (Option<String>, String, String, Option<String>) =
+        sqlx::query_as(
+            "select password_hash, username, full_name, email from adm_user where id = $1",
+        )
+        .bind(caller.user_id)
+        .fetch_one(&state.db)
+        .await?;
+    if secrecy::ExposeSecret::expose_secret(&req.current).len() > MAX_PASSWORD_BYTES
+        || !auth.hasher.verify(req.current, hash.clone()).await?
+    {
+        let mut tx = state.db.begin().await?;
+        audit::record(
+            &mut tx,
+            Some(caller.user_id),
+            caller.ip(),
+            Entry {
+                action: "PASSWORD_CHANGE_FAILED",
+                entity_type: "adm_user",
+                entity_id: Some(caller.user_id),
+                entity_uuid: Some(caller.user_uuid),
+                old: None,
+                new: Some(json!({ "reason": "current_password" })),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(Error::invalid("current", "is not your current password"));
+    }
+    let owner = Owner {
+        username: &username,
+        full_name: &full_name,
+        email: email.as_deref(),
+    };
+    auth.hasher
+        .check_policy(&req.new, &owner)
+        .map_err(|m| Error::invalid("new", m))?;
+    let mut conn = state.db.acquire().await?;
+    if auth
+        .hasher
+        .reused(&mut conn, caller.user_id, &req.new)
+        .await?
+    {
+        return Err(Error::invalid(
+            "new",
+            format!(
+                "must differ from your last {} passwords",
+                auth.settings.password_history
+            ),
+        ));
+    }
+    drop(conn);
+    let new_hash = auth.hasher.hash(req.new).await?;
+    let mut tx = state.db.begin().await?;
+    auth.hasher
+        .remember(&mut tx, caller.user_id, &new_hash)
+        .await?;
+    let changed = sqlx::query(
+        "update adm_user set password_hash = $2, password_changed_at = now(),
+             must_change_password = false, updated_by = $1
+         where id = $1 and password_hash is not distinct from $3",
+    )
+    .bind(caller.user_id)
+    .bind(&new_hash)
+    .bind(hash.as_deref())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Err(Error::Conflict {
+            field: None,
+            detail: "The password was changed meanwhile; sign in again.".into(),
+        });
+    }
+    let revoked = sqlx::query(
+        "update adm_session set is_revoked = true, revoked_at = now(),
+             revoke_reason = 'password_changed'
+         where user_id = $1 and family_id <> $2 and not is_revoked",
+    )
+    .bind(caller.user_id)
+    .bind(caller.family_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("update adm_session set scope = 'full' where family_id = $1 and not is_revoked")
+        .bind(caller.family_id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        Some(caller.user_id),
+        caller.ip(),
+        Entry {
+            action: "PASSWORD_CHANGE",
+            entity_type: "adm_user",
+            entity_id: Some(caller.user_id),
+            entity_uuid: Some(caller.user_uuid),
+            old: None,
+            new: Some(json!({ "revoked_sessions": revoked, "was_required": caller.password_only })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(revoked, "password changed");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

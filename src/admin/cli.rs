@@ -1,16 +1,22 @@
 //! `sentient-hub admin unlock`: lifts every login lock of a user (for the admin who locked
 //! themselves out, or whom a stranger's guesses did), audited.
 //!
-//! `sentient-hub admin create-user`: bootstraps the first admin (no user is seeded). The password
-//! comes from `SENTIENT_ADMIN_PASSWORD` or a prompt on the terminal, never from the command line
-//! (it would land in the shell history and the process list) and is never echoed.
+//! `sentient-hub admin create-user`: bootstraps the first admin (no user is seeded).
+//!
+//! `sentient-hub admin reset-password`: a new password for a user who lost theirs (the first
+//! admin, who has nobody to reset it through the API): the policy applies, locks are lifted and
+//! every session of the user ends, audited.
+//!
+//! Passwords come from `SENTIENT_ADMIN_PASSWORD` or a prompt on the terminal, never from the
+//! command line (it would land in the shell history and the process list) and are never echoed.
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::password::Hasher;
+use super::auth::revoke_user_sessions;
+use super::password::{Hasher, Owner};
 use super::users::{parse_email, parse_phone, CLEAR_LOCKS};
 use crate::audit::{self, Entry};
 use crate::config::Settings;
@@ -40,6 +46,14 @@ pub enum AdminCommand {
         #[arg(long)]
         full_name: Option<String>,
     },
+    /// Set a new password for a user who lost theirs (e.g. the only SYSADMIN), lift their
+    /// login locks and end their sessions. The password is read from SENTIENT_ADMIN_PASSWORD or
+    /// asked for on the terminal.
+    ResetPassword {
+        /// Login name or email.
+        #[arg(long)]
+        username: String,
+    },
     /// Lift the login locks of a user (wrong passwords from any address).
     Unlock {
         /// Login name or email.
@@ -51,6 +65,7 @@ pub enum AdminCommand {
 pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::Unlock { username } => unlock(settings, &username).await,
+        AdminCommand::ResetPassword { username } => reset_password(settings, &username).await,
         AdminCommand::CreateUser {
             username,
             email,
@@ -67,8 +82,13 @@ pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<(
                 .map_err(|m| anyhow::anyhow!("--phone: {m}"))?;
             let hasher = Hasher::new(&settings.auth)?;
             let password = read_password()?;
+            let owner = Owner {
+                username: &username,
+                full_name: full_name.as_deref().unwrap_or(&username),
+                email: Some(&email),
+            };
             hasher
-                .check_policy(&password)
+                .check_policy(&password, &owner)
                 .map_err(|m| anyhow::anyhow!("password: {m}"))?;
             let hash = hasher
                 .hash(password)
@@ -96,7 +116,7 @@ pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<(
             .bind(full_name.as_deref().unwrap_or(&username))
             .bind(phone.as_ref().map(|p| p.to_string()))
             .bind(role_id)
-            .bind(hash)
+            .bind(&hash)
             .fetch_one(&mut *tx)
             .await;
             let (id, uuid) = match inserted {
@@ -108,6 +128,10 @@ pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<(
                     return Err(e).context("inserting the user");
                 }
             };
+            hasher
+                .remember(&mut tx, id, &hash)
+                .await
+                .map_err(|e| anyhow::anyhow!("recording the password: {e}"))?;
             let new: Value = sqlx::query_scalar(
                 "select to_jsonb(u) - 'password_hash' from adm_user u where id = $1",
             )
@@ -201,5 +225,91 @@ async fn unlock(settings: &Settings, login: &str) -> anyhow::Result<()> {
     tx.commit().await?;
     pool.close().await;
     println!("unlocked {login} ({uuid})");
+    Ok(())
+}
+
+/// `admin reset-password`: the policy (history included), a fresh hash, locks lifted, every
+/// session ended, a `RESET_PWD` audit row by the CLI. The user chose the password, so the next
+/// login need not change it.
+async fn reset_password(settings: &Settings, login: &str) -> anyhow::Result<()> {
+    let login = login.trim().to_lowercase();
+    let pool = db::connect(&settings.database).await?;
+    let found: Option<(i64, uuid::Uuid, String, String, Option<String>)> = sqlx::query_as(
+        "select id, uuid, username, full_name, email from adm_user
+         where deleted_at is null and (username = $1 or lower(email) = $1)",
+    )
+    .bind(&login)
+    .fetch_optional(&pool)
+    .await?;
+    let Some((id, uuid, username, full_name, email)) = found else {
+        bail!("no live user has the login {login:?}");
+    };
+    let hasher = Hasher::new(&settings.auth)?;
+    let password = read_password()?;
+    let owner = Owner {
+        username: &username,
+        full_name: &full_name,
+        email: email.as_deref(),
+    };
+    hasher
+        .check_policy(&password, &owner)
+        .map_err(|m| anyhow::anyhow!("password: {m}"))?;
+    let mut conn = pool.acquire().await?;
+    if hasher
+        .reused(&mut conn, id, &password)
+        .await
+        .map_err(|e| anyhow::anyhow!("checking the password history: {e}"))?
+    {
+        bail!(
+            "password: must differ from the last {} passwords",
+            settings.auth.password_history
+        );
+    }
+    drop(conn);
+    let hash = hasher
+        .hash(password)
+        .await
+        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+    let mut tx = pool.begin().await?;
+    let old: Value = sqlx::query_scalar(
+        "select to_jsonb(u) - 'password_hash' from adm_user u where id = $1 for update",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    hasher
+        .remember(&mut tx, id, &hash)
+        .await
+        .map_err(|e| anyhow::anyhow!("recording the password: {e}"))?;
+    let new: Value = sqlx::query_scalar(&format!(
+        "update adm_user u set password_hash = $2, password_changed_at = now(),
+             must_change_password = false, {CLEAR_LOCKS}
+         where id = $1 returning to_jsonb(u) - 'password_hash'"
+    ))
+    .bind(id)
+    .bind(&hash)
+    .fetch_one(&mut *tx)
+    .await?;
+    let revoked = revoke_user_sessions(&mut tx, id, "password_reset")
+        .await
+        .map_err(|e| anyhow::anyhow!("ending the sessions: {e}"))?;
+    audit::record(
+        &mut tx,
+        None,
+        Some("cli"),
+        Entry {
+            action: "RESET_PWD",
+            entity_type: "adm_user",
+            entity_id: Some(id),
+            entity_uuid: Some(uuid),
+            old: Some(old),
+            new: Some(serde_json::json!({ "user": new, "revoked_sessions": revoked })),
+        },
+    )
+    .await
+    .context("writing the audit row")?;
+    tx.commit().await?;
+    pool.close().await;
+    println!("new password set for {login} ({uuid}); {revoked} session(s) ended");
     Ok(())
 }

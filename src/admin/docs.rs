@@ -21,7 +21,11 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
     info(
         title = "Sentient Hub admin API",
         description = "Users, roles and permissions, sessions, the audit log, chats and alerts of \
-the Sentient Hub WhatsApp Executive Hub.\n\nSign in at `POST /api/v1/auth/login`, send the access \
+the Sentient Hub WhatsApp Executive Hub.\n\nSign in at `POST /api/v1/auth/login`. Roles with a \
+second factor (SYSADMIN and DIRECTOR by default) get `202` and a `challenge_id` instead of tokens: a \
+6-digit code went to the user's confirmed WhatsApp device or email; send both to \
+`POST /api/v1/auth/login/verify` for the tokens. A token with `password_change_required` may only \
+change the password (`POST /api/v1/auth/password`). Send the access \
 token as `Authorization: Bearer <token>`, renew it at `POST /api/v1/auth/refresh` before it expires \
 (15 minutes). Each operation lists the permission it needs as the scope of its `bearer` security \
 requirement. Errors are RFC 9457 `application/problem+json`; lists take `page` and `per_page` \
@@ -30,7 +34,7 @@ requirement. Errors are RFC 9457 `application/problem+json`; lists take `page` a
     modifiers(&BearerScheme),
     components(schemas(Problem, FieldError)),
     tags(
-        (name = "auth", description = "Sign-in, token refresh, sign-out"),
+        (name = "auth", description = "Sign-in (password, then a one-time code where the role requires it), token refresh, sign-out, password change"),
         (name = "users", description = "Users and their WhatsApp identity"),
         (name = "roles", description = "Roles and the permission catalogue"),
         (name = "menus", description = "The caller's sidebar"),

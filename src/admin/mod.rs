@@ -4,7 +4,9 @@
 //!
 //! - [`auth`]: login, refresh, logout; the [`auth::Caller`] extractor that checks the session of
 //!   every request and [`auth::Authorized`], which refuses a caller without a permission.
-//! - [`password`]: argon2id hashing off the async executor, bounded by a semaphore.
+//! - [`second_factor`]: the one-time code after the password, by WhatsApp or email.
+//! - [`password`]: argon2id hashing off the async executor, bounded by a semaphore; the password
+//!   policy (length, zxcvbn strength, names, history).
 //! - [`token`]: access tokens (HS256 JWT) and refresh tokens (opaque, stored hashed).
 //! - [`throttle`]: per-IP login throttle.
 //! - [`users`], [`roles`], [`sessions`], [`audit`], [`insight`]: the resources.
@@ -21,6 +23,7 @@ pub mod insight;
 pub mod measures;
 pub mod password;
 pub mod roles;
+pub mod second_factor;
 pub mod sessions;
 pub mod throttle;
 pub mod token;
@@ -47,6 +50,8 @@ pub struct AdminState {
     pub db: sqlx::PgPool,
     /// Token keys, the bounded password hasher, the login throttle.
     pub auth: Auth,
+    /// Sign-in codes (second factor) and their delivery.
+    pub second_factor: second_factor::SecondFactor,
 }
 
 /// Every admin route, and apart from them the OpenAPI document at `/api/v1/openapi.json` with
@@ -59,6 +64,7 @@ where
 {
     let (router, api) = OpenApiRouter::with_openapi(docs::base())
         .merge(auth::router())
+        .merge(second_factor::router())
         .merge(users::router())
         .merge(roles::router())
         .merge(sessions::router())

@@ -50,6 +50,11 @@ pub struct RoleOut {
     pub level: i32,
     /// System roles cannot be deleted.
     pub is_system: bool,
+    /// Sign-in needs a one-time code after the password (by WhatsApp or email).
+    pub mfa_required: bool,
+    /// A login from an address that completed a sign-in to the account within
+    /// `auth.mfa_remember_days` skips the code.
+    pub mfa_remember_address: bool,
     /// Live users holding the role.
     pub user_count: i64,
     /// Permission codes, sorted.
@@ -59,7 +64,8 @@ pub struct RoleOut {
 }
 
 const ROLE_SELECT: &str = "
-    select r.code, r.name, r.description, r.level, r.is_system,
+    select r.code, r.name, r.description, r.level, r.is_system, r.mfa_required,
+           r.mfa_remember_address,
            (select count(*) from adm_user u where u.role_id = r.id and u.deleted_at is null)
                as user_count,
            array(select p.code::text from adm_role_permission rp
@@ -156,6 +162,12 @@ pub struct CreateRole {
     /// Permission codes to grant (default none).
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// Sign-in needs a one-time code after the password (default false).
+    #[serde(default)]
+    pub mfa_required: bool,
+    /// A recently used address skips the code (default false).
+    #[serde(default)]
+    pub mfa_remember_address: bool,
 }
 
 /// Creates a role.
@@ -197,14 +209,17 @@ async fn create(
     caller.may_manage_level(req.level)?;
     let mut tx = state.db.begin().await?;
     let id: i64 = sqlx::query_scalar(
-        "insert into adm_role (code, name, description, level, created_by, updated_by)
-         values ($1, $2, $3, $4, $5, $5) returning id",
+        "insert into adm_role (code, name, description, level, created_by, updated_by,
+                               mfa_required, mfa_remember_address)
+         values ($1, $2, $3, $4, $5, $5, $6, $7) returning id",
     )
     .bind(&code)
     .bind(req.name.trim())
     .bind(req.description.as_deref().map(str::trim))
     .bind(req.level)
     .bind(caller.user_id)
+    .bind(req.mfa_required)
+    .bind(req.mfa_remember_address)
     .fetch_one(&mut *tx)
     .await?;
     grant(&mut tx, &caller, id, &req.permissions).await?;
@@ -235,9 +250,13 @@ pub struct UpdateRole {
     pub description: Option<String>,
     /// 1 = highest authority, 99 = lowest; not above the caller's own.
     pub level: Option<i32>,
+    /// Sign-in needs a one-time code after the password.
+    pub mfa_required: Option<bool>,
+    /// A recently used address skips the code.
+    pub mfa_remember_address: Option<bool>,
 }
 
-/// Renames a role or changes its level.
+/// Renames a role, changes its level or its sign-in rules (second factor).
 #[utoipa::path(
     patch, path = "/api/v1/roles/{code}", tag = "roles",
     params(("code" = String, Path, description = "Role code")),
@@ -268,7 +287,9 @@ async fn update(
     let old = snapshot(&mut tx, id).await?;
     sqlx::query(
         "update adm_role set name = coalesce($2, name), description = coalesce($3, description),
-                level = coalesce($4, level), updated_by = $5
+                level = coalesce($4, level), updated_by = $5,
+                mfa_required = coalesce($6, mfa_required),
+                mfa_remember_address = coalesce($7, mfa_remember_address)
          where id = $1",
     )
     .bind(id)
@@ -276,6 +297,8 @@ async fn update(
     .bind(req.description.as_deref().map(str::trim))
     .bind(req.level)
     .bind(caller.user_id)
+    .bind(req.mfa_required)
+    .bind(req.mfa_remember_address)
     .execute(&mut *tx)
     .await?;
     let new = snapshot(&mut tx, id).await?;

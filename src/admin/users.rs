@@ -68,6 +68,8 @@ pub struct UserOut {
     pub has_password: bool,
     pub last_login: Option<DateTime<Utc>>,
     pub password_changed_at: Option<DateTime<Utc>>,
+    /// The next login may only change the password (set by an admin's reset).
+    pub must_change_password: bool,
     /// When an admin last revoked the WhatsApp device (a new email OTP is required after it).
     pub wa_revoked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -79,7 +81,8 @@ const USER_SELECT: &str = "
            r.name as role_name, u.lang, u.is_active,
            coalesce(u.locked_until > now() or u.known_unlock_at > now(), false) as is_locked, u.locked_until,
            u.failed_login_count, u.password_hash is not null as has_password, u.last_login,
-           u.password_changed_at, u.wa_revoked_at, u.created_at, u.updated_at
+           u.password_changed_at, u.must_change_password, u.wa_revoked_at, u.created_at,
+           u.updated_at
     from adm_user u join adm_role r on r.id = u.role_id";
 
 /// Filters of the user list; all optional, combined with AND.
@@ -237,7 +240,12 @@ async fn create(
         errors.push(field_error("lang", "must be 'id' or 'en'"));
     }
     if let Some(p) = &req.password {
-        if let Err(m) = state.auth.hasher.check_policy(p) {
+        let owner = password::Owner {
+            username: &username,
+            full_name: &full_name,
+            email: email.as_ref().and_then(|e| e.as_deref()),
+        };
+        if let Err(m) = state.auth.hasher.check_policy(p, &owner) {
             errors.push(field_error("password", &m));
         }
     }
@@ -267,10 +275,13 @@ async fn create(
     .bind(phone.flatten().map(|p| p.to_string()))
     .bind(role_id)
     .bind(lang)
-    .bind(hash)
+    .bind(hash.as_deref())
     .bind(caller.user_id)
     .fetch_one(&mut *tx)
     .await?;
+    if let Some(hash) = &hash {
+        state.auth.hasher.remember(&mut tx, id, hash).await?;
+    }
     let new = snapshot(&mut tx, id).await?;
     audit::record(
         &mut tx,
@@ -490,7 +501,8 @@ pub struct ResetPasswordOut {
     pub temporary_password: Option<String>,
 }
 
-/// Sets a new password, unlocks the account and ends its sessions. Needs `ADMIN.USER.RESET_PWD`.
+/// Sets a new password, unlocks the account and ends its sessions; the user must change it at
+/// the next login. Needs `ADMIN.USER.RESET_PWD`.
 #[utoipa::path(
     post, path = "/api/v1/users/{uuid}/reset-password", tag = "users",
     params(("uuid" = Uuid, Path, description = "The user's uuid")),
@@ -506,31 +518,43 @@ async fn reset_password(
     ApiJson(req): ApiJson<ResetPassword>,
 ) -> Result<Json<ResetPasswordOut>> {
     let uuid = parse_uuid(&uuid)?;
+    // Refuse before paying for a hash.
+    target(&state.db, &caller, uuid).await?;
     let (password, generated) = match req.password {
         Some(p) => {
+            let (username, full_name, email): (String, String, Option<String>) =
+                sqlx::query_as("select username, full_name, email from adm_user where uuid = $1")
+                    .bind(uuid)
+                    .fetch_one(&state.db)
+                    .await?;
+            let owner = password::Owner {
+                username: &username,
+                full_name: &full_name,
+                email: email.as_deref(),
+            };
             state
                 .auth
                 .hasher
-                .check_policy(&p)
+                .check_policy(&p, &owner)
                 .map_err(|m| Error::invalid("password", m))?;
             (p, false)
         }
         None => (password::generate(), true),
     };
     let shown = generated.then(|| secrecy::ExposeSecret::expose_secret(&password).to_owned());
-    // Refuse before paying for a hash.
-    target(&state.db, &caller, uuid).await?;
     let hash = state.auth.hasher.hash(password).await?;
+    let hasher = state.auth.hasher.clone();
     let by = caller.user_id;
     let user = mutate(&state, &caller, uuid, "RESET_PWD", |tx, id| {
         Box::pin(async move {
+            hasher.remember(tx, id, &hash).await?;
             sqlx::query(&format!(
                 "update adm_user set password_hash = $2, password_changed_at = now(),
-                        {CLEAR_LOCKS}, updated_by = $3
+                        must_change_password = true, {CLEAR_LOCKS}, updated_by = $3
                  where id = $1"
             ))
             .bind(id)
-            .bind(hash)
+            .bind(&hash)
             .bind(by)
             .execute(&mut **tx)
             .await?;

@@ -26,7 +26,7 @@ use crate::audit::{self, Entry};
 use crate::config::IdentitySettings;
 use crate::domain::phone::{mask_email, mask_phone, PhoneE164};
 use crate::domain::Caller;
-use crate::identity::mailer::{OtpMail, SendsCodes};
+use crate::identity::mailer::{MailPurpose, OtpMail, SendsCodes};
 use crate::identity::otp;
 use crate::outbox::{self, Outgoing, Purpose};
 use crate::queue::Doorbell;
@@ -576,7 +576,8 @@ impl Gate {
             name: &user.full_name,
             to: email,
             code,
-            phone_masked: &user.phone.as_deref().map(mask_phone).unwrap_or_default(),
+            purpose: MailPurpose::Chat,
+            asked_from: &user.phone.as_deref().map(mask_phone).unwrap_or_default(),
             phone: user.phone.as_deref(),
             asked_at: &asked_at,
             valid_minutes: self.settings.otp_ttl_secs / 60,

@@ -34,14 +34,25 @@ pub struct OtpMail<'a> {
     pub to: &'a str,
     /// The code.
     pub code: &'a str,
-    /// The phone that asked, masked.
-    pub phone_masked: &'a str,
+    /// What the code is for.
+    pub purpose: MailPurpose,
+    /// Where it was asked from: the phone, masked (chat), or the client's address (admin sign-in).
+    pub asked_from: &'a str,
     /// The user's phone, unmasked: the local mailbox shows the mail in that number's chat.
     pub phone: Option<&'a str>,
     /// When it was asked, in the factory's time zone.
     pub asked_at: &'a str,
     /// Validity in minutes.
     pub valid_minutes: u64,
+}
+
+/// What a code mail is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailPurpose {
+    /// Confirming the WhatsApp device in the chat.
+    Chat,
+    /// The second factor of an admin API sign-in.
+    AdminLogin,
 }
 
 /// The mailer the settings ask for: SMTP when `smtp.host` is set, the local mailbox otherwise
@@ -174,24 +185,46 @@ impl SendsCodes for Mailer {
 }
 
 fn body(m: &OtpMail<'_>) -> String {
-    format!(
-        "Halo {name},\n\n\
-         Kode verifikasi WhatsApp Sentient Hub Anda: {code}\n\
-         Diminta dari nomor {phone} pada {at}. Berlaku {minutes} menit, sekali pakai.\n\
-         Ketik kode ini di chat WhatsApp Sentient Hub. Jangan berikan kode ini kepada siapa pun.\n\
-         Jika bukan Anda yang meminta, abaikan email ini dan segera hubungi administrator TI:\n\
-         seseorang mungkin mencoba memakai akun WhatsApp Anda.\n\n\
-         ----\n\n\
-         Hello {name},\n\n\
-         Your Sentient Hub WhatsApp verification code: {code}\n\
-         Requested from {phone} at {at}. Valid for {minutes} minutes, single use.\n\
-         Type this code in the Sentient Hub WhatsApp chat. Never share it with anyone.\n\
-         If this was not you, ignore this mail and contact your IT administrator right away:\n\
-         someone may be trying to use your WhatsApp account.\n",
-        name = m.name,
-        code = m.code,
-        phone = m.phone_masked,
-        at = m.asked_at,
-        minutes = m.valid_minutes,
-    )
+    match m.purpose {
+        MailPurpose::Chat => format!(
+            "Halo {name},\n\n\
+             Kode verifikasi WhatsApp Sentient Hub Anda: {code}\n\
+             Diminta dari nomor {from} pada {at}. Berlaku {minutes} menit, sekali pakai.\n\
+             Ketik kode ini di chat WhatsApp Sentient Hub. Jangan berikan kode ini kepada siapa pun.\n\
+             Jika bukan Anda yang meminta, abaikan email ini dan segera hubungi administrator TI:\n\
+             seseorang mungkin mencoba memakai akun WhatsApp Anda.\n\n\
+             ----\n\n\
+             Hello {name},\n\n\
+             Your Sentient Hub WhatsApp verification code: {code}\n\
+             Requested from {from} at {at}. Valid for {minutes} minutes, single use.\n\
+             Type this code in the Sentient Hub WhatsApp chat. Never share it with anyone.\n\
+             If this was not you, ignore this mail and contact your IT administrator right away:\n\
+             someone may be trying to use your WhatsApp account.\n",
+            name = m.name,
+            code = m.code,
+            from = m.asked_from,
+            at = m.asked_at,
+            minutes = m.valid_minutes,
+        ),
+        MailPurpose::AdminLogin => format!(
+            "Halo {name},\n\n\
+             Kode verifikasi Sentient Hub Anda: {code}\n\
+             Untuk masuk ke API admin dari alamat {from} pada {at}. Berlaku {minutes} menit, sekali pakai.\n\
+             Jangan berikan kode ini kepada siapa pun.\n\
+             Jika bukan Anda yang masuk, seseorang mengetahui kata sandi Anda: segera ganti kata sandi\n\
+             dan hubungi administrator TI.\n\n\
+             ----\n\n\
+             Hello {name},\n\n\
+             Your Sentient Hub verification code: {code}\n\
+             For signing in to the admin API from {from} at {at}. Valid for {minutes} minutes, single use.\n\
+             Never share it with anyone.\n\
+             If this was not you, someone knows your password: change it right away and contact your\n\
+             IT administrator.\n",
+            name = m.name,
+            code = m.code,
+            from = m.asked_from,
+            at = m.asked_at,
+            minutes = m.valid_minutes,
+        ),
+    }
 }

@@ -40,6 +40,8 @@ pub enum Purpose {
     Gate,
     /// A pushed alert.
     Alert,
+    /// An admin API sign-in code (second factor).
+    Login,
 }
 
 impl Purpose {
@@ -48,13 +50,19 @@ impl Purpose {
             Purpose::Answer => "answer",
             Purpose::Gate => "gate",
             Purpose::Alert => "alert",
+            Purpose::Login => "login",
         }
     }
 
     fn parse(word: &str) -> Option<Purpose> {
-        [Purpose::Answer, Purpose::Gate, Purpose::Alert]
-            .into_iter()
-            .find(|p| p.as_str() == word)
+        [
+            Purpose::Answer,
+            Purpose::Gate,
+            Purpose::Alert,
+            Purpose::Login,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == word)
     }
 }
 

@@ -10,8 +10,21 @@ use crate::helpers::TestApp;
 /// A password that satisfies the policy.
 pub const PASSWORD: &str = "Rahasia-Pabrik-2024";
 
-/// Inserts an active user with `PASSWORD` and role `role`; returns the user's uuid.
+/// Inserts an active user with `PASSWORD` and role `role`; returns the user's uuid. The role
+/// signs in with the password alone from then on: these helpers serve the tests of everything
+/// else, and `admin_mfa.rs` tests the second factor with [`mfa_user`].
 pub async fn user_with_role(app: &TestApp, username: &str, role: &str) -> Uuid {
+    sqlx::query("update adm_role set mfa_required = false where code = $1")
+        .bind(role)
+        .execute(&app.db)
+        .await
+        .expect("second factor off");
+    mfa_user(app, username, role).await
+}
+
+/// Inserts an active user with `PASSWORD` and role `role`, leaving the role's sign-in rules as
+/// they are; returns the user's uuid.
+pub async fn mfa_user(app: &TestApp, username: &str, role: &str) -> Uuid {
     let hasher =
         sentient_hub::admin::password::Hasher::new(&app.test_db.settings.auth).expect("hasher");
     let hash = hasher

@@ -516,7 +516,7 @@ impl SmtpSink {
             "mail {n} never arrived"
         );
         let mail = &self.mails()[n - 1];
-        let marker = "WhatsApp verification code: ";
+        let marker = "verification code: ";
         let at = mail.find(marker).expect("code in the mail") + marker.len();
         mail[at..at + 6].to_owned()
     }

@@ -1,4 +1,5 @@
 mod admin_auth;
+mod admin_mfa;
 mod admin_rbac;
 mod admin_support;
 mod admin_users;
