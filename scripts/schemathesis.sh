@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The admin API under schemathesis (property-based requests generated from the OpenAPI document):
-# starts a hub of its own on a fresh database, signs in as a SYSADMIN, and runs schemathesis with
+# starts a hub of its own on a fresh database, signs in as a SYSADMIN (password, then the one-time
+# code from the local mailbox: the two-step login end to end), and runs schemathesis with
 # the checks "no server error" and "every status is one the document lists". Exit 0 only when
 # schemathesis found no failure.
 #
@@ -36,6 +37,8 @@ export SENTIENT__AUTH__LOGIN_PER_MINUTE=100000
 export SENTIENT__AUTH__ARGON2_MEMORY_KIB=64
 export SENTIENT__AUTH__ARGON2_ITERATIONS=1
 export SENTIENT__ALERTS__DETECT_EVERY_MINS=0
+# No mail server in local mode: the sign-in code lands here as a file.
+export SENTIENT__SMTP__MAILBOX_DIR="$work/mailbox"
 # Its own alert subject and deployment name: other hubs may use this NATS with the defaults.
 export SENTIENT__ALERTS__SUBJECT="alerts.schemathesis.$$"
 
@@ -61,9 +64,21 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 
-token=$(curl -fsS -X POST "http://127.0.0.1:$port/api/v1/auth/login" \
+challenge=$(curl -fsS -X POST "http://127.0.0.1:$port/api/v1/auth/login" \
   -H 'content-type: application/json' \
   -d "{\"login\":\"fuzz.admin\",\"password\":\"$password\"}" \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["challenge_id"])')
+code=
+for _ in $(seq 1 100); do
+  code=$(cat "$work"/mailbox/*.eml 2>/dev/null | python3 -c \
+    'import re, sys; m = re.search(r"verification code: (\d{6})", sys.stdin.read()); print(m.group(1) if m else "")')
+  [[ -n $code ]] && break
+  sleep 0.1
+done
+[[ -n $code ]] || { tail -n 30 "$work/hub.log" >&2; echo "no sign-in code in the local mailbox" >&2; exit 2; }
+token=$(curl -fsS -X POST "http://127.0.0.1:$port/api/v1/auth/login/verify" \
+  -H 'content-type: application/json' \
+  -d "{\"challenge_id\":\"$challenge\",\"code\":\"$code\"}" \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 
 set +e

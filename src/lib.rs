@@ -14,7 +14,8 @@
 //!
 //! Beside the road, at the HTTP edge:
 //! - [`http`]: health, readiness and metrics endpoints (`HealthState`).
-//! - [`admin`]: the admin REST API (`/api/v1`, `AdminState`): login, users, roles, sessions,
+//! - [`admin`]: the admin REST API (`/api/v1`, `AdminState`): login (with a second factor by
+//!   WhatsApp or email), users, roles, sessions,
 //!   audit, chats, alerts; OpenAPI at `/api/v1/openapi.json`, Swagger UI at `/docs`.
 //!
 //! The road, in the order a message travels it:

@@ -160,11 +160,30 @@ pub fn describe_hub() {
     metrics::counter!("archive_errors_total").increment(0);
     describe_counter!(
         "admin_logins_total",
-        "Admin API sign-ins by outcome (ok, password = a wrong one, locked, unknown, throttled, ...)."
+        "Admin API sign-ins by outcome (ok, challenge = a code was sent, password = a wrong one, locked, unknown, throttled, ...)."
     );
-    for outcome in ["ok", "password", "locked", "unknown", "throttled"] {
+    for outcome in [
+        "ok",
+        "challenge",
+        "password",
+        "locked",
+        "unknown",
+        "throttled",
+    ] {
         metrics::counter!("admin_logins_total", "outcome" => outcome).increment(0);
     }
+    describe_counter!(
+        "admin_login_verifications_total",
+        "Second-factor code checks by outcome (ok, wrong, closed = used, expired, void or unknown, throttled)."
+    );
+    describe_counter!(
+        "admin_login_challenges_total",
+        "Sign-ins that got a second-factor challenge, by the channel chosen (whatsapp, email)."
+    );
+    describe_counter!(
+        "admin_login_codes_sent_total",
+        "Second-factor codes that went out, by channel (whatsapp, email)."
+    );
 }
 
 /// The statuses of a `wa_inbox` row not yet done.

@@ -306,11 +306,11 @@ impl Sender {
                     metrics::counter!("outbox_sends_total", "outcome" => "withdrawn").increment(1);
                     tracing::info!(
                         purpose = row.purpose,
-                        "no longer wanted (e.g. an alert acknowledged meanwhile, or its recipient lost the device trust or access); not sent"
+                        "no longer wanted (e.g. an alert acknowledged meanwhile or its recipient lost the device trust or access, a sign-in code whose login ended); not sent"
                     );
                     sqlx::query(
                         "update wa_outbox set status = 'withdrawn', lease_until = null,
-                             error_text = 'acknowledged meanwhile, or the recipient lost the device trust or access'
+                             error_text = 'no longer wanted: acknowledged or ended meanwhile, or the recipient lost the device trust or access'
                          where id = $1",
                     )
                     .bind(row.id)

@@ -626,3 +626,115 @@ async fn the_cli_sets_a_lost_password_and_ends_the_sessions() {
     );
     assert_eq!(audit_count(&app, "RESET_PWD").await, 1);
 }
+
+// Several threads: the hub runs as a child process while the test talks to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_binary_mails_the_code_in_local_mode_and_logs_no_code() {
+    let db = crate::helpers::fresh_database().await;
+    let s = db.settings.clone();
+    let mailbox = std::env::temp_dir().join(format!("sentient-mailbox-{}", uuid::Uuid::new_v4()));
+    let log = std::env::temp_dir().join(format!("sentient-hub-{}.log", uuid::Uuid::new_v4()));
+    let pool = sqlx::PgPool::connect_with(s.database.connect_options())
+        .await
+        .unwrap();
+    let hash = sentient_hub::admin::password::Hasher::new(&s.auth)
+        .unwrap()
+        .hash(secrecy::SecretString::from(PASSWORD))
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into adm_user (username, email, full_name, role_id, password_hash)
+         select 'root', 'root@factory.local', 'Root', id, $1 from adm_role where code = 'SYSADMIN'",
+    )
+    .bind(hash)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let port = crate::helpers::free_port();
+    let mut hub = tokio::process::Command::new(env!("CARGO_BIN_EXE_sentient-hub"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("serve")
+        // Local mode: no WhatsApp token, no mail server (the local mailbox).
+        .env("SENTIENT_ENV", "local")
+        .env("DATABASE_URL", s.database.url.expose_secret())
+        .env("SENTIENT__SERVER__PORT", port.to_string())
+        .env("SENTIENT__SMTP__MAILBOX_DIR", &mailbox)
+        .env("SENTIENT__TELEMETRY__FILTER", "debug")
+        .env("SENTIENT__INBOX__STREAM", &s.inbox.stream)
+        .env("SENTIENT__INBOX__SUBJECT_PREFIX", &s.inbox.subject_prefix)
+        .env("SENTIENT__LLM__SUBJECT", &s.llm.subject)
+        .env("SENTIENT__ALERTS__STREAM", &s.alerts.stream)
+        .env("SENTIENT__ALERTS__SUBJECT", &s.alerts.subject)
+        .env("SENTIENT__ALERTS__DETECT_EVERY_MINS", "0")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            client.get(format!("{base}/healthz")).send().await.is_ok()
+        })
+        .await,
+        "the hub never listened"
+    );
+    let challenge: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({ "login": "root", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let read_code = || {
+        std::fs::read_dir(&mailbox).ok().and_then(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .find_map(|m| {
+                    let at = m.find("verification code: ")? + "verification code: ".len();
+                    Some(m[at..at + 6].to_owned())
+                })
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || async { read_code().is_some() }).await,
+        "the code mail reaches the local mailbox: {challenge}"
+    );
+    let code = read_code().unwrap();
+    let wrong = other_than(&code);
+    let verify = |code: String| {
+        let client = client.clone();
+        let url = format!("{base}/api/v1/auth/login/verify");
+        let id = challenge["challenge_id"].clone();
+        async move {
+            client
+                .post(url)
+                .json(&json!({ "challenge_id": id, "code": code }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(verify(wrong.clone()).await, 401);
+    assert_eq!(verify(code.clone()).await, 200);
+    hub.kill().await.unwrap();
+
+    let logs = std::fs::read_to_string(&log).unwrap()
+        + &std::fs::read_to_string(log.with_extension("err")).unwrap();
+    assert!(
+        logs.contains("login needs a code"),
+        "the logs were captured"
+    );
+    for c in [&code, &wrong] {
+        let exact = regex::Regex::new(&format!(r"\b{c}\b")).unwrap();
+        assert!(!exact.is_match(&logs), "a code in the logs");
+    }
+    let _ = std::fs::remove_dir_all(&mailbox);
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(log.with_extension("err"));
+}
