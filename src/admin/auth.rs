@@ -872,12 +872,21 @@ pub(crate) async fn revoke_family(
     .rows_affected())
 }
 
-/// Revokes every live session of a user; returns how many.
+/// Revokes every live session of a user, and voids their open sign-in challenges (a code sent
+/// for the old password must not open a session after a reset or a deactivation); returns how
+/// many sessions.
 pub(crate) async fn revoke_user_sessions(
     conn: &mut sqlx::PgConnection,
     user_id: i64,
     reason: &str,
 ) -> Result<u64> {
+    sqlx::query(
+        "update adm_login_challenge set voided_at = now()
+         where user_id = $1 and consumed_at is null and voided_at is null",
+    )
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
     Ok(sqlx::query(
         "update adm_session set is_revoked = true, revoked_at = now(), revoke_reason = $2
          where user_id = $1 and not is_revoked",

@@ -335,35 +335,44 @@ impl SecondFactor {
         }
     }
 
-    /// Open WhatsApp challenges whose message failed (Meta refused it, the window closed with
-    /// no template) go by email instead, or are voided when the user has none.
+    /// WhatsApp challenges whose message failed (Meta refused it, the window closed with no
+    /// template), each once: the row's text is blanked, and a challenge still open goes by email
+    /// instead, or is voided when the user has none.
     pub async fn fall_back(&self, db: &PgPool) -> anyhow::Result<usize> {
         let mut tx = db.begin().await?;
-        let failed: Vec<(i64, i64, Uuid, i64, bool)> = sqlx::query_as(
-            "select c.id, c.user_id, u.uuid, o.id, u.email is not null
+        let failed: Vec<(i64, i64, Uuid, i64, bool, bool)> = sqlx::query_as(
+            "select c.id, c.user_id, u.uuid, o.id, u.email is not null,
+                    c.consumed_at is null and c.voided_at is null and c.expires_at > now()
              from adm_login_challenge c
              join wa_outbox o on o.id = c.outbox_id
              join adm_user u on u.id = c.user_id
-             where c.channel = 'whatsapp' and c.consumed_at is null and c.voided_at is null
-               and c.expires_at > now() and o.status = 'failed'
+             where c.channel = 'whatsapp' and c.last_error is null and o.status = 'failed'
              for update of c skip locked",
         )
         .fetch_all(&mut *tx)
         .await
         .context("finding failed sign-in messages")?;
-        for (id, user_id, user_uuid, outbox_id, has_email) in &failed {
+        let mut moved = false;
+        for (id, user_id, user_uuid, outbox_id, has_email, open) in &failed {
+            blank(&mut tx, *outbox_id).await?;
+            let (to_email, void) = (*open && *has_email, *open && !*has_email);
             sqlx::query(
-                "update adm_login_challenge set
+                "update adm_login_challenge set last_error = 'WhatsApp message failed',
                      channel = case when $2 then 'email' else channel end,
-                     voided_at = case when $2 then null else now() end,
-                     code_hash = null, next_try_at = now(), last_error = 'WhatsApp message failed'
+                     code_hash = case when $2 or $3 then null else code_hash end,
+                     voided_at = case when $3 then now() else voided_at end,
+                     next_try_at = now()
                  where id = $1",
             )
             .bind(id)
-            .bind(has_email)
+            .bind(to_email)
+            .bind(void)
             .execute(&mut *tx)
             .await?;
-            blank(&mut tx, *outbox_id).await?;
+            if !*open {
+                continue;
+            }
+            moved |= to_email;
             audit::record(
                 &mut tx,
                 Some(*user_id),
@@ -374,14 +383,14 @@ impl SecondFactor {
                     entity_id: Some(*user_id),
                     entity_uuid: Some(*user_uuid),
                     old: None,
-                    new: Some(json!({ "to": if *has_email { "email" } else { "none" } })),
+                    new: Some(json!({ "to": if to_email { "email" } else { "none" } })),
                 },
             )
             .await
             .map_err(|e| anyhow::anyhow!("auditing a fallback: {e}"))?;
         }
         tx.commit().await?;
-        if !failed.is_empty() {
+        if moved {
             self.0.mail.ring();
         }
         Ok(failed.len())
@@ -652,10 +661,7 @@ async fn verify(
     let given =
         otp::parse(req.code.expose_secret()).map(|c| state.second_factor.hash(open.user_id, &c));
     let right = match (&given, &open.code_hash) {
-        (Some(given), Some(stored)) => bool::from(subtle::ConstantTimeEq::ct_eq(
-            given.as_bytes(),
-            stored.as_bytes(),
-        )),
+        (Some(given), Some(stored)) => otp::same(given, stored),
         _ => false,
     };
     if !right {

@@ -200,7 +200,8 @@ pub struct CreateUser {
     pub phone: Option<String>,
     /// `id` (default) or `en`.
     pub lang: Option<String>,
-    /// Optional: users who only chat on WhatsApp need no password.
+    /// Optional: users who only chat on WhatsApp need no password. The user must change it at
+    /// the first login (the admin knows it).
     #[schema(value_type = Option<String>, format = Password)]
     pub password: Option<SecretString>,
 }
@@ -265,8 +266,9 @@ async fn create(
     let mut tx = state.db.begin().await?;
     let (id, uuid): (i64, Uuid) = sqlx::query_as(
         "insert into adm_user (username, email, full_name, phone, role_id, lang, password_hash,
-                               password_changed_at, created_by, updated_by)
-         values ($1, $2, $3, $4, $5, $6, $7, case when $7 is null then null else now() end, $8, $8)
+                               password_changed_at, must_change_password, created_by, updated_by)
+         values ($1, $2, $3, $4, $5, $6, $7, case when $7 is null then null else now() end,
+                 $7 is not null, $8, $8)
          returning id, uuid",
     )
     .bind(&username)

@@ -412,10 +412,7 @@ impl Gate {
                 user.id,
                 &code,
             );
-            if bool::from(subtle::ConstantTimeEq::ct_eq(
-                given.as_bytes(),
-                open.code_hash.as_bytes(),
-            )) {
+            if otp::same(&given, &open.code_hash) {
                 sqlx::query("update wa_otp set consumed_at = now() where id = $1")
                     .bind(open.id)
                     .execute(&mut *tx)

@@ -18,6 +18,14 @@ pub fn hash(secret: &[u8], user_id: i64, code: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Whether two code hashes are equal, in constant time.
+pub fn same(given: &str, stored: &str) -> bool {
+    bool::from(subtle::ConstantTimeEq::ct_eq(
+        given.as_bytes(),
+        stored.as_bytes(),
+    ))
+}
+
 /// The code in a message, if the message is a code and nothing else: six digits, optionally
 /// split by spaces or dashes, optionally with a word like "kode"/"code"/"otp" before it and
 /// punctuation after it.

@@ -543,6 +543,29 @@ async fn after_an_admins_reset_the_next_login_may_only_change_the_password() {
         200,
         "now a full session"
     );
+    // A password an admin gives at creation is the admin's too.
+    let (status, created) = status_json(
+        call(
+            &app,
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin.access),
+            Some(
+                json!({ "username": "rina", "full_name": "Rina", "role": "OPERATOR",
+                         "email": "rina@factory.local", "password": "jendela gerimis kopi" }),
+            ),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, &created["must_change_password"]),
+        (201, &json!(true)),
+        "{created}"
+    );
+    let (_, tokens) = status_json(login(&app, "rina", "jendela gerimis kopi").await).await;
+    assert_eq!(tokens["password_change_required"], true);
+
     let must: bool =
         sqlx::query_scalar("select must_change_password from adm_user where uuid = $1")
             .bind(user)
