@@ -866,6 +866,9 @@ impl AuthSettings {
                 "invalid configuration: auth.password_min_strength must be 0 to 4 (zxcvbn's score)"
             );
         }
+        if self.password_max_age_days > 36_500 || self.mfa_remember_days > 36_500 {
+            bail!("invalid configuration: auth.password_max_age_days and auth.mfa_remember_days must be at most 36500");
+        }
         if self.mfa_code_ttl_secs > 900 {
             bail!("invalid configuration: auth.mfa_code_ttl_secs must be at most 900");
         }

@@ -432,7 +432,9 @@ struct LoginCandidate {
     known: bool,
     /// The role signs in with a second factor.
     mfa_required: bool,
-    /// ... which this address may skip (the role allows it and it signed in recently).
+    /// ... which this address may skip: the role allows it (never SYSADMIN), and it completed a
+    /// sign-in recently, since the last password change, in a session not ended for cause
+    /// (forced, reuse, reset, deactivation).
     remembered: bool,
     /// `full`, or `password` when the password has expired or was reset.
     scope: String,
@@ -491,10 +493,16 @@ async fn login(
                           select 1 from adm_session s
                           where s.user_id = u.id and s.ip_address = $2
                             and s.login_at > now() - interval '30 days') as known,
-                      r.mfa_remember_address and $3 > 0 and exists (
+                      r.mfa_remember_address and r.code <> 'SYSADMIN' and $3 > 0 and exists (
                           select 1 from adm_session s
                           where s.user_id = u.id and s.ip_address = $2
-                            and s.login_at > now() - make_interval(days => $3)) as remembered,
+                            and s.login_at > now() - make_interval(days => $3)
+                            and s.login_at > coalesce(u.password_changed_at, u.created_at)
+                            and not exists (
+                                select 1 from adm_session f
+                                where f.family_id = s.family_id and f.is_revoked
+                                  and f.revoke_reason not in ('rotated', 'logout')))
+                          as remembered,
                       {} as scope
                from adm_user u join adm_role r on r.id = u.role_id
                where u.deleted_at is null and (u.username = $1 or lower(u.email) = $1)
@@ -630,7 +638,7 @@ async fn login(
         ip_text.as_deref(),
         user_agent.as_deref(),
         &user.scope,
-        None,
+        (user.mfa_required && user.remembered).then_some("remembered_address"),
     )
     .await?;
     tx.commit().await?;
@@ -1069,6 +1077,14 @@ async fn change_password(
             detail: "The password was changed meanwhile; sign in again.".into(),
         });
     }
+    // A sign-in started with the old password (by whoever knew it) ends here too.
+    sqlx::query(
+        "update adm_login_challenge set voided_at = now()
+         where user_id = $1 and consumed_at is null and voided_at is null",
+    )
+    .bind(caller.user_id)
+    .execute(&mut *tx)
+    .await?;
     let revoked = sqlx::query(
         "update adm_session set is_revoked = true, revoked_at = now(),
              revoke_reason = 'password_changed'

@@ -40,6 +40,10 @@ where
 /// The role that always holds every permission.
 const SUPER_ROLE: &str = "SYSADMIN";
 
+/// Why SYSADMIN's sign-in may not skip the code.
+const REMEMBER_REFUSED: &str =
+    "SYSADMIN always gives the code: a known address never skips it for this role";
+
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct RoleOut {
     /// e.g. `MANAGER_SALES`.
@@ -203,6 +207,9 @@ async fn create(
     if !(1..=99).contains(&req.level) {
         errors.push(field_error("level", "between 1 and 99"));
     }
+    if code == SUPER_ROLE && req.mfa_remember_address {
+        errors.push(field_error("mfa_remember_address", REMEMBER_REFUSED));
+    }
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
@@ -275,6 +282,9 @@ async fn update(
     check_texts(&mut errors, req.name.as_deref(), req.description.as_deref());
     if req.level.is_some_and(|l| !(1..=99).contains(&l)) {
         errors.push(field_error("level", "between 1 and 99"));
+    }
+    if code.eq_ignore_ascii_case(SUPER_ROLE) && req.mfa_remember_address == Some(true) {
+        errors.push(field_error("mfa_remember_address", REMEMBER_REFUSED));
     }
     if !errors.is_empty() {
         return Err(Error::Validation(errors));

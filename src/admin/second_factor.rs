@@ -293,18 +293,27 @@ impl SecondFactor {
         self.0.mail.ring();
     }
 
-    /// The outbox's last-moment check of a `login` row: is its challenge still open? A row
-    /// that is not wanted any more has its text blanked before it is withdrawn.
+    /// The outbox's last-moment check of a `login` row: is its challenge still open, and the
+    /// device still trusted (not revoked by an admin meanwhile)? A row that is not wanted any
+    /// more has its text blanked before it is withdrawn.
     pub fn veto(&self, db: PgPool) -> Veto {
+        let trust_days = self.0.trust_days;
         Arc::new(move |outbox_id| {
             let db = db.clone();
             Box::pin(async move {
                 let open: bool = sqlx::query_scalar(
-                    "select exists (select 1 from adm_login_challenge
-                     where outbox_id = $1 and consumed_at is null and voided_at is null
-                       and expires_at > now())",
+                    "select exists (
+                         select 1 from adm_login_challenge c
+                         join adm_user u on u.id = c.user_id
+                         join wa_trust t on t.user_id = u.id
+                         where c.outbox_id = $1 and c.consumed_at is null
+                           and c.voided_at is null and c.expires_at > now()
+                           and u.is_active and u.deleted_at is null
+                           and t.confirmed_at > now() - make_interval(days => $2)
+                           and (u.wa_revoked_at is null or u.wa_revoked_at < t.confirmed_at))",
                 )
                 .bind(outbox_id)
+                .bind(trust_days as i32)
                 .fetch_one(&db)
                 .await
                 .context("checking a sign-in code's challenge")?;
@@ -335,8 +344,8 @@ impl SecondFactor {
         }
     }
 
-    /// WhatsApp challenges whose message failed (Meta refused it, the window closed with no
-    /// template), each once: the row's text is blanked, and a challenge still open goes by email
+    /// WhatsApp challenges whose message failed (Meta refused it at once or reported it failed
+    /// later, the window closed with no template), each once: the row's text is blanked, and a challenge still open goes by email
     /// instead, or is voided when the user has none.
     pub async fn fall_back(&self, db: &PgPool) -> anyhow::Result<usize> {
         let mut tx = db.begin().await?;
@@ -360,6 +369,8 @@ impl SecondFactor {
                 "update adm_login_challenge set last_error = 'WhatsApp message failed',
                      channel = case when $2 then 'email' else channel end,
                      code_hash = case when $2 or $3 then null else code_hash end,
+                     sent_at = case when $2 then null else sent_at end,
+                     send_tries = case when $2 then 0 else send_tries end,
                      voided_at = case when $3 then now() else voided_at end,
                      next_try_at = now()
                  where id = $1",

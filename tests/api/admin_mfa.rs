@@ -275,11 +275,40 @@ async fn a_code_works_only_with_its_own_challenge_and_a_new_login_voids_the_old_
     let bob = challenged(&app, "bob").await;
     let bob_code = sink.code(2).await;
     let bob_challenge = bob["challenge_id"].as_str().unwrap();
+    // Even with Alice's very hash stored on Bob's challenge, Alice's code does not open it: the
+    // hash is keyed by the user too.
+    let hash_of = |uuid: String| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "select code_hash from adm_login_challenge where uuid = $1::uuid",
+            )
+            .bind(uuid)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let set_hash = |uuid: String, hash: String| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query("update adm_login_challenge set code_hash = $2 where uuid = $1::uuid")
+                .bind(uuid)
+                .bind(hash)
+                .execute(&db)
+                .await
+                .unwrap();
+        }
+    };
+    let bobs_hash = hash_of(bob_challenge.to_owned()).await;
+    let alices_hash = hash_of(alice["challenge_id"].as_str().unwrap().to_owned()).await;
+    set_hash(bob_challenge.to_owned(), alices_hash).await;
     assert_eq!(
         verify(&app, bob_challenge, &alice_code).await.0,
         401,
         "Alice's code on Bob's challenge"
     );
+    set_hash(bob_challenge.to_owned(), bobs_hash).await;
     // A second login of Alice: only the newest code counts.
     let again = challenged(&app, "alice").await;
     let newest = sink.code(3).await;
@@ -760,4 +789,110 @@ async fn the_real_binary_mails_the_code_in_local_mode_and_logs_no_code() {
     let _ = std::fs::remove_dir_all(&mailbox);
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_file(log.with_extension("err"));
+}
+
+#[tokio::test]
+async fn a_failed_status_after_the_send_moves_the_code_to_email() {
+    let (app, sink) = app_with_mail(|_| {}).await;
+    let wa_id = whatsapp_user(&app, "dir", "DIRECTOR").await;
+    let body = challenged(&app, "dir").await;
+    let whatsapp = whatsapp_code(&app, &wa_id).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.count("select count(*) from wa_outbox where purpose = 'login' and status = 'sent'")
+                .await
+                == 1
+        })
+        .await
+    );
+    let wamid: String = sqlx::query_scalar("select wamid from wa_outbox where purpose = 'login'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    // Meta accepted it, then reports it undeliverable.
+    let response = app
+        .post_webhook(&crate::helpers::status_delivery(
+            &wamid, "failed", &wa_id, None,
+        ))
+        .await;
+    assert_eq!(response.status(), 200);
+    let code = sink.code(1).await;
+    let challenge = body["challenge_id"].as_str().unwrap();
+    if code != whatsapp {
+        assert_eq!(
+            verify(&app, challenge, &whatsapp).await.0,
+            401,
+            "the WhatsApp code is void"
+        );
+    }
+    assert_eq!(verify(&app, challenge, &code).await.0, 200);
+    assert_eq!(audit_count(&app, "LOGIN_CODE_FALLBACK").await, 1);
+}
+
+#[tokio::test]
+async fn changing_the_password_voids_a_challenge_started_with_the_old_one() {
+    let (app, sink) = app_with_mail(|_| {}).await;
+    mfa_user(&app, "dir", "DIRECTOR").await;
+    // Someone who knows the password starts a sign-in from elsewhere.
+    let stolen = challenged(&app, "dir").await;
+    let code = sink.code(1).await;
+    // The owner, signed in already (the role's second factor off for this step), changes it.
+    sqlx::query("update adm_role set mfa_required = false where code = 'DIRECTOR'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let owner = crate::admin_support::tokens(&app, "dir").await;
+    assert_eq!(
+        change(&app, &owner.access, PASSWORD, "kopi tubruk gerimis jendela")
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        verify(&app, stolen["challenge_id"].as_str().unwrap(), &code)
+            .await
+            .0,
+        401
+    );
+}
+
+#[tokio::test]
+async fn an_address_whose_session_was_ended_for_cause_is_asked_again_and_sysadmin_never_skips() {
+    let (app, sink) = app_with_mail(|_| {}).await;
+    mfa_user(&app, "dir", "DIRECTOR").await;
+    let body = challenged(&app, "dir").await;
+    let code = sink.code(1).await;
+    let (_, tokens) = verify(&app, body["challenge_id"].as_str().unwrap(), &code).await;
+    let (status, again) = status_json(login(&app, "dir", PASSWORD).await).await;
+    assert_eq!(status, 200, "remembered");
+    // An admin forces both sessions out (say, the laptop was stolen): the address is no longer
+    // one the owner vouched for.
+    let admin = signed_in(&app, "roles.admin", "SYSADMIN").await;
+    for tokens in [&tokens, &again] {
+        let session = tokens["session"].as_str().unwrap();
+        let forced = call(
+            &app,
+            Method::DELETE,
+            &format!("/api/v1/sessions/{session}"),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+        assert_eq!(forced.status(), 204);
+    }
+    challenged(&app, "dir").await;
+
+    let (status, body) = status_json(
+        call(
+            &app,
+            Method::PATCH,
+            "/api/v1/roles/SYSADMIN",
+            Some(&admin.access),
+            Some(json!({ "mfa_remember_address": true })),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "mfa_remember_address");
 }
