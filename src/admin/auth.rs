@@ -32,7 +32,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::password::{Hasher, Owner, MAX_PASSWORD_BYTES};
-use super::second_factor::{ChallengeResponse, Challenged};
+use super::second_factor::{void_open, ChallengeResponse, Challenged};
 use super::throttle::Throttle;
 use super::token::{hash_token, new_refresh_token, Tokens};
 use super::AdminState;
@@ -592,10 +592,7 @@ async fn login(
         return Err(Error::Unauthorized);
     }
 
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(512).collect::<String>());
+    let user_agent = user_agent(&headers);
     let mut tx = state.db.begin().await?;
     sqlx::query(
         "update adm_user set
@@ -645,6 +642,14 @@ async fn login(
     metrics::counter!("admin_logins_total", "outcome" => "ok").increment(1);
     tracing::info!(user = %user.uuid, "login");
     Ok(Json(tokens).into_response())
+}
+
+/// The client's `User-Agent`, as a session row keeps it (at most 512 characters).
+pub(crate) fn user_agent(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(512).collect())
 }
 
 /// The SQL of a session's scope for the user `u`: `password` when an admin reset the password
@@ -888,13 +893,7 @@ pub(crate) async fn revoke_user_sessions(
     user_id: i64,
     reason: &str,
 ) -> Result<u64> {
-    sqlx::query(
-        "update adm_login_challenge set voided_at = now()
-         where user_id = $1 and consumed_at is null and voided_at is null",
-    )
-    .bind(user_id)
-    .execute(&mut *conn)
-    .await?;
+    void_open(&mut *conn, user_id).await?;
     Ok(sqlx::query(
         "update adm_session set is_revoked = true, revoked_at = now(), revoke_reason = $2
          where user_id = $1 and not is_revoked",
@@ -1078,13 +1077,7 @@ async fn change_password(
         });
     }
     // A sign-in started with the old password (by whoever knew it) ends here too.
-    sqlx::query(
-        "update adm_login_challenge set voided_at = now()
-         where user_id = $1 and consumed_at is null and voided_at is null",
-    )
-    .bind(caller.user_id)
-    .execute(&mut *tx)
-    .await?;
+    void_open(&mut tx, caller.user_id).await?;
     let revoked = sqlx::query(
         "update adm_session set is_revoked = true, revoked_at = now(),
              revoke_reason = 'password_changed'

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{FromRef, State};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -37,7 +37,7 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::auth::{open_session, scope_sql, ClientIp, TokenResponse};
+use super::auth::{open_session, scope_sql, user_agent, ClientIp, TokenResponse};
 use super::throttle::Throttle;
 use super::{AdminState, ApiJson, ApiRouter};
 use crate::audit::{self, Entry};
@@ -209,13 +209,7 @@ impl SecondFactor {
         .fetch_one(&mut *tx)
         .await?;
         // Only the newest code of a user works.
-        sqlx::query(
-            "update adm_login_challenge set voided_at = now()
-             where user_id = $1 and consumed_at is null and voided_at is null",
-        )
-        .bind(user.id)
-        .execute(&mut *tx)
-        .await?;
+        void_open(tx, user.id).await?;
         let (channel, sent_to) = if reach.whatsapp {
             let to = reach.wa_id.as_deref().or(reach.bsuid.as_deref());
             ("whatsapp", to.map(mask_phone).unwrap_or_default())
@@ -507,6 +501,19 @@ impl SecondFactor {
     }
 }
 
+/// Voids every open challenge of a user: a newer login, or a password change, reset,
+/// deactivation or deletion (a code sent for the old password must not open a session).
+pub(crate) async fn void_open(conn: &mut PgConnection, user_id: i64) -> Result<()> {
+    sqlx::query(
+        "update adm_login_challenge set voided_at = now()
+         where user_id = $1 and consumed_at is null and voided_at is null",
+    )
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Told by the outbox that a `login` row went out: the challenge records it and the row's text
 /// (the code) is blanked.
 pub fn record_sent<'c>(
@@ -703,10 +710,7 @@ async fn verify(
         .bind(open.id)
         .execute(&mut *tx)
         .await?;
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(512).collect::<String>());
+    let user_agent = user_agent(&headers);
     let tokens = open_session(
         &state,
         &mut tx,
