@@ -27,6 +27,9 @@
 //! - [`identity`]: the gate: whitelist, device trust by email OTP, role and permissions.
 //! - [`brain`]: understanding (intents, entities, periods, a question read into a metrics
 //!   spec), live context for lookups, the prompt, grounding and the answer.
+//! - [`executive`]: for the people at the top: the executive summary (chat and
+//!   `/api/v1/dashboard/summary`) and the 7-day cash outlook with its detector, each figure a
+//!   spec run by the metrics layer for the asker's permissions.
 //! - [`metrics`]: the governed metrics layer: the catalogue of measures and dimensions
 //!   (`metrics/catalogue.toml`), the typed spec, its compiler to one read-only statement,
 //!   execution and rendering. Knows nothing of questions.
@@ -69,6 +72,7 @@ pub mod db;
 pub mod dead_letter;
 pub mod domain;
 pub mod error;
+pub mod executive;
 pub mod http;
 pub mod identity;
 pub mod inbox;

@@ -229,6 +229,10 @@ impl Application {
                 db: db.clone(),
                 auth: crate::admin::Auth::new(&settings.auth)?,
                 second_factor: second_factor.clone(),
+                timezone: settings.app.timezone,
+                metrics_timeout: std::time::Duration::from_millis(
+                    settings.brain.metrics_timeout_ms,
+                ),
             },
             webhook: WebhookState {
                 db: db.clone(),

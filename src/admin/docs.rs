@@ -40,7 +40,7 @@ requirement. Errors are RFC 9457 `application/problem+json`; lists take `page` a
         (name = "menus", description = "The caller's sidebar"),
         (name = "sessions", description = "Who is signed in; force logout"),
         (name = "audit", description = "The audit trail"),
-        (name = "insight", description = "Chats, alerts and alert routing")
+        (name = "insight", description = "Chats, alerts and alert routing, the metrics catalogue, the executive dashboard summary")
     )
 )]
 struct ApiDoc;

@@ -10,6 +10,7 @@
 //! - [`token`]: access tokens (HS256 JWT) and refresh tokens (opaque, stored hashed).
 //! - [`throttle`]: per-IP login throttle.
 //! - [`users`], [`roles`], [`sessions`], [`audit`], [`insight`]: the resources.
+//! - [`dashboard`]: the executive summary as the blueprint's dashboard JSON.
 //! - [`docs`]: the OpenAPI document and the Swagger UI page.
 //! - [`cli`]: `sentient-hub admin create-user`, to bootstrap the first admin.
 //!
@@ -18,6 +19,7 @@
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod dashboard;
 pub mod docs;
 pub mod insight;
 pub mod measures;
@@ -52,6 +54,10 @@ pub struct AdminState {
     pub auth: Auth,
     /// Sign-in codes (second factor) and their delivery.
     pub second_factor: second_factor::SecondFactor,
+    /// `app.timezone`: whose "today" the dashboard summary reads.
+    pub timezone: chrono_tz::Tz,
+    /// `brain.metrics_timeout_ms`: how long one of the summary's reads may take.
+    pub metrics_timeout: std::time::Duration,
 }
 
 /// Every admin route, and apart from them the OpenAPI document at `/api/v1/openapi.json` with
@@ -70,6 +76,7 @@ where
         .merge(sessions::router())
         .merge(audit::router())
         .merge(insight::router())
+        .merge(dashboard::router())
         .merge(measures::router())
         .split_for_parts();
     (router, docs::router(docs::finish(api)))

@@ -15,6 +15,9 @@
 //!   below its minimum stock (Low).
 //! - `FIN`/`OVERDUE`, Medium: customers with receivables more than 30 days past due (one alert
 //!   naming how many, the list in its payload).
+//! - `FIN`/`CASHFLOW`, Critical: the 7-day cash outlook (bank balance plus receivables due minus
+//!   payables due, from the metrics catalogue: [`crate::executive::cash`]) below zero, on
+//!   balances at most [`crate::executive::cash::FRESH_DAYS`] days old.
 
 use std::time::Duration;
 
@@ -28,6 +31,9 @@ use crate::queue::Doorbell;
 
 /// Output over the window below which a machine's reject rate says nothing yet.
 pub const MIN_OUTPUT: i64 = 100;
+
+/// How long the cash outlook's reads may take.
+const CASH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `(name, statement)`; `$1` is today's date, `$2` the reject threshold, `$3` the minimum output.
 const DETECTORS: [(&str, &str); 3] = [
@@ -173,5 +179,9 @@ pub async fn detect(db: &PgPool, today: NaiveDate) -> anyhow::Result<u64> {
         metrics::counter!("alerts_detected_total", "detector" => name).increment(found);
         raised += found;
     }
-    Ok(raised)
+    let found = crate::executive::cash::detect(db, today, CASH_TIMEOUT)
+        .await
+        .context("detector cash_outlook")?;
+    metrics::counter!("alerts_detected_total", "detector" => "cash_outlook").increment(found);
+    Ok(raised + found)
 }

@@ -21,6 +21,9 @@ use crate::domain::production::REJECT_THRESHOLD_PCT;
 use crate::metrics::format::{number, percent, rupiah, rupiah_short};
 use crate::texts::Lang;
 
+/// How long the cash outlook's reads may take.
+const CASH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A date range: `from` inclusive, `to` exclusive, with how to call it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
@@ -131,17 +134,19 @@ async fn build_once(
         Intent::Receivables => receivables(db, p, today, as_of).await,
         Intent::Payables => payables(db, today, as_of).await,
         Intent::PurchaseStatus => purchase_status(db, p, may("FIN.READ"), as_of).await,
-        Intent::CashPosition => cash_position(db, today, as_of).await,
+        Intent::CashPosition => cash_position(db, permissions, today, as_of).await,
         Intent::Alerts | Intent::AlertMute => alerts(db, permissions, as_of).await,
         Intent::VendorScore => vendor_score(db, p, today, as_of).await,
         Intent::CustomerInsight => customer_insight(db, p, may("FIN.READ"), today, as_of).await,
-        Intent::Help | Intent::OtpCode | Intent::GeneralQuestion | Intent::Metric => {
-            Ok(Built::Data(Snapshot {
-                as_of: as_of.to_owned(),
-                data: json!({}),
-                answer: help(),
-            }))
-        }
+        Intent::Help
+        | Intent::OtpCode
+        | Intent::GeneralQuestion
+        | Intent::ExecutiveSummary
+        | Intent::Metric => Ok(Built::Data(Snapshot {
+            as_of: as_of.to_owned(),
+            data: json!({}),
+            answer: help(),
+        })),
     }
 }
 
@@ -793,27 +798,59 @@ async fn purchase_status(
     )
 }
 
-async fn cash_position(db: &PgPool, today: NaiveDate, as_of: &str) -> anyhow::Result<Built> {
+/// The bank balance and its 7-day outlook (the catalogue's cash measures), and the flows of the
+/// next 30 days from receivables and payables.
+async fn cash_position(
+    db: &PgPool,
+    permissions: &[String],
+    today: NaiveDate,
+    as_of: &str,
+) -> anyhow::Result<Built> {
     let (ar_30, ar_overdue, ap_30, ap_overdue): (Decimal, Decimal, Decimal, Decimal) = sqlx::query_as(
         "select
-           (select coalesce(sum(amt), 0) from t_ar where paid_dt is null and status <> 'Paid' and due_dt >= $1 and due_dt < $1 + 30),
-           (select coalesce(sum(amt), 0) from t_ar where paid_dt is null and status <> 'Paid' and due_dt < $1),
-           (select coalesce(sum(amt), 0) from t_ap where paid_dt is null and status <> 'Paid' and due_dt >= $1 and due_dt < $1 + 30),
-           (select coalesce(sum(amt), 0) from t_ap where paid_dt is null and status <> 'Paid' and due_dt < $1)",
+           (select coalesce(sum(amt), 0) from t_ar where deleted_at is null and paid_dt is null and status <> 'Paid' and due_dt >= $1 and due_dt < $1 + 30),
+           (select coalesce(sum(amt), 0) from t_ar where deleted_at is null and paid_dt is null and status <> 'Paid' and due_dt < $1),
+           (select coalesce(sum(amt), 0) from t_ap where deleted_at is null and paid_dt is null and status <> 'Paid' and due_dt >= $1 and due_dt < $1 + 30),
+           (select coalesce(sum(amt), 0) from t_ap where deleted_at is null and paid_dt is null and status <> 'Paid' and due_dt < $1)",
     )
     .bind(today)
     .fetch_one(db)
     .await
     .context("reading cash flows")?;
+    let outlook = crate::executive::cash::outlook(db, today, permissions, CASH_TIMEOUT)
+        .await?
+        .filter(|o| o.position.balance_dt.is_some());
     let net = ar_30 - ap_30;
+    let (bank_id, bank_en, bank) = match &outlook {
+        Some(o) => {
+            let p = &o.position;
+            let day = p
+                .balance_dt
+                .map(|d| d.format("%d-%m-%Y").to_string())
+                .unwrap_or_default();
+            (
+                format!("🏦 Saldo bank (per {day}): {}\nProyeksi 7 hari: {} (+ piutang jatuh tempo {} − hutang jatuh tempo {}, termasuk yang sudah lewat)\n",
+                    rupiah(p.balance), rupiah(p.outlook_7d), rupiah(o.inflow), rupiah(o.outflow)),
+                format!("🏦 Bank balance (as of {day}): {}\n7-day outlook: {} (+ receivables due {} − payables due {}, overdue included)\n",
+                    rupiah(p.balance), rupiah(p.outlook_7d), rupiah(o.inflow), rupiah(o.outflow)),
+                json!({ "balance_rp": p.balance, "balance_dt": p.balance_dt, "outlook_7d_rp": p.outlook_7d,
+                        "receivables_due_7d_rp": o.inflow, "payables_due_7d_rp": o.outflow }),
+            )
+        }
+        None => (
+            "🏦 Saldo bank belum dimuat ke data warehouse.\n".to_owned(),
+            "🏦 No bank balances have been loaded into the warehouse.\n".to_owned(),
+            json!(null),
+        ),
+    };
     data(as_of,
-        json!({ "receivables_due_30d_rp": ar_30, "receivables_overdue_rp": ar_overdue,
+        json!({ "bank": bank, "receivables_due_30d_rp": ar_30, "receivables_overdue_rp": ar_overdue,
                 "payables_due_30d_rp": ap_30, "payables_overdue_rp": ap_overdue,
-                "net_30d_rp": net, "note": "the warehouse holds no bank balances; this is expected flow" }),
+                "net_30d_rp": net }),
         Bilingual::new(
-            format!("🏦 Arus kas 30 hari ke depan (dari piutang dan hutang; saldo bank tidak ada di data):\nMasuk (piutang jatuh tempo): {}\nKeluar (hutang jatuh tempo): {}\nBersih: {}\nPiutang overdue: {}; hutang overdue: {}",
+            format!("{bank_id}Arus kas 30 hari ke depan (dari piutang dan hutang):\nMasuk (piutang jatuh tempo): {}\nKeluar (hutang jatuh tempo): {}\nBersih: {}\nPiutang overdue: {}; hutang overdue: {}",
                 rupiah(ar_30), rupiah(ap_30), rupiah(net), rupiah(ar_overdue), rupiah(ap_overdue)),
-            format!("🏦 Cash flow, next 30 days (from receivables and payables; bank balances are not in the data):\nIn (receivables due): {}\nOut (payables due): {}\nNet: {}\nOverdue receivables: {}; overdue payables: {}",
+            format!("{bank_en}Cash flow, next 30 days (from receivables and payables):\nIn (receivables due): {}\nOut (payables due): {}\nNet: {}\nOverdue receivables: {}; overdue payables: {}",
                 rupiah(ar_30), rupiah(ap_30), rupiah(net), rupiah(ar_overdue), rupiah(ap_overdue)),
         ))
 }

@@ -42,6 +42,8 @@ pub enum Intent {
     AlertMute,
     OtpCode,
     GeneralQuestion,
+    /// "ringkasan", "dashboard": the executive summary, each line under its own permissions.
+    ExecutiveSummary,
     /// Answered by the metrics layer (never a classifier's label: the understanding of a figure
     /// question decides it); each measure and dimension carries its own permission.
     Metric,
@@ -60,7 +62,7 @@ impl Intent {
             Receivables | Payables | CashPosition => Some("FIN.READ"),
             PurchaseStatus | VendorScore => Some("PO.READ"),
             Alerts | AlertMute => Some("ALERT.READ"),
-            Help | OtpCode | GeneralQuestion | Metric => None,
+            Help | OtpCode | GeneralQuestion | ExecutiveSummary | Metric => None,
         }
     }
 
@@ -90,7 +92,7 @@ impl Intent {
             Receivables | Payables | CashPosition => ("keuangan", "finance"),
             PurchaseStatus | VendorScore => ("pembelian", "purchasing"),
             Alerts | AlertMute => ("peringatan", "alerts"),
-            Help | OtpCode | GeneralQuestion | Metric => ("umum", "general"),
+            Help | OtpCode | GeneralQuestion | ExecutiveSummary | Metric => ("umum", "general"),
         };
         match lang {
             Lang::Id => id,
@@ -101,7 +103,7 @@ impl Intent {
 
 impl Intent {
     /// Every intent, in declaration order (`intent as usize` indexes it).
-    pub const ALL: [Intent; 18] = [
+    pub const ALL: [Intent; 19] = [
         Intent::Help,
         Intent::OrderStatus,
         Intent::DeliveryStatus,
@@ -119,6 +121,7 @@ impl Intent {
         Intent::AlertMute,
         Intent::OtpCode,
         Intent::GeneralQuestion,
+        Intent::ExecutiveSummary,
         Intent::Metric,
     ];
 
@@ -143,6 +146,7 @@ impl Intent {
             AlertMute => "alert_mute",
             OtpCode => "otp_code",
             GeneralQuestion => "general_question",
+            ExecutiveSummary => "executive_summary",
             Metric => "metric",
         }
     }
@@ -268,7 +272,7 @@ fn preferred_kinds(intent: Intent) -> &'static [MasterKind] {
         StockLevel => &[Item, Warehouse],
         ProductionStatus => &[Item, Machine],
         MachineHealth | Alerts | AlertMute => &[Machine, Item],
-        Help | CashPosition | OtpCode | GeneralQuestion | Metric => &[],
+        Help | CashPosition | OtpCode | GeneralQuestion | ExecutiveSummary | Metric => &[],
     }
 }
 
@@ -302,7 +306,7 @@ struct Entry {
 /// named a business topic.
 #[derive(Debug, Default)]
 struct Tally {
-    scores: [f32; 18],
+    scores: [f32; Intent::ALL.len()],
     flags: u16,
     topical: bool,
 }

@@ -428,6 +428,22 @@ impl Preparer {
                     outcome: Outcome::Fallback,
                 });
             }
+            Intent::ExecutiveSummary => {
+                // Figures only, each under its own permissions: no LLM rewords them.
+                let permissions: Vec<String> = caller.permissions.iter().cloned().collect();
+                let summary = crate::executive::summary::compute(
+                    db,
+                    today,
+                    &permissions,
+                    Duration::from_millis(settings.metrics_timeout_ms),
+                )
+                .await?;
+                return Ok(Prepared::Direct {
+                    text: crate::executive::summary::text(&summary, lang, self.timezone),
+                    intent: u.intent,
+                    outcome: Outcome::Fallback,
+                });
+            }
             _ => {}
         }
         let as_of = now.format("%d-%m-%Y %H:%M WIB").to_string();

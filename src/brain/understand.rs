@@ -361,7 +361,11 @@ pub fn read(
         }
         return Reading::Other;
     }
+    // A cash question naming a cash figure ("saldo kas", "proyeksi kas") asks for that figure;
+    // "posisi kas" keeps the cash-position answer.
+    let names_cash = names.iter().any(|m| m.starts_with("cash_"));
     if is_lookup(c.intent)
+        && !(c.intent == Intent::CashPosition && names_cash)
         && periods.is_empty()
         && !has_cut
         && !has(&norm, &words.asks_figure.words)

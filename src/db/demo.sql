@@ -930,6 +930,22 @@ from (
 ) as x
 where i.item_id = x.item_id and i.wh_id = x.wh_id and (i.last_move_dt is null or i.last_move_dt < x.dt);
 
+-- =============================================================================================
+-- bank balances (t_bank_bal): the operating account at BCA and the payroll account at Mandiri,
+-- one closing balance per calendar day of the window, around the blueprint's cash balance of
+-- Rp 1.25 bn (the two together vary by at most Rp 200 m either way, in steps of Rp 100,000).
+-- =============================================================================================
+insert into t_bank_bal (bank_acc, bank_name, bal_dt, bal_amt, created_at, updated_at)
+select a.acc, a.bank, d.d,
+       a.base + round((pg_temp.demo_u('bank-' || a.acc || '-' || d.ymd) - 0.5) * a.swing, -5),
+       pg_temp.demo_ts(d.d, interval '23:00'), pg_temp.demo_ts(d.d, interval '23:00')
+from demo_day d
+cross join (values
+    ('1230045678', 'BCA', 900000000, 300000000),
+    ('1370098765', 'Mandiri', 350000000, 100000000)
+) as a (acc, bank, base, swing)
+on conflict (bank_acc, bal_dt) do nothing;
+
 -- ---------------------------------------------------------------------------------------------
 -- clean up the scratch objects (the pooled connection lives on)
 -- ---------------------------------------------------------------------------------------------

@@ -296,7 +296,7 @@ pub fn compile(
     let mut parts: Vec<&str> = vec![&key, &label, &current];
     parts.extend(values.iter().map(String::as_str));
     parts.extend(conditions.iter().map(String::as_str));
-    let from = relation.from_for(&parts);
+    let from = sub(&relation.from_for(&parts));
     let sql = format!(
         "select {key} as k, {label} as l, {current} as cur, {values}\nfrom {from}\nwhere {conditions}{group}\norder by {order}\nlimit {limit}",
         values = values.join(", "),

@@ -17,6 +17,7 @@ const ORDER: &[&str] = &[
     "alerts",
     "identity",
     "brain",
+    "executive",
     "metrics",
     "llm",
     "outbox",

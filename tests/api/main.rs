@@ -13,6 +13,7 @@ mod cli;
 mod dashboard;
 mod demo;
 mod docker;
+mod executive;
 mod gate;
 mod health;
 mod helpers;

@@ -1,0 +1,40 @@
+//! For the people at the top: the executive summary ([`summary`]) — in the chat
+//! ("ringkasan", "dashboard") and as `GET /api/v1/dashboard/summary` — and the 7-day cash
+//! outlook behind the "saldo kas negatif dalam 7 hari" detector ([`cash`]). Every figure is a
+//! spec over the metrics catalogue, compiled and run by the metrics layer, and checked against
+//! the asker's permissions one by one: a line the asker may not see is left out, never blanked.
+
+pub mod cash;
+pub mod summary;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use sqlx::PgPool;
+
+use crate::metrics::catalogue::CATALOGUE;
+use crate::metrics::compile;
+use crate::metrics::run::{self, Rows};
+use crate::metrics::spec::Spec;
+
+/// Rows one summary figure may return (a breakdown by status or severity has a handful).
+const ROW_CAP: usize = 50;
+
+/// Runs `spec` over the catalogue for an asker holding `permissions`: `None` when a measure or
+/// a dimension of it is outside them.
+pub async fn figure(
+    db: &PgPool,
+    spec: &Spec,
+    today: NaiveDate,
+    permissions: &[String],
+    timeout: Duration,
+) -> anyhow::Result<Option<Rows>> {
+    let catalogue = &*CATALOGUE;
+    if !compile::forbidden(catalogue, spec, |p| permissions.iter().any(|h| h == p)).is_empty() {
+        return Ok(None);
+    }
+    let compiled = compile::compile(catalogue, spec, today, permissions, ROW_CAP)
+        .with_context(|| format!("compiling the summary's {:?}", spec.measures))?;
+    run::run(db, &compiled, timeout).await.map(Some)
+}
