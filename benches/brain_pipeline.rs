@@ -63,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         db.clone(),
         catalog,
         settings.brain.clone(),
+        settings.digest.clone(),
         settings.app.timezone,
     );
     let n = env_or("BENCH_PREPARE", 2000);

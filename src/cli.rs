@@ -342,6 +342,7 @@ async fn preparer(
         db.clone(),
         SharedCatalog::new(Catalog::load(db).await?),
         settings.brain.clone(),
+        settings.digest.clone(),
         settings.app.timezone,
     ))
 }

@@ -43,6 +43,8 @@ pub struct Settings {
     pub llm: LlmSettings,
     /// Proactive alerts: where they come in and how they go out to phones.
     pub alerts: AlertSettings,
+    /// The morning digest: the executive summary pushed once a day.
+    pub digest: DigestSettings,
     /// How long logs stay in the database before they move to the archive.
     pub retention: RetentionSettings,
     /// The public values that the committed profiles (`local.toml`, `test.toml`) give the
@@ -422,6 +424,20 @@ pub struct AlertSettings {
     pub legacy_stream: String,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSettings {
+    /// Roles whose users get the digest unless they turned it off (or chose another time).
+    pub default_roles: Vec<String>,
+    /// Their time, in `app.timezone`.
+    pub default_time: chrono::NaiveTime,
+    /// A digest not sent by this many minutes after its time (the hub was down) is skipped
+    /// for the day.
+    pub catch_up_mins: u32,
+    /// How often the scheduler looks for digests due; 0 = never.
+    pub poll_secs: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -772,6 +788,9 @@ impl Settings {
             || self.inbox.max_per_sender_per_minute < 1
         {
             bail!("invalid configuration: identity.otp_max_attempts, identity.otp_max_per_hour, identity.trust_days, identity.max_held and inbox.max_per_sender_per_minute must be at least 1");
+        }
+        if !(1..=720).contains(&self.digest.catch_up_mins) {
+            bail!("invalid configuration: digest.catch_up_mins must be between 1 and 720");
         }
         if self.smtp.from.parse::<lettre::message::Mailbox>().is_err() {
             bail!("invalid configuration: smtp.from is not a mail address");

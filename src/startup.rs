@@ -28,6 +28,7 @@ use crate::alerts::dispatch::{DispatchSettings, Dispatcher};
 use crate::alerts::intake::AlertIntake;
 use crate::brain::{catalog::Catalog, Brain, Preparer, SharedCatalog};
 use crate::config::{Settings, WhatsAppSettings};
+use crate::executive::digest::Digests;
 use crate::http::health::HealthState;
 use crate::identity::gate::Gate;
 use crate::identity::mailer;
@@ -71,6 +72,8 @@ pub struct Stages {
     pub second_factor: SecondFactor,
     /// The masters' names the brain matches against, refreshed in the background.
     pub catalog: SharedCatalog,
+    /// The morning digest's scheduler.
+    pub digests: Digests,
 }
 
 /// A built application: connected, migrated, listening, not yet serving.
@@ -169,8 +172,17 @@ impl Application {
                 sender: sender.doorbell(),
             },
         );
+        let digests = Digests::new(
+            db.clone(),
+            settings.digest.clone(),
+            settings.identity.trust_days,
+            settings.app.timezone,
+            Duration::from_millis(settings.brain.metrics_timeout_ms),
+            sender.doorbell(),
+        );
         let sender = sender
             .veto(Purpose::Alert, dispatcher.veto())
+            .veto(Purpose::Digest, digests.veto())
             .veto(Purpose::Login, second_factor.veto(db.clone()))
             .after_sent(Purpose::Answer, brain::record_sent_answer)
             .after_sent(Purpose::Login, second_factor::record_sent);
@@ -186,6 +198,7 @@ impl Application {
                 db.clone(),
                 catalog.clone(),
                 settings.brain.clone(),
+                settings.digest.clone(),
                 settings.app.timezone,
             ),
             nats.clone(),
@@ -233,6 +246,7 @@ impl Application {
                 metrics_timeout: std::time::Duration::from_millis(
                     settings.brain.metrics_timeout_ms,
                 ),
+                digest: settings.digest.clone(),
             },
             webhook: WebhookState {
                 db: db.clone(),
@@ -276,6 +290,7 @@ impl Application {
                 gate,
                 second_factor,
                 catalog,
+                digests,
             },
             consumers,
             intake,
@@ -323,6 +338,7 @@ impl Application {
         workers.spawn(self.intake.run(stop_workers.clone()));
         workers.spawn(stages.dispatcher.clone().run(stop_workers.clone()));
         workers.spawn(self.detector.run(stop_workers.clone()));
+        workers.spawn(stages.digests.clone().run(stop_workers.clone()));
         workers.spawn(
             stages
                 .gate

@@ -11,6 +11,7 @@
 //! - [`throttle`]: per-IP login throttle.
 //! - [`users`], [`roles`], [`sessions`], [`audit`], [`insight`]: the resources.
 //! - [`dashboard`]: the executive summary as the blueprint's dashboard JSON.
+//! - [`digest`]: a user's morning digest: its setting and what became of the recent ones.
 //! - [`docs`]: the OpenAPI document and the Swagger UI page.
 //! - [`cli`]: `sentient-hub admin create-user`, to bootstrap the first admin.
 //!
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod dashboard;
+pub mod digest;
 pub mod docs;
 pub mod insight;
 pub mod measures;
@@ -58,6 +60,8 @@ pub struct AdminState {
     pub timezone: chrono_tz::Tz,
     /// `brain.metrics_timeout_ms`: how long one of the summary's reads may take.
     pub metrics_timeout: std::time::Duration,
+    /// The morning digest's defaults.
+    pub digest: crate::config::DigestSettings,
 }
 
 /// Every admin route, and apart from them the OpenAPI document at `/api/v1/openapi.json` with
@@ -77,6 +81,7 @@ where
         .merge(audit::router())
         .merge(insight::router())
         .merge(dashboard::router())
+        .merge(digest::router())
         .merge(measures::router())
         .split_for_parts();
     (router, docs::router(docs::finish(api)))

@@ -791,7 +791,7 @@ where
 }
 
 /// Checks the user exists and the caller may manage them, without changing anything.
-async fn target(db: &sqlx::PgPool, caller: &Caller, uuid: Uuid) -> Result<()> {
+pub(crate) async fn target(db: &sqlx::PgPool, caller: &Caller, uuid: Uuid) -> Result<()> {
     let level: i32 = sqlx::query_scalar(
         "select r.level from adm_user u join adm_role r on r.id = u.role_id
          where u.uuid = $1 and u.deleted_at is null",

@@ -142,6 +142,7 @@ async fn build_once(
         | Intent::OtpCode
         | Intent::GeneralQuestion
         | Intent::ExecutiveSummary
+        | Intent::Digest
         | Intent::Metric => Ok(Built::Data(Snapshot {
             as_of: as_of.to_owned(),
             data: json!({}),
@@ -153,8 +154,8 @@ async fn build_once(
 /// What the hub can be asked.
 pub fn help() -> Bilingual {
     Bilingual::new(
-        "Saya bisa menjawab dari data pabrik, misalnya:\n• status SO-202412-0002\n• omzet bulan ini vs bulan lalu\n• stok motor dc\n• piutang overdue\n• hutang jatuh tempo minggu ini\n• reject rate MCH-003 minggu ini\n• status PO / pengiriman\n• alert aktif\n• skor vendor, profil customer",
-        "I can answer from the factory's data, for example:\n• status of SO-202412-0002\n• revenue this month vs last month\n• stock of motor dc\n• overdue receivables\n• payables due this week\n• reject rate of MCH-003 this week\n• PO / delivery status\n• active alerts\n• vendor scores, customer profiles",
+        "Saya bisa menjawab dari data pabrik, misalnya:\n• status SO-202412-0002\n• omzet bulan ini vs bulan lalu\n• stok motor dc\n• piutang overdue\n• hutang jatuh tempo minggu ini\n• reject rate MCH-003 minggu ini\n• status PO / pengiriman\n• alert aktif\n• skor vendor, profil customer\n• ringkasan eksekutif; “digest jam 6” untuk ringkasan tiap pagi",
+        "I can answer from the factory's data, for example:\n• status of SO-202412-0002\n• revenue this month vs last month\n• stock of motor dc\n• overdue receivables\n• payables due this week\n• reject rate of MCH-003 this week\n• PO / delivery status\n• active alerts\n• vendor scores, customer profiles\n• executive summary; “digest at 6” for a summary every morning",
     )
 }
 

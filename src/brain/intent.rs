@@ -44,6 +44,8 @@ pub enum Intent {
     GeneralQuestion,
     /// "ringkasan", "dashboard": the executive summary, each line under its own permissions.
     ExecutiveSummary,
+    /// "digest jam 6", "stop digest": the asker's morning digest.
+    Digest,
     /// Answered by the metrics layer (never a classifier's label: the understanding of a figure
     /// question decides it); each measure and dimension carries its own permission.
     Metric,
@@ -62,7 +64,7 @@ impl Intent {
             Receivables | Payables | CashPosition => Some("FIN.READ"),
             PurchaseStatus | VendorScore => Some("PO.READ"),
             Alerts | AlertMute => Some("ALERT.READ"),
-            Help | OtpCode | GeneralQuestion | ExecutiveSummary | Metric => None,
+            Help | OtpCode | GeneralQuestion | ExecutiveSummary | Digest | Metric => None,
         }
     }
 
@@ -92,7 +94,9 @@ impl Intent {
             Receivables | Payables | CashPosition => ("keuangan", "finance"),
             PurchaseStatus | VendorScore => ("pembelian", "purchasing"),
             Alerts | AlertMute => ("peringatan", "alerts"),
-            Help | OtpCode | GeneralQuestion | ExecutiveSummary | Metric => ("umum", "general"),
+            Help | OtpCode | GeneralQuestion | ExecutiveSummary | Digest | Metric => {
+                ("umum", "general")
+            }
         };
         match lang {
             Lang::Id => id,
@@ -103,7 +107,7 @@ impl Intent {
 
 impl Intent {
     /// Every intent, in declaration order (`intent as usize` indexes it).
-    pub const ALL: [Intent; 19] = [
+    pub const ALL: [Intent; 20] = [
         Intent::Help,
         Intent::OrderStatus,
         Intent::DeliveryStatus,
@@ -122,6 +126,7 @@ impl Intent {
         Intent::OtpCode,
         Intent::GeneralQuestion,
         Intent::ExecutiveSummary,
+        Intent::Digest,
         Intent::Metric,
     ];
 
@@ -147,6 +152,7 @@ impl Intent {
             OtpCode => "otp_code",
             GeneralQuestion => "general_question",
             ExecutiveSummary => "executive_summary",
+            Digest => "digest",
             Metric => "metric",
         }
     }
@@ -272,7 +278,7 @@ fn preferred_kinds(intent: Intent) -> &'static [MasterKind] {
         StockLevel => &[Item, Warehouse],
         ProductionStatus => &[Item, Machine],
         MachineHealth | Alerts | AlertMute => &[Machine, Item],
-        Help | CashPosition | OtpCode | GeneralQuestion | ExecutiveSummary | Metric => &[],
+        Help | CashPosition | OtpCode | GeneralQuestion | ExecutiveSummary | Digest | Metric => &[],
     }
 }
 

@@ -26,7 +26,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::config::{BrainSettings, GroundingFallback};
+use crate::config::{BrainSettings, DigestSettings, GroundingFallback};
 use crate::domain::Caller;
 use crate::llm::breaker::Breaker;
 use crate::llm::{ChatMessage, ChatReply, ChatRequest};
@@ -86,12 +86,14 @@ impl SharedCatalog {
 }
 
 /// Everything the brain decides before the LLM, from the warehouse: no LLM, no writes but the
-/// asker's own alert mute. Cheap to clone.
+/// asker's own settings (alert mute, morning digest). Cheap to clone.
 #[derive(Clone)]
 pub struct Preparer {
     db: PgPool,
     catalog: SharedCatalog,
     settings: Arc<BrainSettings>,
+    /// The morning digest's defaults, for "digest jam 6" and "stop digest".
+    digest: Arc<DigestSettings>,
     /// Zone of "today" and of the times in answers.
     timezone: chrono_tz::Tz,
 }
@@ -101,12 +103,14 @@ impl Preparer {
         db: PgPool,
         catalog: SharedCatalog,
         settings: BrainSettings,
+        digest: DigestSettings,
         timezone: chrono_tz::Tz,
     ) -> Self {
         Self {
             db,
             catalog,
             settings: Arc::new(settings),
+            digest: Arc::new(digest),
             timezone,
         }
     }
@@ -307,7 +311,8 @@ pub struct Worked {
 }
 
 impl Preparer {
-    /// Prepares the answer to `text` from `caller`: no LLM, no writes.
+    /// Prepares the answer to `text` from `caller`: no LLM, no writes but the asker's own
+    /// settings.
     pub async fn prepare(
         &self,
         caller: &Caller,
@@ -424,6 +429,20 @@ impl Preparer {
                     .to_string();
                 return Ok(Prepared::Direct {
                     text: texts::alerts_muted(lang, &local),
+                    intent: u.intent,
+                    outcome: Outcome::Fallback,
+                });
+            }
+            Intent::Digest => {
+                return Ok(Prepared::Direct {
+                    text: crate::executive::digest::answer(
+                        db,
+                        &self.digest,
+                        caller.user_id,
+                        text,
+                        lang,
+                    )
+                    .await?,
                     intent: u.intent,
                     outcome: Outcome::Fallback,
                 });

@@ -1,10 +1,12 @@
 //! For the people at the top: the executive summary ([`summary`]) — in the chat
 //! ("ringkasan", "dashboard") and as `GET /api/v1/dashboard/summary` — and the 7-day cash
-//! outlook behind the "saldo kas negatif dalam 7 hari" detector ([`cash`]). Every figure is a
+//! outlook behind the "saldo kas negatif dalam 7 hari" detector ([`cash`]), and the morning
+//! digest that pushes the summary once a day ([`digest`]). Every figure is a
 //! spec over the metrics catalogue, compiled and run by the metrics layer, and checked against
 //! the asker's permissions one by one: a line the asker may not see is left out, never blanked.
 
 pub mod cash;
+pub mod digest;
 pub mod summary;
 
 use std::time::Duration;

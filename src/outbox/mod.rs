@@ -42,6 +42,8 @@ pub enum Purpose {
     Alert,
     /// An admin API sign-in code (second factor).
     Login,
+    /// The morning digest.
+    Digest,
 }
 
 impl Purpose {
@@ -51,6 +53,7 @@ impl Purpose {
             Purpose::Gate => "gate",
             Purpose::Alert => "alert",
             Purpose::Login => "login",
+            Purpose::Digest => "digest",
         }
     }
 
@@ -60,6 +63,7 @@ impl Purpose {
             Purpose::Gate,
             Purpose::Alert,
             Purpose::Login,
+            Purpose::Digest,
         ]
         .into_iter()
         .find(|p| p.as_str() == word)

@@ -658,6 +658,7 @@ pub async fn demo_preparer() -> (TestDb, PgPool, sentient_hub::brain::Preparer) 
         db.clone(),
         SharedCatalog::new(Catalog::load(&db).await.unwrap()),
         test_db.settings.brain.clone(),
+        test_db.settings.digest.clone(),
         chrono_tz::Asia::Jakarta,
     );
     (test_db, db, prep)

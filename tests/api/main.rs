@@ -12,6 +12,7 @@ mod chat;
 mod cli;
 mod dashboard;
 mod demo;
+mod digest;
 mod docker;
 mod executive;
 mod gate;
