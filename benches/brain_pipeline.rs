@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         db.clone(),
         catalog,
         settings.brain.clone(),
-        settings.digest.clone(),
+        sentient_hub::executive::Executive::from_settings(&settings),
         settings.app.timezone,
     );
     let n = env_or("BENCH_PREPARE", 2000);
@@ -74,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         let prepared = prep.prepare(&caller, text, Lang::detect(text)).await?;
         let answer_text = match prepared {
             sentient_hub::brain::Prepared::Direct { text, .. }
+            | sentient_hub::brain::Prepared::Rich { text, .. }
             | sentient_hub::brain::Prepared::Unmapped { not_yet: text, .. } => text,
             sentient_hub::brain::Prepared::Ask { snapshot, .. } => snapshot.answer.id,
         };

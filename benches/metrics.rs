@@ -113,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
             db.clone(),
             SharedCatalog::new(Catalog::load(&db).await?),
             env.settings.brain.clone(),
-            env.settings.digest.clone(),
+            sentient_hub::executive::Executive::from_settings(&env.settings),
             env.settings.app.timezone,
         );
         for (shape, question) in SHAPES {

@@ -304,6 +304,15 @@ async fn preview(settings: &Settings, phone: &str, text: &str) -> anyhow::Result
         } => serde_json::to_string_pretty(&serde_json::json!({
             "intent": intent, "outcome": outcome.as_str(), "answer": text, "llm": false
         }))?,
+        Prepared::Rich {
+            text,
+            messages,
+            intent,
+            outcome,
+        } => serde_json::to_string_pretty(&serde_json::json!({
+            "intent": intent, "outcome": outcome.as_str(), "answer": text, "llm": false,
+            "whatsapp": messages
+        }))?,
         Prepared::Unmapped { not_yet, .. } => serde_json::to_string_pretty(&serde_json::json!({
             "intent": "metric", "outcome": "clarify", "answer": not_yet,
             "llm": "asked for a spec first (brain.llm_specs)"
@@ -342,7 +351,7 @@ async fn preparer(
         db.clone(),
         SharedCatalog::new(Catalog::load(db).await?),
         settings.brain.clone(),
-        settings.digest.clone(),
+        crate::executive::Executive::from_settings(settings),
         settings.app.timezone,
     ))
 }
@@ -380,6 +389,20 @@ async fn ask(settings: &Settings, phone: Option<&str>, text: &str) -> anyhow::Re
         } => {
             writeln!(out, "intent: {intent}, outcome: {}", outcome.as_str())?;
             writeln!(out, "\n{text}")?;
+        }
+        Prepared::Rich {
+            text,
+            messages,
+            intent,
+            outcome,
+        } => {
+            writeln!(out, "intent: {intent}, outcome: {}", outcome.as_str())?;
+            writeln!(out, "\n{text}")?;
+            writeln!(
+                out,
+                "\nas WhatsApp messages:\n{}",
+                serde_json::to_string_pretty(&messages)?
+            )?;
         }
         Prepared::Unmapped { not_yet, .. } => {
             writeln!(out, "intent: metric, the rules cannot read it")?;

@@ -45,6 +45,8 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// The morning digest: the executive summary pushed once a day.
     pub digest: DigestSettings,
+    /// Approving POs and sales orders from the chat.
+    pub approvals: ApprovalSettings,
     /// How long logs stay in the database before they move to the archive.
     pub retention: RetentionSettings,
     /// The public values that the committed profiles (`local.toml`, `test.toml`) give the
@@ -438,6 +440,17 @@ pub struct DigestSettings {
     pub poll_secs: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSettings {
+    /// A document worth more than this (rupiah) needs a fresh code by email before approval.
+    pub step_up_above: i64,
+    /// So does any document when the approver's device was confirmed longer ago than this.
+    pub step_up_after_hours: u32,
+    /// How long a started approval (a confirmation, a code, a reason) waits for the user.
+    pub step_ttl_mins: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -788,6 +801,12 @@ impl Settings {
             || self.inbox.max_per_sender_per_minute < 1
         {
             bail!("invalid configuration: identity.otp_max_attempts, identity.otp_max_per_hour, identity.trust_days, identity.max_held and inbox.max_per_sender_per_minute must be at least 1");
+        }
+        if self.approvals.step_up_above < 0
+            || self.approvals.step_up_after_hours == 0
+            || !(1..=60).contains(&self.approvals.step_ttl_mins)
+        {
+            bail!("invalid configuration: approvals.step_up_above must be at least 0, approvals.step_up_after_hours at least 1 and approvals.step_ttl_mins between 1 and 60");
         }
         if !(1..=720).contains(&self.digest.catch_up_mins) {
             bail!("invalid configuration: digest.catch_up_mins must be between 1 and 720");

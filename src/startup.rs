@@ -198,7 +198,7 @@ impl Application {
                 db.clone(),
                 catalog.clone(),
                 settings.brain.clone(),
-                settings.digest.clone(),
+                crate::executive::Executive::from_settings(&settings),
                 settings.app.timezone,
             ),
             nats.clone(),

@@ -209,6 +209,13 @@ async fn dashboard_summary(
     caller: Caller,
 ) -> Result<Json<DashboardSummary>> {
     let today = Utc::now().with_timezone(&state.timezone).date_naive();
-    let s = summary::compute(&state.db, today, &caller.permissions, state.metrics_timeout).await?;
+    let s = summary::compute(
+        &state.db,
+        today,
+        summary::Basis::Now,
+        &caller.permissions,
+        state.metrics_timeout,
+    )
+    .await?;
     Ok(Json(s.into()))
 }

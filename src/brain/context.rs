@@ -143,6 +143,7 @@ async fn build_once(
         | Intent::GeneralQuestion
         | Intent::ExecutiveSummary
         | Intent::Digest
+        | Intent::Approvals
         | Intent::Metric => Ok(Built::Data(Snapshot {
             as_of: as_of.to_owned(),
             data: json!({}),

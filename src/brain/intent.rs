@@ -46,6 +46,8 @@ pub enum Intent {
     ExecutiveSummary,
     /// "digest jam 6", "stop digest": the asker's morning digest.
     Digest,
+    /// "approval", "PO yang perlu saya approve": what waits for the asker's approval.
+    Approvals,
     /// Answered by the metrics layer (never a classifier's label: the understanding of a figure
     /// question decides it); each measure and dimension carries its own permission.
     Metric,
@@ -64,7 +66,9 @@ impl Intent {
             Receivables | Payables | CashPosition => Some("FIN.READ"),
             PurchaseStatus | VendorScore => Some("PO.READ"),
             Alerts | AlertMute => Some("ALERT.READ"),
-            Help | OtpCode | GeneralQuestion | ExecutiveSummary | Digest | Metric => None,
+            Help | OtpCode | GeneralQuestion | ExecutiveSummary | Digest | Approvals | Metric => {
+                None
+            }
         }
     }
 
@@ -94,7 +98,7 @@ impl Intent {
             Receivables | Payables | CashPosition => ("keuangan", "finance"),
             PurchaseStatus | VendorScore => ("pembelian", "purchasing"),
             Alerts | AlertMute => ("peringatan", "alerts"),
-            Help | OtpCode | GeneralQuestion | ExecutiveSummary | Digest | Metric => {
+            Help | OtpCode | GeneralQuestion | ExecutiveSummary | Digest | Approvals | Metric => {
                 ("umum", "general")
             }
         };
@@ -107,7 +111,7 @@ impl Intent {
 
 impl Intent {
     /// Every intent, in declaration order (`intent as usize` indexes it).
-    pub const ALL: [Intent; 20] = [
+    pub const ALL: [Intent; 21] = [
         Intent::Help,
         Intent::OrderStatus,
         Intent::DeliveryStatus,
@@ -127,6 +131,7 @@ impl Intent {
         Intent::GeneralQuestion,
         Intent::ExecutiveSummary,
         Intent::Digest,
+        Intent::Approvals,
         Intent::Metric,
     ];
 
@@ -153,6 +158,7 @@ impl Intent {
             GeneralQuestion => "general_question",
             ExecutiveSummary => "executive_summary",
             Digest => "digest",
+            Approvals => "approvals",
             Metric => "metric",
         }
     }
@@ -278,7 +284,8 @@ fn preferred_kinds(intent: Intent) -> &'static [MasterKind] {
         StockLevel => &[Item, Warehouse],
         ProductionStatus => &[Item, Machine],
         MachineHealth | Alerts | AlertMute => &[Machine, Item],
-        Help | CashPosition | OtpCode | GeneralQuestion | ExecutiveSummary | Digest | Metric => &[],
+        Help | CashPosition | OtpCode | GeneralQuestion | ExecutiveSummary | Digest | Approvals
+        | Metric => &[],
     }
 }
 

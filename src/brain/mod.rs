@@ -26,8 +26,9 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::config::{BrainSettings, DigestSettings, GroundingFallback};
+use crate::config::{BrainSettings, GroundingFallback};
 use crate::domain::Caller;
+use crate::executive::{approvals, Executive};
 use crate::llm::breaker::Breaker;
 use crate::llm::{ChatMessage, ChatReply, ChatRequest};
 use crate::metrics::catalogue::CATALOGUE;
@@ -92,8 +93,8 @@ pub struct Preparer {
     db: PgPool,
     catalog: SharedCatalog,
     settings: Arc<BrainSettings>,
-    /// The morning digest's defaults, for "digest jam 6" and "stop digest".
-    digest: Arc<DigestSettings>,
+    /// The morning digest's defaults ("digest jam 6", "stop digest") and the approvals' rules.
+    executive: Arc<Executive>,
     /// Zone of "today" and of the times in answers.
     timezone: chrono_tz::Tz,
 }
@@ -103,14 +104,14 @@ impl Preparer {
         db: PgPool,
         catalog: SharedCatalog,
         settings: BrainSettings,
-        digest: DigestSettings,
+        executive: Executive,
         timezone: chrono_tz::Tz,
     ) -> Self {
         Self {
             db,
             catalog,
             settings: Arc::new(settings),
-            digest: Arc::new(digest),
+            executive: Arc::new(executive),
             timezone,
         }
     }
@@ -151,6 +152,8 @@ pub struct Question<'a> {
     pub lang: Lang,
     /// The sender's wa_id, for the chat log.
     pub phone: Option<&'a str>,
+    /// The id of the reply button or list row tapped, if the message is a tap.
+    pub button: Option<&'a str>,
 }
 
 /// How an answer came about (`ai_chat.outcome`).
@@ -186,6 +189,9 @@ impl Outcome {
 pub struct Answer {
     /// What to send; `None` = nothing (a reaction, a system notice).
     pub text: Option<String>,
+    /// Messages sent instead of `text` when the answer has buttons or a list (Graph API message
+    /// objects, in order); `text` is then what the chat log keeps.
+    pub messages: Vec<Value>,
     pub intent: Option<Intent>,
     pub outcome: Outcome,
     /// Prompt plus completion tokens of the LLM call, if any.
@@ -283,6 +289,13 @@ pub enum Prepared {
     /// Answer right away with this text.
     Direct {
         text: String,
+        intent: Intent,
+        outcome: Outcome,
+    },
+    /// Answer right away with these messages (buttons, a list); `text` is for the chat log.
+    Rich {
+        text: String,
+        messages: Vec<Value>,
         intent: Intent,
         outcome: Outcome,
     },
@@ -437,15 +450,19 @@ impl Preparer {
                 return Ok(Prepared::Direct {
                     text: crate::executive::digest::answer(
                         db,
-                        &self.digest,
+                        &self.executive.digest,
                         caller.user_id,
                         text,
                         lang,
+                        self.timezone,
                     )
                     .await?,
                     intent: u.intent,
                     outcome: Outcome::Fallback,
                 });
+            }
+            Intent::Approvals => {
+                return Ok(approval(approvals::list(db, caller, lang).await?));
             }
             Intent::ExecutiveSummary => {
                 // Figures only, each under its own permissions: no LLM rewords them.
@@ -453,6 +470,7 @@ impl Preparer {
                 let summary = crate::executive::summary::compute(
                     db,
                     today,
+                    crate::executive::summary::Basis::Now,
                     &permissions,
                     Duration::from_millis(settings.metrics_timeout_ms),
                 )
@@ -675,6 +693,37 @@ impl Brain {
     #[tracing::instrument(skip_all, fields(wamid = q.wamid))]
     pub async fn answer(&self, caller: &Caller, q: &Question<'_>) -> Answer {
         let started = Instant::now();
+        // An approval turn: a tap on one of its buttons (answered in the user's language, not
+        // the label's), a typed command, or the code or reason of a step the user started.
+        let rules = &self.prep.executive.approvals;
+        let text = q.text.map(str::trim).filter(|t| !t.is_empty());
+        match approvals::turn(
+            &self.prep.db,
+            rules,
+            caller,
+            q.wamid,
+            q.button,
+            text,
+            q.lang,
+        )
+        .await
+        {
+            Ok(None) => {}
+            Ok(Some(reply)) => {
+                return self
+                    .answer_prepared(caller, q, approval(reply), started)
+                    .await
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot answer an approval");
+                let prepared = Prepared::Direct {
+                    text: texts::data_unavailable(q.lang).to_owned(),
+                    intent: Intent::Approvals,
+                    outcome: Outcome::Error,
+                };
+                return self.answer_prepared(caller, q, prepared, started).await;
+            }
+        }
         let Some(text) = q.text.map(str::trim).filter(|t| !t.is_empty()) else {
             let text = match q.msg_type {
                 "reaction" | "system" | "unsupported" => None,
@@ -682,6 +731,7 @@ impl Brain {
             };
             return Answer {
                 text,
+                messages: Vec::new(),
                 intent: None,
                 outcome: Outcome::Fallback,
                 tokens: 0,
@@ -694,6 +744,7 @@ impl Brain {
                 tracing::error!(error = %format!("{e:#}"), "cannot prepare an answer");
                 return Answer {
                     text: Some(texts::data_unavailable(q.lang).to_owned()),
+                    messages: Vec::new(),
                     intent: None,
                     outcome: Outcome::Error,
                     tokens: 0,
@@ -727,6 +778,7 @@ impl Brain {
                         tracing::error!(error = %format!("{e:#}"), "cannot answer a proposed spec");
                         return Answer {
                             text: Some(texts::data_unavailable(q.lang).to_owned()),
+                            messages: Vec::new(),
                             intent: Some(Intent::Metric),
                             outcome: Outcome::Error,
                             tokens: 0,
@@ -757,6 +809,7 @@ impl Brain {
             Prepared::Unmapped { not_yet, .. } => {
                 return Answer {
                     text: Some(not_yet),
+                    messages: Vec::new(),
                     intent: Some(Intent::Metric),
                     outcome: Outcome::Clarify,
                     tokens: 0,
@@ -770,6 +823,22 @@ impl Brain {
             } => {
                 return Answer {
                     text: Some(text),
+                    messages: Vec::new(),
+                    intent: Some(intent),
+                    outcome,
+                    tokens: 0,
+                    latency_ms: elapsed_ms(started),
+                }
+            }
+            Prepared::Rich {
+                text,
+                messages,
+                intent,
+                outcome,
+            } => {
+                return Answer {
+                    text: Some(text),
+                    messages,
                     intent: Some(intent),
                     outcome,
                     tokens: 0,
@@ -786,6 +855,7 @@ impl Brain {
         };
         let fallback = |tokens: i32| Answer {
             text: Some(data_answer(&snapshot.answer, &snapshot.as_of, q.lang)),
+            messages: Vec::new(),
             intent: Some(intent),
             outcome: Outcome::Fallback,
             tokens,
@@ -824,6 +894,7 @@ impl Brain {
                 metrics::counter!("brain_answers_total", "outcome" => "llm").increment(1);
                 Answer {
                     text: Some(content),
+                    messages: Vec::new(),
                     intent: Some(intent),
                     outcome: Outcome::Llm,
                     tokens,
@@ -870,6 +941,30 @@ impl Brain {
                 tracing::info!(error = %e, "no spec from the LLM");
                 None
             }
+        }
+    }
+}
+
+/// What an approval step answers: its messages (buttons, a list) or its text.
+fn approval(reply: approvals::Reply) -> Prepared {
+    let outcome = if reply.refused {
+        metrics::counter!("brain_denied_total").increment(1);
+        Outcome::Denied
+    } else {
+        Outcome::Fallback
+    };
+    if reply.messages.is_empty() {
+        Prepared::Direct {
+            text: reply.text,
+            intent: Intent::Approvals,
+            outcome,
+        }
+    } else {
+        Prepared::Rich {
+            text: reply.text,
+            messages: reply.messages,
+            intent: Intent::Approvals,
+            outcome,
         }
     }
 }

@@ -21,11 +21,20 @@ pub const FRESH_DAYS: i64 = 3;
 /// What the asker sees of the cash position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Position {
-    /// The day of the newest balance; `None` when no balance was ever loaded.
+    /// The day of the oldest of the accounts' latest balances (an account whose feed stopped
+    /// shows here); `None` when no balance was ever loaded.
     pub balance_dt: Option<NaiveDate>,
     pub balance: Decimal,
     /// Balance plus receivables due in 7 days minus payables due by then.
     pub outlook_7d: Decimal,
+}
+
+impl Position {
+    /// Every account's balance is at most [`FRESH_DAYS`] days old.
+    pub fn is_fresh(&self, today: NaiveDate) -> bool {
+        self.balance_dt
+            .is_some_and(|d| (today - d).num_days() <= FRESH_DAYS)
+    }
 }
 
 /// The outlook with its parts, as the detector and the finance answers show it.
@@ -74,7 +83,9 @@ pub async fn position(
         return Ok(None);
     };
     let balance_dt: Option<NaiveDate> = sqlx::query_scalar(
-        "select max(bal_dt) from t_bank_bal where deleted_at is null and bal_dt <= $1",
+        "select min(latest) from (
+             select max(bal_dt) as latest from t_bank_bal
+             where deleted_at is null and bal_dt <= $1 group by bank_acc) a",
     )
     .bind(today)
     .fetch_one(db)
@@ -123,11 +134,7 @@ pub async fn detect(db: &PgPool, today: NaiveDate, timeout: Duration) -> anyhow:
     let Some(o) = outlook(db, today, &system, timeout).await? else {
         return Ok(0);
     };
-    let fresh = o
-        .position
-        .balance_dt
-        .is_some_and(|d| (today - d).num_days() <= FRESH_DAYS);
-    if !fresh || o.position.outlook_7d >= Decimal::ZERO {
+    if !o.position.is_fresh(today) || o.position.outlook_7d >= Decimal::ZERO {
         return Ok(0);
     }
     let p = &o.position;

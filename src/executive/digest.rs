@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{DateTime, Duration as Span, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, Duration as Span, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 use regex::Regex;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -35,6 +35,7 @@ use crate::whatsapp::graph::{content, split_text, Recipient};
 #[serde(deny_unknown_fields)]
 struct Words {
     off: Vec<String>,
+    question: Vec<String>,
     on: Vec<String>,
 }
 
@@ -71,13 +72,13 @@ fn has_word(text: &str, word: &str) -> bool {
     })
 }
 
-/// Reads a digest message: "stop digest" is off, "digest jam 6" is on at 06:00, "kirim
-/// ringkasan tiap pagi" is on; a time that is not one (25:00) is no time.
+/// Reads a digest message. A valid time turns it on at that time ("digest jam 6", "jangan
+/// lupa kirim digest jam 6"); otherwise an `off` phrase turns it off ("stop digest", "gak mau
+/// digest lagi"); a question only asks how it stands ("digest masih aktif?"); an `on` word turns
+/// it on ("kirim ringkasan tiap pagi"). A time that is not one ("jam 25") changes nothing.
 pub fn parse(text: &str) -> Command {
     let text = text.to_lowercase();
-    if WORDS.off.iter().any(|w| has_word(&text, w)) {
-        return Command::Off;
-    }
+    let off = WORDS.off.iter().any(|w| has_word(&text, w));
     if let Some(c) = TIME.captures(&text) {
         let (hour, minute, part) = if c.get(1).is_some() {
             (c.get(1), c.get(2), c.get(3))
@@ -89,14 +90,22 @@ pub fn parse(text: &str) -> Command {
         let hour: u32 = hour.map_or("x", |m| m.as_str()).parse().unwrap_or(99);
         let minute: u32 = minute.map_or(Ok(0), |m| m.as_str().parse()).unwrap_or(99);
         let hour = match part.map(|m| m.as_str()) {
+            Some("malam" | "am") if hour == 12 => 0,
             Some("pm" | "sore" | "malam") if hour < 12 => hour + 12,
             Some("siang") if hour < 11 => hour + 12,
-            Some("am") if hour == 12 => 0,
             _ => hour,
         };
-        if let Some(t) = NaiveTime::from_hms_opt(hour, minute, 0) {
-            return Command::On(Some(t));
-        }
+        return match NaiveTime::from_hms_opt(hour, minute, 0) {
+            Some(t) if !off || !text.contains("stop") => Command::On(Some(t)),
+            Some(_) => Command::Off,
+            None => Command::Status,
+        };
+    }
+    if off {
+        return Command::Off;
+    }
+    if text.trim_end().ends_with('?') || WORDS.question.iter().any(|w| has_word(&text, w)) {
+        return Command::Status;
     }
     if WORDS.on.iter().any(|w| has_word(&text, w)) {
         return Command::On(None);
@@ -170,8 +179,10 @@ pub async fn answer(
     user_id: i64,
     text: &str,
     lang: Lang,
+    timezone: chrono_tz::Tz,
 ) -> anyhow::Result<String> {
     let now = setting(db, settings, user_id).await?;
+    let zone = Utc::now().with_timezone(&timezone).format("%Z").to_string();
     let (send_at, changed) = match parse(text) {
         Command::Off => (None, true),
         Command::On(Some(t)) => (Some(t), true),
@@ -184,20 +195,25 @@ pub async fn answer(
     }
     Ok(match (send_at, lang) {
         (Some(t), Lang::Id) => format!(
-            "☀️ Ringkasan pagi dikirim setiap hari pukul {} WIB. Ketik “stop digest” untuk berhenti, atau “digest jam 6” untuk mengganti jamnya.",
+            "☀️ Ringkasan harian dikirim setiap hari pukul {} {zone}. Ketik “stop digest” untuk berhenti, atau “digest jam 6” untuk mengganti jamnya.",
             t.format("%H:%M")
         ),
         (Some(t), Lang::En) => format!(
-            "☀️ The morning digest comes every day at {} WIB. Type “stop digest” to stop it, or “digest at 6” to change the time.",
+            "☀️ The daily digest comes every day at {} {zone}. Type “stop digest” to stop it, or “digest at 6” to change the time.",
             t.format("%H:%M")
         ),
-        (None, Lang::Id) => "Ringkasan pagi tidak dikirim. Ketik “kirim ringkasan tiap pagi” atau “digest jam 7” untuk menyalakannya.".to_owned(),
-        (None, Lang::En) => "The morning digest is off. Type “send the summary every morning” or “digest at 7” to turn it on.".to_owned(),
+        (None, Lang::Id) => "Ringkasan harian tidak dikirim. Ketik “kirim ringkasan tiap pagi” atau “digest jam 7” untuk menyalakannya.".to_owned(),
+        (None, Lang::En) => "The daily digest is off. Type “send the summary every morning” or “digest at 7” to turn it on.".to_owned(),
     })
 }
 
-/// The outbox key of the digest of `user` for `day`.
-pub fn key(user: Uuid, day: NaiveDate) -> String {
+/// The outbox key of the digest of `user` for `day`, written with the figures of role
+/// `role_id` (the sender withdraws it if the user's role has changed since).
+pub fn key(user: Uuid, day: NaiveDate, role_id: i64) -> String {
+    format!("{}:{role_id}", key_of_day(user, day))
+}
+
+fn key_of_day(user: Uuid, day: NaiveDate) -> String {
     format!("digest:{user}:{day}")
 }
 
@@ -321,43 +337,17 @@ impl Digests {
             let Some(day) = c.send_at.and_then(|at| due_day(local, at, catch_up)) else {
                 continue;
             };
-            let key = key(c.uuid, day);
-            let exists: bool = sqlx::query_scalar(
-                "select exists (select 1 from wa_outbox where inbound_wamid = $1 and purpose = 'digest')",
-            )
-            .bind(&key)
-            .fetch_one(&self.db)
-            .await
-            .context("looking for a queued digest")?;
-            if exists {
-                continue;
-            }
-            let text = self.text(&c, day).await?;
-            let to = Recipient {
-                wa_id: c.wa_id.clone(),
-                bsuid: c.bsuid.clone(),
-            };
-            let mut tx = self.db.begin().await.context("queuing a digest")?;
-            // A part is written once per key: a second instance's insert does nothing.
-            let mut written = false;
-            for (n, part) in split_text(&text).iter().enumerate() {
-                written |= outbox::enqueue(
-                    &mut tx,
-                    Outgoing {
-                        purpose: Purpose::Digest,
-                        reply_to: Some((&key, n as i32 + 1)),
-                        to: &to,
-                        content: content::text(part),
-                        not_before: None,
-                    },
-                )
-                .await?
-                .is_some();
-            }
-            tx.commit().await.context("queuing a digest")?;
-            if written {
-                queued += 1;
-                metrics::counter!("digests_queued_total").increment(1);
+            // One user's failure (a slow read) does not keep the others' digests back.
+            match self.queue(&c, day, local.hour()).await {
+                Ok(true) => {
+                    queued += 1;
+                    metrics::counter!("digests_queued_total").increment(1);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    metrics::counter!("digest_errors_total").increment(1);
+                    tracing::warn!(error = %format!("{e:#}"), user = %c.uuid, "cannot queue a morning digest; next round tries again");
+                }
             }
         }
         if queued > 0 {
@@ -366,9 +356,51 @@ impl Digests {
         Ok(queued)
     }
 
+    /// Queues the digest of `c` for `day` unless it is queued already; whether this call did.
+    async fn queue(&self, c: &Candidate, day: NaiveDate, hour: u32) -> anyhow::Result<bool> {
+        let exists: bool = sqlx::query_scalar(
+            "select exists (select 1 from wa_outbox where purpose = 'digest' and inbound_wamid like $1)",
+        )
+        .bind(format!("{}:%", key_of_day(c.uuid, day)))
+        .fetch_one(&self.db)
+        .await
+        .context("looking for a queued digest")?;
+        if exists {
+            return Ok(false);
+        }
+        let text = self.text(c, day, hour).await?;
+        let to = Recipient {
+            wa_id: c.wa_id.clone(),
+            bsuid: c.bsuid.clone(),
+        };
+        let key = key(c.uuid, day, c.role_id);
+        let mut tx = self.db.begin().await.context("queuing a digest")?;
+        // A part is written once per key: when another instance wrote part 1 first, this one
+        // writes nothing (its text may be cut into other parts).
+        for (n, part) in split_text(&text).iter().enumerate() {
+            let written = outbox::enqueue(
+                &mut tx,
+                Outgoing {
+                    purpose: Purpose::Digest,
+                    reply_to: Some((&key, n as i32 + 1)),
+                    to: &to,
+                    content: content::text(part),
+                    not_before: None,
+                },
+            )
+            .await?
+            .is_some();
+            if !written {
+                return Ok(false);
+            }
+        }
+        tx.commit().await.context("queuing a digest")?;
+        Ok(true)
+    }
+
     /// The digest of `c` for `day`: a greeting, the summary under the user's permissions, how
     /// to stop it.
-    async fn text(&self, c: &Candidate, day: NaiveDate) -> anyhow::Result<String> {
+    async fn text(&self, c: &Candidate, day: NaiveDate, hour: u32) -> anyhow::Result<String> {
         let permissions: Vec<String> = sqlx::query_scalar(
             "select p.code from adm_role_permission rp join adm_permission p on p.id = rp.permission_id
              where rp.role_id = $1 order by p.code",
@@ -377,46 +409,76 @@ impl Digests {
         .fetch_all(&self.db)
         .await
         .context("reading the permissions of a digest's user")?;
-        let s = summary::compute(&self.db, day, &permissions, self.metrics_timeout).await?;
+        let s = summary::compute(
+            &self.db,
+            day,
+            summary::Basis::ClosedDays,
+            &permissions,
+            self.metrics_timeout,
+        )
+        .await?;
         let lang = Lang::from_code(&c.lang);
         let first = c.full_name.split_whitespace().next().unwrap_or_default();
         let body = summary::text(&s, lang, self.timezone);
+        let greeting = match (lang, hour) {
+            (Lang::Id, 0..=10) => "Selamat pagi",
+            (Lang::Id, 11..=14) => "Selamat siang",
+            (Lang::Id, 15..=17) => "Selamat sore",
+            (Lang::Id, _) => "Selamat malam",
+            (Lang::En, 0..=11) => "Good morning",
+            (Lang::En, 12..=17) => "Good afternoon",
+            (Lang::En, _) => "Good evening",
+        };
         Ok(match lang {
             Lang::Id => format!(
-                "☀️ Selamat pagi, {first}. Ringkasan hari ini:\n\n{body}\n\nKetik “stop digest” untuk berhenti menerima ringkasan pagi."
+                "☀️ {greeting}, {first}. Ringkasan Anda (angka sampai kemarin):\n\n{body}\n\nKetik “stop digest” untuk berhenti menerima ringkasan ini."
             ),
             Lang::En => format!(
-                "☀️ Good morning, {first}. Today's summary:\n\n{body}\n\nType “stop digest” to stop the morning digest."
+                "☀️ {greeting}, {first}. Your summary (figures up to yesterday):\n\n{body}\n\nType “stop digest” to stop this digest."
             ),
         })
     }
 
     /// The sender's last check of a digest row: its user is still active, still trusted on the
-    /// device the row is addressed to, and still wants a digest.
+    /// device the row is addressed to, still of the role whose figures it holds, still wants a
+    /// digest, and it is still within the catch-up window (a digest held back by retries is not
+    /// sent at noon).
     pub fn veto(&self) -> Veto {
         let db = self.db.clone();
         let trust_days = self.trust_days;
+        let settings = self.settings.clone();
         std::sync::Arc::new(move |outbox_id| {
             let db = db.clone();
-            Box::pin(async move { still_wanted(&db, outbox_id, trust_days).await })
+            let settings = settings.clone();
+            Box::pin(async move { still_wanted(&db, outbox_id, trust_days, &settings).await })
         })
     }
 }
 
-async fn still_wanted(db: &PgPool, outbox_id: i64, trust_days: i64) -> anyhow::Result<bool> {
+async fn still_wanted(
+    db: &PgPool,
+    outbox_id: i64,
+    trust_days: i64,
+    settings: &DigestSettings,
+) -> anyhow::Result<bool> {
     sqlx::query_scalar(&format!(
         "select exists (
              select 1 from wa_outbox o
              join adm_user u on u.uuid::text = split_part(o.inbound_wamid, ':', 2)
+             join adm_role r on r.id = u.role_id
              join wa_trust t on t.user_id = u.id
              left join wa_digest_pref p on p.user_id = u.id
              where o.id = $2
                and coalesce(t.wa_id, t.bsuid) = coalesce(o.wa_id, o.bsuid)
-               and (p.user_id is null or p.send_at is not null)
+               and split_part(o.inbound_wamid, ':', 4) = u.role_id::text
+               and (p.send_at is not null or (p.user_id is null and r.code = any($3)))
+               and o.created_at > now() - make_interval(mins => $4)
                and {MAY_RECEIVE})"
     ))
     .bind(trust_days as i32)
     .bind(outbox_id)
+    .bind(&settings.default_roles)
+    .bind(settings.catch_up_mins as i32)
     .fetch_one(db)
     .await
     .context("checking that a digest is still wanted")
@@ -441,13 +503,29 @@ mod tests {
         assert_eq!(parse("stop digest"), Command::Off);
         assert_eq!(parse("matikan ringkasan pagi"), Command::Off);
         assert_eq!(parse("jangan kirim ringkasan tiap pagi lagi"), Command::Off);
+        assert_eq!(parse("stop digest jam 6"), Command::Off);
         assert_eq!(parse("kirim ringkasan tiap pagi"), Command::On(None));
         assert_eq!(
             parse("send me the summary every morning"),
             Command::On(None)
         );
         assert_eq!(parse("digest jam 25"), Command::Status);
+        assert_eq!(parse("kirim digest jam 25"), Command::Status);
         assert_eq!(parse("digest?"), Command::Status);
+        assert_eq!(parse("digest jam 12 malam"), Command::On(at(0, 0)));
+        assert_eq!(
+            parse("jangan lupa kirim digest jam 6"),
+            Command::On(at(6, 0))
+        );
+        assert_eq!(
+            parse("digest jam 7 aja, tidak usah jam 6"),
+            Command::On(at(7, 0))
+        );
+        assert_eq!(parse("gak mau digest lagi"), Command::Off);
+        assert_eq!(parse("don't send me the digest"), Command::Off);
+        assert_eq!(parse("tidak perlu kirim ringkasan tiap pagi"), Command::Off);
+        assert_eq!(parse("is the digest on?"), Command::Status);
+        assert_eq!(parse("kapan digest dikirim"), Command::Status);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! For the people at the top: the executive summary ([`summary`]) — in the chat
 //! ("ringkasan", "dashboard") and as `GET /api/v1/dashboard/summary` — and the 7-day cash
 //! outlook behind the "saldo kas negatif dalam 7 hari" detector ([`cash`]), and the morning
-//! digest that pushes the summary once a day ([`digest`]). Every figure is a
+//! digest that pushes the summary once a day ([`digest`]), and approving POs and sales orders
+//! from the chat ([`approvals`]). Every figure is a
 //! spec over the metrics catalogue, compiled and run by the metrics layer, and checked against
 //! the asker's permissions one by one: a line the asker may not see is left out, never blanked.
 
+pub mod approvals;
 pub mod cash;
 pub mod digest;
 pub mod summary;
@@ -19,6 +21,30 @@ use crate::metrics::catalogue::CATALOGUE;
 use crate::metrics::compile;
 use crate::metrics::run::{self, Rows};
 use crate::metrics::spec::Spec;
+
+/// What the chat's executive features take from the settings: the digest's defaults and the
+/// approvals' rules.
+#[derive(Clone)]
+pub struct Executive {
+    pub digest: crate::config::DigestSettings,
+    pub approvals: approvals::Rules,
+}
+
+impl Executive {
+    pub fn from_settings(s: &crate::config::Settings) -> Self {
+        Executive {
+            digest: s.digest.clone(),
+            approvals: approvals::Rules {
+                settings: s.approvals.clone(),
+                otp_secret: s.identity.otp_secret.clone(),
+                otp_ttl_secs: s.identity.otp_ttl_secs,
+                otp_max_attempts: s.identity.otp_max_attempts,
+                otp_max_per_hour: s.identity.otp_max_per_hour,
+                timezone: s.app.timezone,
+            },
+        }
+    }
+}
 
 /// Rows one summary figure may return (a breakdown by status or severity has a handful).
 const ROW_CAP: usize = 50;

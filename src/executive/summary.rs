@@ -18,51 +18,75 @@ use crate::metrics::run::Rows;
 use crate::metrics::spec::{Filter, Group, Spec, Window};
 use crate::texts::{month_name, Lang};
 
+/// Which days the summary's flows cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// Up to now: month to date including today, production today and this week (the chat
+    /// and the API).
+    Now,
+    /// Closed days only: month to yesterday, production yesterday and this week to yesterday
+    /// (the morning digest, sent before today has figures).
+    ClosedDays,
+}
+
 /// The periods the summary compares, in the configured zone's calendar.
 #[derive(Debug, Clone)]
 pub struct Periods {
     pub today: NaiveDate,
-    /// The first of the month up to and including today.
+    /// The first of the month up to and including the last day counted.
     pub month_to_date: Window,
-    /// The same days of last month.
+    /// The same number of days from the first of the month before.
     pub compared_with: Window,
-    /// Monday up to and including today.
+    /// The day production is shown for: today, or yesterday.
+    pub day: Window,
+    /// Monday up to and including the last day counted (the week before, on a Monday's
+    /// digest).
     pub week_to_date: Window,
 }
 
 impl Periods {
-    pub fn of(today: NaiveDate) -> Periods {
-        let first = today.with_day(1).expect("the first of a month");
-        let last_first = first - Months::new(1);
-        // The same days of last month, cut at its end (31 March against 1–28 February).
-        let last_to = (last_first + Days::days(today.day() as i64)).min(first);
-        let monday = today - Days::days(today.weekday().num_days_from_monday() as i64);
+    pub fn of(today: NaiveDate, basis: Basis) -> Periods {
+        // The last day counted: today, or yesterday for closed days.
+        let last = match basis {
+            Basis::Now => today,
+            Basis::ClosedDays => today - Days::days(1),
+        };
+        let first = last.with_day(1).expect("the first of a month");
+        let before_first = first - Months::new(1);
+        // The same days of the month before, cut at its end (31 March against 1–28 February).
+        let before_to = (before_first + Days::days(last.day() as i64)).min(first);
+        let monday = last - Days::days(last.weekday().num_days_from_monday() as i64);
+        let (day_label, week_label) = match basis {
+            Basis::Now => (label("hari ini", "today"), label("minggu ini", "this week")),
+            Basis::ClosedDays => (
+                label("kemarin", "yesterday"),
+                days(monday, last + Days::days(1)).label,
+            ),
+        };
         Periods {
             today,
-            month_to_date: days(first, today + Days::days(1)),
-            compared_with: days(last_first, last_to),
+            month_to_date: days(first, last + Days::days(1)),
+            compared_with: days(before_first, before_to),
+            day: Window {
+                from: last,
+                to: last + Days::days(1),
+                label: day_label,
+            },
             week_to_date: Window {
                 from: monday,
-                to: today + Days::days(1),
-                label: label("minggu ini", "this week"),
+                to: last + Days::days(1),
+                label: week_label,
             },
         }
     }
 
-    fn today(&self) -> Window {
-        Window {
-            from: self.today,
-            to: self.today + Days::days(1),
-            label: label("hari ini", "today"),
-        }
-    }
-
-    /// Every day up to today: open orders and waiting approvals, however old.
+    /// Every document, whatever its date (a future-dated one too): open orders and waiting
+    /// approvals.
     fn ever(&self) -> Window {
         Window {
             from: NaiveDate::from_ymd_opt(1900, 1, 1).expect("a date"),
-            to: self.today + Days::days(1),
-            label: label("sampai hari ini", "to date"),
+            to: NaiveDate::from_ymd_opt(2200, 1, 1).expect("a date"),
+            label: label("semua", "all"),
         }
     }
 
@@ -177,7 +201,8 @@ pub struct Summary {
     pub revenue: Option<Revenue>,
     pub orders: Option<Orders>,
     pub approvals: Option<Approvals>,
-    pub production_today: Option<Production>,
+    /// Production on `periods.day`.
+    pub production_day: Option<Production>,
     pub production_week: Option<Production>,
     pub alerts: Option<Alerts>,
     pub receivables_overdue: Option<Decimal>,
@@ -217,15 +242,17 @@ fn count(rows: &Rows, keys: &[&str]) -> i64 {
         .sum()
 }
 
-/// Gathers the summary on `today` for an asker holding `permissions`.
+/// Gathers the summary on `today` for an asker holding `permissions`. The reads run one after
+/// another: a summary takes one pooled connection, however many are asked for at once.
 pub async fn compute(
     db: &PgPool,
     today: NaiveDate,
+    basis: Basis,
     permissions: &[String],
     timeout: Duration,
 ) -> anyhow::Result<Summary> {
     let may = |p: &str| permissions.iter().any(|h| h == p);
-    let periods = Periods::of(today);
+    let periods = Periods::of(today, basis);
     let mut revenue = spec(&["revenue"], Some(periods.month_to_date.clone()));
     revenue.compare = Some(periods.compared_with.clone());
     let orders = by(spec(&["order_count"], Some(periods.ever())), "status");
@@ -235,26 +262,21 @@ pub async fn compute(
         values: vec!["Pending Director".to_owned()],
     });
     let production = ["output", "reject_rate", "oee"];
-    let today_production = spec(&production, Some(periods.today()));
+    let day_production = spec(&production, Some(periods.day.clone()));
     let week_production = spec(&production, Some(periods.week_to_date.clone()));
     let alerts = by(spec(&["open_alerts"], None), "severity");
     let overdue = spec(&["receivables_overdue"], None);
     let payables = spec(&["payables_open"], Some(periods.next_7_days()));
-    let run = |s: &Spec| {
-        let s = s.clone();
-        async move { figure(db, &s, today, permissions, timeout).await }
-    };
-    let (revenue, orders, waiting_pos, today_p, week_p, alerts, overdue, payables, cash) = tokio::try_join!(
-        run(&revenue),
-        run(&orders),
-        run(&waiting_pos),
-        run(&today_production),
-        run(&week_production),
-        run(&alerts),
-        run(&overdue),
-        run(&payables),
-        cash::position(db, today, permissions, timeout),
-    )?;
+    let run = |s: Spec| async move { figure(db, &s, today, permissions, timeout).await };
+    let revenue = run(revenue).await?;
+    let orders = run(orders).await?;
+    let waiting_pos = run(waiting_pos).await?;
+    let day_p = run(day_production).await?;
+    let week_p = run(week_production).await?;
+    let alerts = run(alerts).await?;
+    let overdue = run(overdue).await?;
+    let payables = run(payables).await?;
+    let cash = cash::position(db, today, permissions, timeout).await?;
     let production = |rows: Option<Rows>| {
         rows.map(|r| Production {
             output: value(&r, None, true, 0),
@@ -286,7 +308,7 @@ pub async fn compute(
         orders,
         approvals: (approvals.purchase_orders.is_some() || approvals.sales_orders.is_some())
             .then_some(approvals),
-        production_today: production(today_p),
+        production_day: production(day_p),
         production_week: production(week_p),
         alerts: alerts.map(|r| Alerts {
             critical: count(&r, &["Critical"]),
@@ -340,7 +362,7 @@ fn bluf(s: &Summary, lang: Lang) -> String {
         }
     }
     if let Some(c) = &s.cash {
-        if c.balance_dt.is_some() && c.outlook_7d < Decimal::ZERO {
+        if c.is_fresh(s.periods.today) && c.outlook_7d < Decimal::ZERO {
             parts.push(
                 pick(
                     lang,
@@ -422,7 +444,7 @@ pub fn text(s: &Summary, lang: Lang, timezone: chrono_tz::Tz) -> String {
         ));
     }
     for (name, prod) in [
-        (pick(lang, "hari ini", "today"), &s.production_today),
+        (p.day.label.get(lang), &s.production_day),
         (p.week_to_date.label.get(lang), &s.production_week),
     ] {
         if let Some(x) = prod {

@@ -24,10 +24,10 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::audit::{self, Entry};
 use crate::config::IdentitySettings;
+use crate::domain::otp;
 use crate::domain::phone::{mask_email, mask_phone, PhoneE164};
 use crate::domain::Caller;
 use crate::identity::mailer::{MailPurpose, OtpMail, SendsCodes};
-use crate::identity::otp;
 use crate::outbox::{self, Outgoing, Purpose};
 use crate::queue::Doorbell;
 use crate::texts::{self, Lang};
@@ -387,7 +387,8 @@ impl Gate {
         let settings = &self.settings;
         let open: Option<OtpRow> = sqlx::query_as(
             "select id, code_hash, sent_at, last_error, attempts from wa_otp
-         where user_id = $1 and consumed_at is null and voided_at is null and expires_at > now()
+         where user_id = $1 and purpose = 'device' and consumed_at is null and voided_at is null
+           and expires_at > now()
          order by id desc limit 1 for update",
         )
         .bind(user.id)
@@ -528,7 +529,8 @@ impl Gate {
             return Ok(texts::no_email(msg.lang));
         };
         let recent: i64 = sqlx::query_scalar(
-            "select count(*) from wa_otp where user_id = $1 and created_at > now() - interval '1 hour'",
+            "select count(*) from wa_otp
+             where user_id = $1 and purpose = 'device' and created_at > now() - interval '1 hour'",
         )
         .bind(user.id)
         .fetch_one(&mut *tx)
@@ -541,7 +543,7 @@ impl Gate {
         // Older open codes are void once a new one is issued.
         sqlx::query(
             "update wa_otp set voided_at = now()
-             where user_id = $1 and consumed_at is null and voided_at is null",
+             where user_id = $1 and purpose = 'device' and consumed_at is null and voided_at is null",
         )
         .bind(user.id)
         .execute(&mut *tx)
@@ -564,7 +566,14 @@ impl Gate {
         ))
     }
 
-    async fn mail_code(&self, user: &UserRow, email: &str, code: &str) -> anyhow::Result<()> {
+    /// Mails `code`: a device code, or (`approval` names the document) a step-up code.
+    async fn mail_code(
+        &self,
+        user: &UserRow,
+        email: &str,
+        code: &str,
+        approval: Option<&str>,
+    ) -> anyhow::Result<()> {
         let asked_at = Utc::now()
             .with_timezone(&self.timezone)
             .format("%d-%m-%Y %H:%M %Z")
@@ -573,8 +582,15 @@ impl Gate {
             name: &user.full_name,
             to: email,
             code,
-            purpose: MailPurpose::Chat,
-            asked_from: &user.phone.as_deref().map(mask_phone).unwrap_or_default(),
+            purpose: if approval.is_some() {
+                MailPurpose::Approval
+            } else {
+                MailPurpose::Chat
+            },
+            asked_from: &match approval {
+                Some(document) => document.to_owned(),
+                None => user.phone.as_deref().map(mask_phone).unwrap_or_default(),
+            },
             phone: user.phone.as_deref(),
             asked_at: &asked_at,
             valid_minutes: self.settings.otp_ttl_secs / 60,
@@ -618,7 +634,9 @@ impl Gate {
         let due = self.claim_due_codes(db).await?;
         let mut told = false;
         for d in &due {
-            let result = self.mail_code(&d.user, &d.email, &d.code).await;
+            let result = self
+                .mail_code(&d.user, &d.email, &d.code, d.approval.as_deref())
+                .await;
             told |= self.record_mail(db, d, result).await?;
         }
         if told {
@@ -633,6 +651,8 @@ impl Gate {
             id: i64,
             user_id: i64,
             send_tries: i32,
+            purpose: String,
+            subject: Option<String>,
             full_name: String,
             email: Option<String>,
             phone: Option<String>,
@@ -641,7 +661,8 @@ impl Gate {
         }
         let mut tx = db.begin().await.context("starting to claim code mails")?;
         let rows: Vec<Row> = sqlx::query_as(
-            "select o.id, o.user_id, o.send_tries, u.full_name, u.email, u.phone, u.bsuid, u.lang
+            "select o.id, o.user_id, o.send_tries, o.purpose, o.subject, u.full_name, u.email, u.phone,
+                    u.bsuid, u.lang
              from wa_otp o join adm_user u on u.id = o.user_id
              where o.sent_at is null and o.voided_at is null and o.consumed_at is null
                and o.next_try_at <= now()
@@ -682,6 +703,7 @@ impl Gate {
                 code,
                 code_hash,
                 email,
+                approval: (r.purpose == "approval").then(|| r.subject.unwrap_or_default()),
                 user: UserRow {
                     id: r.user_id,
                     full_name: r.full_name,
@@ -799,6 +821,8 @@ struct DueCode {
     code: String,
     code_hash: String,
     email: String,
+    /// A step-up code before an approval, and the document it approves (`None`: a device code).
+    approval: Option<String>,
     user: UserRow,
 }
 

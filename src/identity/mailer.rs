@@ -53,6 +53,8 @@ pub enum MailPurpose {
     Chat,
     /// The second factor of an admin API sign-in.
     AdminLogin,
+    /// The step-up before approving a document from the chat (`asked_from` names the document).
+    Approval,
 }
 
 /// The mailer the settings ask for: SMTP when `smtp.host` is set, the local mailbox otherwise
@@ -200,6 +202,26 @@ fn body(m: &OtpMail<'_>) -> String {
              Type this code in the Sentient Hub WhatsApp chat. Never share it with anyone.\n\
              If this was not you, ignore this mail and contact your IT administrator right away:\n\
              someone may be trying to use your WhatsApp account.\n",
+            name = m.name,
+            code = m.code,
+            from = m.asked_from,
+            at = m.asked_at,
+            minutes = m.valid_minutes,
+        ),
+        MailPurpose::Approval => format!(
+            "Halo {name},\n\n\
+             Kode persetujuan Sentient Hub Anda: {code}\n\
+             Untuk menyetujui {from} dari WhatsApp, diminta pada {at}. Berlaku {minutes} menit, sekali pakai.\n\
+             Ketik kode ini di chat WhatsApp Sentient Hub. Jangan berikan kode ini kepada siapa pun.\n\
+             Jika bukan Anda yang meminta, jangan ketik kode ini dan segera hubungi administrator TI:\n\
+             seseorang mungkin memegang ponsel Anda.\n\n\
+             ----\n\n\
+             Hello {name},\n\n\
+             Your Sentient Hub approval code: {code}\n\
+             For approving {from} from WhatsApp, requested at {at}. Valid for {minutes} minutes, single use.\n\
+             Type this code in the Sentient Hub WhatsApp chat. Never share it with anyone.\n\
+             If this was not you, do not type the code and contact your IT administrator right away:\n\
+             someone may be holding your phone.\n",
             name = m.name,
             code = m.code,
             from = m.asked_from,

@@ -3,4 +3,3 @@
 
 pub mod gate;
 pub mod mailer;
-pub mod otp;

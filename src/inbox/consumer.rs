@@ -429,15 +429,18 @@ impl Consumer {
         }
         tx.commit().await.context("committing the gate")?;
 
+        // The id of a reply button or list row of ours (the hub sends no template quick replies).
+        let button = row.payload["interactive"]["button_reply"]["id"]
+            .as_str()
+            .or_else(|| row.payload["interactive"]["list_reply"]["id"].as_str());
         let question = brain::Question {
             wamid: &row.wamid,
             msg_type: &row.msg_type,
             text: row.body.as_deref(),
             lang,
             phone: row.wa_id.as_deref(),
+            button,
         };
-        // The id of a reply button of ours (the hub sends no template quick replies).
-        let button = row.payload["interactive"]["button_reply"]["id"].as_str();
         let answer = match button.and_then(ack::parse_button) {
             Some(alert) => self.acknowledge(&caller, alert).await,
             None => self.brain.answer(&caller, &question).await,
@@ -454,14 +457,32 @@ impl Consumer {
         if again.status == "done" || again.status == "dead" {
             return Ok(Outcome::AlreadyDone);
         }
-        let parts = enqueue_reply(
-            &mut tx,
-            &row.wamid,
-            Purpose::Answer,
-            &to,
-            answer.text.as_deref(),
-        )
-        .await?;
+        let parts = if answer.messages.is_empty() {
+            enqueue_reply(
+                &mut tx,
+                &row.wamid,
+                Purpose::Answer,
+                &to,
+                answer.text.as_deref(),
+            )
+            .await?
+        } else {
+            // Buttons or a list: each message one part of the reply.
+            for (n, message) in answer.messages.iter().enumerate() {
+                crate::outbox::enqueue(
+                    &mut tx,
+                    crate::outbox::Outgoing {
+                        purpose: Purpose::Answer,
+                        reply_to: Some((&row.wamid, n as i32 + 1)),
+                        to: &to,
+                        content: message.clone(),
+                        not_before: None,
+                    },
+                )
+                .await?;
+            }
+            answer.messages.len()
+        };
         brain::record(&mut tx, &caller, &question, &answer).await?;
         mark_done(tx, row.id).await?;
         metrics::counter!("brain_replies_total", "outcome" => answer.outcome.as_str()).increment(1);
@@ -489,6 +510,7 @@ impl Consumer {
             };
         brain::Answer {
             text: Some(text),
+            messages: Vec::new(),
             intent: Some(Intent::Alerts),
             outcome,
             tokens: 0,

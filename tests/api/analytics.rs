@@ -113,11 +113,13 @@ async fn judge(prep: &Preparer, director: &Caller, db: &PgPool, case: &Case, q: 
         // The rules could not read it; without an LLM that is the "not yet" answer.
         Prepared::Unmapped { .. } if not_yet => Verdict::Right,
         Prepared::Unmapped { not_yet: text, .. } => Verdict::Honest(text),
-        Prepared::Direct { text, outcome, .. } => match (outcome, not_yet) {
-            (Outcome::Clarify, true) => Verdict::Right,
-            (Outcome::Clarify, false) => Verdict::Honest(text),
-            (_, _) => Verdict::Wrong(format!("{outcome:?}: {text}")),
-        },
+        Prepared::Direct { text, outcome, .. } | Prepared::Rich { text, outcome, .. } => {
+            match (outcome, not_yet) {
+                (Outcome::Clarify, true) => Verdict::Right,
+                (Outcome::Clarify, false) => Verdict::Honest(text),
+                (_, _) => Verdict::Wrong(format!("{outcome:?}: {text}")),
+            }
+        }
         Prepared::Ask {
             worked, snapshot, ..
         } => {

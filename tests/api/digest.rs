@@ -96,7 +96,12 @@ async fn a_directors_digest_goes_once_a_day_however_many_instances_try() {
     .await;
     assert!(sent, "the digest reaches the director");
     let text = texts_to(&app, &director).join("\n");
-    assert!(text.starts_with("☀️ Selamat pagi, Test."), "{text}");
+    assert!(
+        text.starts_with("☀️ Selamat pagi, Test. Ringkasan Anda (angka sampai kemarin)"),
+        "{text}"
+    );
+    // Closed days: yesterday's production, not this morning's empty hours.
+    assert!(text.contains("Produksi kemarin"), "{text}");
     assert!(
         text.contains("📊 Ringkasan eksekutif") && text.contains("Kas: Rp"),
         "{text}"
@@ -266,7 +271,7 @@ async fn the_admin_api_shows_and_sets_a_digest_and_what_became_of_it() {
 }
 
 #[tokio::test]
-async fn a_digest_is_not_for_a_user_who_was_deactivated_or_turned_it_off() {
+async fn a_digest_is_not_for_a_user_deactivated_of_another_role_late_or_turned_off() {
     let app = spawn_app().await;
     sentient_hub::db::demo::load(&app.db).await.unwrap();
     let director = app.user_with_role("DIRECTOR", true).await;
@@ -286,14 +291,39 @@ async fn a_digest_is_not_for_a_user_who_was_deactivated_or_turned_it_off() {
         .fetch_one(&app.db)
         .await
         .unwrap();
-    // The sender's last check before a (retried, delayed) send: still wanted while active and
-    // on, not once deactivated, not once turned off.
+    // The sender's last check before a (retried, delayed) send: still wanted while active, of
+    // the same role, within the catch-up window and on; not otherwise.
     let veto = digests.veto();
     assert!(veto(row).await.unwrap());
     deactivate(false).await.unwrap();
     assert!(!veto(row).await.unwrap());
     deactivate(true).await.unwrap();
     assert!(veto(row).await.unwrap());
+    // A role changed since the digest was written: its figures were the old role's.
+    sqlx::query("update adm_user set role_id = (select id from adm_role where code = 'READONLY') where phone = '+' || $1")
+        .bind(&director)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert!(!veto(row).await.unwrap());
+    sqlx::query("update adm_user set role_id = (select id from adm_role where code = 'DIRECTOR') where phone = '+' || $1")
+        .bind(&director)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert!(veto(row).await.unwrap());
+    // Held back past the catch-up window (retries): not sent at noon.
+    sqlx::query("update wa_outbox set created_at = now() - interval '181 minutes' where id = $1")
+        .bind(row)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert!(!veto(row).await.unwrap());
+    sqlx::query("update wa_outbox set created_at = now() where id = $1")
+        .bind(row)
+        .execute(&app.db)
+        .await
+        .unwrap();
     sqlx::query(
         "insert into wa_digest_pref (user_id, send_at) select id, null from adm_user where phone = '+' || $1",
     )

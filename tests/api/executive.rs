@@ -137,7 +137,7 @@ async fn the_directors_summary_holds_every_figure_as_the_database_has_it() {
     );
     let director = crate::helpers::asker(&db, "DIRECTOR").await;
     let permissions: Vec<String> = director.permissions.iter().cloned().collect();
-    let s = summary::compute(&db, today(), &permissions, TIMEOUT)
+    let s = summary::compute(&db, today(), summary::Basis::Now, &permissions, TIMEOUT)
         .await
         .unwrap();
     let r = s.revenue.as_ref().expect("a director sees revenue");
@@ -216,7 +216,7 @@ async fn each_line_needs_its_own_permissions() {
     // An operator reads production and alerts, no money: no revenue, orders, cash or approvals.
     let operator = crate::helpers::asker(&db, "OPERATOR").await;
     let permissions: Vec<String> = operator.permissions.iter().cloned().collect();
-    let s = summary::compute(&db, today, &permissions, TIMEOUT)
+    let s = summary::compute(&db, today, summary::Basis::Now, &permissions, TIMEOUT)
         .await
         .unwrap();
     assert!(s.revenue.is_none() && s.orders.is_none() && s.approvals.is_none());
@@ -241,7 +241,7 @@ async fn each_line_needs_its_own_permissions() {
     // A sales manager reads revenue and finance, approves nothing.
     let sales = crate::helpers::asker(&db, "MANAGER_SALES").await;
     let permissions: Vec<String> = sales.permissions.iter().cloned().collect();
-    let s = summary::compute(&db, today, &permissions, TIMEOUT)
+    let s = summary::compute(&db, today, summary::Basis::Now, &permissions, TIMEOUT)
         .await
         .unwrap();
     assert!(s.revenue.is_some() && s.cash.is_some());

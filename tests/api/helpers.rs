@@ -508,6 +508,15 @@ impl SmtpSink {
 
     /// Waits for the `n`th mail and returns the code in it.
     pub async fn code(&self, n: usize) -> String {
+        self.code_after(n, "verification code: ").await
+    }
+
+    /// Waits for the `n`th mail and returns the approval (step-up) code in it.
+    pub async fn approval_code(&self, n: usize) -> String {
+        self.code_after(n, "approval code: ").await
+    }
+
+    async fn code_after(&self, n: usize, marker: &str) -> String {
         assert!(
             eventually(Duration::from_secs(20), || async {
                 self.mails().len() >= n
@@ -516,7 +525,6 @@ impl SmtpSink {
             "mail {n} never arrived"
         );
         let mail = &self.mails()[n - 1];
-        let marker = "verification code: ";
         let at = mail.find(marker).expect("code in the mail") + marker.len();
         mail[at..at + 6].to_owned()
     }
@@ -658,7 +666,7 @@ pub async fn demo_preparer() -> (TestDb, PgPool, sentient_hub::brain::Preparer) 
         db.clone(),
         SharedCatalog::new(Catalog::load(&db).await.unwrap()),
         test_db.settings.brain.clone(),
-        test_db.settings.digest.clone(),
+        sentient_hub::executive::Executive::from_settings(&test_db.settings),
         chrono_tz::Asia::Jakarta,
     );
     (test_db, db, prep)

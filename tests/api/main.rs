@@ -5,6 +5,7 @@ mod admin_support;
 mod admin_users;
 mod alerts;
 mod analytics;
+mod approvals;
 mod architecture;
 mod archive;
 mod brain;

@@ -244,10 +244,14 @@ async fn no_role_gets_a_field_of_a_module_it_may_not_read_for_any_question() {
                 Prepared::Direct {
                     outcome: Outcome::Denied,
                     ..
-                } => (String::new(), None),
-                Prepared::Direct { text, .. } | Prepared::Unmapped { not_yet: text, .. } => {
-                    (text, None)
                 }
+                | Prepared::Rich {
+                    outcome: Outcome::Denied,
+                    ..
+                } => (String::new(), None),
+                Prepared::Direct { text, .. }
+                | Prepared::Rich { text, .. }
+                | Prepared::Unmapped { not_yet: text, .. } => (text, None),
                 Prepared::Ask {
                     snapshot, messages, ..
                 } => {
@@ -301,7 +305,7 @@ async fn a_follow_up_naming_a_purchase_order_needs_the_purchase_permission() {
     .unwrap();
     for question in ["kalau PO-202412-0001?", "pesanan PO-202412-0001?"] {
         match prep.prepare(&caller, question, Lang::Id).await.unwrap() {
-            Prepared::Direct { text, .. } => {
+            Prepared::Direct { text, .. } | Prepared::Rich { text, .. } => {
                 assert!(text.contains("pembelian"), "refused as purchasing: {text}");
                 assert!(!text.contains("PO-202412-0001 —"), "{text}");
             }
@@ -348,7 +352,9 @@ async fn after_a_role_is_lowered_the_prompt_history_carries_nothing_it_may_no_lo
                     .map(|m| m.content.clone())
                     .collect::<Vec<_>>()
                     .join("\n"),
-                Prepared::Direct { text, .. } | Prepared::Unmapped { not_yet: text, .. } => {
+                Prepared::Direct { text, .. }
+                | Prepared::Rich { text, .. }
+                | Prepared::Unmapped { not_yet: text, .. } => {
                     panic!("an order question is answered: {text}")
                 }
             }
