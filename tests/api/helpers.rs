@@ -75,9 +75,33 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// Keeps one stream on the test NATS server for the whole run. Tests create and delete their
+/// own streams all the time; when the last one goes, nats-server 2.9 removes the account's
+/// stream directory, and a stream created at that moment fails with "could not create storage
+/// directory" (seen once in CI). A stream that always exists keeps the directory.
+async fn keep_stream_directory(settings: &sentient_hub::config::Settings) {
+    static KEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    KEPT.get_or_init(|| async {
+        let nats = sentient_hub::queue::connect_nats(&settings.nats)
+            .await
+            .expect("NATS for the tests");
+        async_nats::jetstream::new(nats)
+            .get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: "SENTIENT_TEST_KEEP".into(),
+                subjects: vec!["sentient.test.keep".into()],
+                max_messages: 1,
+                ..Default::default()
+            })
+            .await
+            .expect("the tests' lasting stream");
+    })
+    .await;
+}
+
 /// Builds and serves the app on `test_db`, which it owns from then on.
 pub async fn start(test_db: TestDb, graph: Option<FakeGraph>) -> TestApp {
     let settings = test_db.settings.clone();
+    keep_stream_directory(&settings).await;
     let app = Application::build(settings.clone())
         .await
         .expect("application builds");
