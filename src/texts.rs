@@ -406,6 +406,14 @@ const MONTHS: [&str; 12] = [
     "December",
 ];
 
+/// An instant as people read it: `28-11-2026 14:05 WIB` in `timezone` (when an alert was
+/// raised, when a document was approved).
+pub fn local_time(at: chrono::DateTime<chrono::Utc>, timezone: chrono_tz::Tz) -> String {
+    at.with_timezone(&timezone)
+        .format("%d-%m-%Y %H:%M %Z")
+        .to_string()
+}
+
 /// The name of month `month0` (0 = January) in `lang`: full, or its three-letter short form
 /// ("Agu", "Okt", "Des" in Indonesian).
 pub fn month_name(lang: Lang, month0: u32, short: bool) -> &'static str {

@@ -98,7 +98,7 @@ pub async fn acknowledge(
             return Ok(told(texts::alert_acked(lang, &origin)));
         }
         let by = target.acked_by_name.as_deref().unwrap_or("-");
-        let at = super::local_time(at, timezone);
+        let at = crate::texts::local_time(at, timezone);
         return Ok(told(texts::alert_already_acked(lang, &origin, by, &at)));
     }
     record(

@@ -213,7 +213,7 @@ async fn route(
     .await
     .context("finding the recipients of an alert")?;
 
-    let raised = super::local_time(alert.created_at, settings.timezone);
+    let raised = crate::texts::local_time(alert.created_at, settings.timezone);
     let origin = format!("{} · {}", alert.module, alert.alert_type);
     let quoted = quote(&alert.message);
     for to in &recipients {

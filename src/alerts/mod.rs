@@ -16,13 +16,6 @@ pub mod detect;
 pub mod dispatch;
 pub mod intake;
 
-/// When an alert was raised, as people read it: `28-11-2026 14:05 WIB` in `timezone`.
-pub fn local_time(at: chrono::DateTime<chrono::Utc>, timezone: chrono_tz::Tz) -> String {
-    at.with_timezone(&timezone)
-        .format("%d-%m-%Y %H:%M %Z")
-        .to_string()
-}
-
 /// How urgent an alert is, lowest first (the order routing rules compare by).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -101,7 +94,7 @@ mod tests {
         use chrono::TimeZone;
         let at = chrono::Utc.with_ymd_and_hms(2026, 11, 28, 7, 5, 0).unwrap();
         assert_eq!(
-            local_time(at, chrono_tz::Asia::Jakarta),
+            crate::texts::local_time(at, chrono_tz::Asia::Jakarta),
             "28-11-2026 14:05 WIB"
         );
     }

@@ -36,7 +36,7 @@ use crate::config::ApprovalSettings;
 use crate::domain::{otp, Caller};
 use crate::metrics::format::rupiah;
 use crate::outbox::{self, Outgoing, Purpose};
-use crate::texts::Lang;
+use crate::texts::{local_time, Lang};
 use crate::whatsapp::graph::{content, Recipient};
 
 /// What the step-up codes need of the identity settings.
@@ -278,13 +278,6 @@ impl Reply {
             ..Default::default()
         }
     }
-}
-
-/// `28-11-2026 14:05 WIB`.
-fn local_time(at: DateTime<Utc>, timezone: chrono_tz::Tz) -> String {
-    at.with_timezone(&timezone)
-        .format("%d-%m-%Y %H:%M %Z")
-        .to_string()
 }
 
 fn t(lang: Lang, id: &str, en: &str) -> String {

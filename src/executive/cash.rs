@@ -10,9 +10,8 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 
-use super::figure;
+use super::{figure, spec, value};
 use crate::metrics::format::rupiah;
-use crate::metrics::spec::Spec;
 
 /// Balances older than this many days raise no cash alert: a stale balance says nothing of the
 /// week ahead, and an empty table is not a bank account at zero.
@@ -45,22 +44,9 @@ pub struct Outlook {
     pub outflow: Decimal,
 }
 
-fn spec(measures: &[&str]) -> Spec {
-    Spec {
-        measures: measures.iter().map(|m| (*m).to_owned()).collect(),
-        group_by: None,
-        filters: Vec::new(),
-        period: None,
-        compare: None,
-        top: None,
-    }
-}
-
+/// Value `i` of the one row of a snapshot figure; zero when there is none.
 fn first(rows: &crate::metrics::run::Rows, i: usize) -> Decimal {
-    rows.rows
-        .first()
-        .and_then(|r| r.values.get(i).copied().flatten())
-        .unwrap_or_default()
+    value(rows, None, true, i).unwrap_or_default()
 }
 
 /// The cash position on `today` for an asker holding `permissions`; `None` when they may not
@@ -73,7 +59,7 @@ pub async fn position(
 ) -> anyhow::Result<Option<Position>> {
     let Some(rows) = figure(
         db,
-        &spec(&["cash_balance", "cash_outlook_7d"]),
+        &spec(&["cash_balance", "cash_outlook_7d"], None),
         today,
         permissions,
         timeout,
@@ -110,7 +96,7 @@ pub async fn outlook(
     };
     let Some(flows) = figure(
         db,
-        &spec(&["cash_in_7d", "cash_out_7d"]),
+        &spec(&["cash_in_7d", "cash_out_7d"], None),
         today,
         permissions,
         timeout,

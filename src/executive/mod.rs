@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::NaiveDate;
+use rust_decimal::Decimal;
 use sqlx::PgPool;
 
 use crate::metrics::catalogue::CATALOGUE;
 use crate::metrics::compile;
 use crate::metrics::run::{self, Rows};
-use crate::metrics::spec::Spec;
+use crate::metrics::spec::{Spec, Window};
 
 /// What the chat's executive features take from the settings: the digest's defaults and the
 /// approvals' rules.
@@ -48,6 +49,27 @@ impl Executive {
 
 /// Rows one summary figure may return (a breakdown by status or severity has a handful).
 const ROW_CAP: usize = 50;
+
+/// A figure spec of `measures` over `period` (none: as it stands, for a snapshot), uncut.
+fn spec(measures: &[&str], period: Option<Window>) -> Spec {
+    Spec {
+        measures: measures.iter().map(|m| (*m).to_owned()).collect(),
+        group_by: None,
+        filters: Vec::new(),
+        period,
+        compare: None,
+        top: None,
+    }
+}
+
+/// Value `i` of the row with key `key` (`None`: a single figure) in the current period
+/// (`current`) or the comparison.
+fn value(rows: &Rows, key: Option<&str>, current: bool, i: usize) -> Option<Decimal> {
+    rows.rows
+        .iter()
+        .find(|r| r.current == current && r.key.as_deref() == key)
+        .and_then(|r| r.values.get(i).copied().flatten())
+}
 
 /// Runs `spec` over the catalogue for an asker holding `permissions`: `None` when a measure or
 /// a dimension of it is outside them.

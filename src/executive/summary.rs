@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use sqlx::PgPool;
 
 use super::cash::{self, Position};
-use super::figure;
+use super::{figure, spec, value};
 use crate::metrics::catalogue::Label;
 use crate::metrics::format::{number, percent, rupiah_short};
 use crate::metrics::run::Rows;
@@ -211,28 +211,9 @@ pub struct Summary {
     pub cash: Option<Position>,
 }
 
-fn spec(measures: &[&str], period: Option<Window>) -> Spec {
-    Spec {
-        measures: measures.iter().map(|m| (*m).to_owned()).collect(),
-        group_by: None,
-        filters: Vec::new(),
-        period,
-        compare: None,
-        top: None,
-    }
-}
-
 fn by(mut s: Spec, dim: &str) -> Spec {
     s.group_by = Some(Group::Dim(dim.to_owned()));
     s
-}
-
-/// The first value of the row of the current period with key `key` (`None`: a single figure).
-fn value(rows: &Rows, key: Option<&str>, current: bool, i: usize) -> Option<Decimal> {
-    rows.rows
-        .iter()
-        .find(|r| r.current == current && r.key.as_deref() == key)
-        .and_then(|r| r.values.get(i).copied().flatten())
 }
 
 fn count(rows: &Rows, keys: &[&str]) -> i64 {
