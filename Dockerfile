@@ -12,6 +12,7 @@ COPY migrations migrations
 COPY prompts prompts
 COPY metrics metrics
 COPY words words
+COPY assets assets
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin sentient-hub \

@@ -323,9 +323,11 @@ async fn preview(settings: &Settings, phone: &str, text: &str) -> anyhow::Result
             data_only,
             snapshot,
             worked: _,
+            chart,
         } => serde_json::to_string_pretty(&serde_json::json!({
             "intent": intent, "tone": prep.tone_of(&caller.role), "as_of": snapshot.as_of,
-            "llm": !data_only, "messages": messages
+            "llm": !data_only, "messages": messages,
+            "chart": chart.map(|c| serde_json::json!({"png_bytes": c.png.len(), "caption": c.caption}))
         }))?,
     };
     db.close().await;
@@ -415,6 +417,7 @@ async fn ask(settings: &Settings, phone: Option<&str>, text: &str) -> anyhow::Re
             intent,
             snapshot,
             worked,
+            chart,
             ..
         } => {
             writeln!(out, "intent: {intent}")?;
@@ -451,6 +454,19 @@ async fn ask(settings: &Settings, phone: Option<&str>, text: &str) -> anyhow::Re
                 }
             }
             writeln!(out, "\nanswer:\n{}", snapshot.answer.get(lang))?;
+            if let Some(chart) = chart {
+                let dir = &settings.whatsapp.local_media_dir;
+                std::fs::create_dir_all(dir)?;
+                let path = dir.join("ask-chart.png");
+                std::fs::write(&path, &chart.png)?;
+                writeln!(
+                    out,
+                    "\nchart ({} bytes): {}\n{}",
+                    chart.png.len(),
+                    path.display(),
+                    chart.caption
+                )?;
+            }
         }
     }
     db.close().await;

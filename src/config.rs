@@ -231,6 +231,8 @@ pub struct WhatsAppSettings {
     pub window_template_lang: String,
     /// How long a send interrupted by a crash waits for Meta's status before it is sent again.
     pub unknown_grace_secs: u64,
+    /// Local mode: the folder charts are written to.
+    pub local_media_dir: std::path::PathBuf,
 }
 
 /// What the hub does with a message that was processed too late to answer it as new.
@@ -303,6 +305,8 @@ pub struct BrainSettings {
     pub metrics_timeout_ms: u64,
     /// Ask the LLM for a spec when the rules cannot read a figure question.
     pub llm_specs: bool,
+    /// Draw trends (and breakdowns asked for as a chart) as PNG charts too.
+    pub charts: bool,
     /// Turns of history in the prompt.
     pub history_turns: i64,
     /// Age limit of those turns.

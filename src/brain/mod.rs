@@ -32,6 +32,7 @@ use crate::executive::{approvals, Executive};
 use crate::llm::breaker::Breaker;
 use crate::llm::{ChatMessage, ChatReply, ChatRequest};
 use crate::metrics::catalogue::CATALOGUE;
+use crate::metrics::chart::{self, Chart};
 use crate::metrics::compile::{self, Bind};
 use crate::metrics::render;
 use crate::metrics::run::{self, Rows};
@@ -192,6 +193,8 @@ pub struct Answer {
     /// Messages sent instead of `text` when the answer has buttons or a list (Graph API message
     /// objects, in order); `text` is then what the chat log keeps.
     pub messages: Vec<Value>,
+    /// A chart sent before `text` (which stays complete without it).
+    pub chart: Option<Box<Chart>>,
     pub intent: Option<Intent>,
     pub outcome: Outcome,
     /// Prompt plus completion tokens of the LLM call, if any.
@@ -308,6 +311,8 @@ pub enum Prepared {
         data_only: bool,
         /// For a figure question: the spec, its statement and its rows.
         worked: Option<Box<Worked>>,
+        /// For a trend (or a breakdown asked for as a chart): its chart.
+        chart: Option<Box<Chart>>,
     },
     /// A figure question the rules cannot map: the LLM may propose a spec
     /// ([`Brain::answer`]); without one, the "not yet" answer.
@@ -515,6 +520,7 @@ impl Preparer {
             messages,
             data_only,
             worked: None,
+            chart: None,
         })
     }
 
@@ -633,8 +639,14 @@ impl Preparer {
                 }
             }
         }
+        let as_of = now.format("%d-%m-%Y %H:%M %Z").to_string();
+        let chart = if settings.charts && chart::wanted(&spec, &rows, WORDS.asks_chart(text)) {
+            self.chart(&spec, &rows, lang, names.clone(), &as_of).await
+        } else {
+            None
+        };
         let snapshot = context::Snapshot {
-            as_of: now.format("%d-%m-%Y %H:%M WIB").to_string(),
+            as_of,
             data: render::data(catalogue, &spec, &rows),
             answer,
         };
@@ -655,7 +667,39 @@ impl Preparer {
                 binds: compiled.binds,
                 rows,
             })),
+            chart,
         })
+    }
+
+    /// The chart of a figure question's rows, drawn off the async threads; `None` (and a
+    /// warning) when it cannot be drawn: the text answer goes alone.
+    async fn chart(
+        &self,
+        spec: &Spec,
+        rows: &Rows,
+        lang: Lang,
+        names: std::collections::HashMap<String, String>,
+        as_of: &str,
+    ) -> Option<Box<Chart>> {
+        let (spec, rows, as_of) = (spec.clone(), rows.clone(), as_of.to_owned());
+        let started = Instant::now();
+        let drawn = tokio::task::spawn_blocking(move || {
+            let name_of = |code: &str| names.get(code).cloned();
+            chart::draw(&CATALOGUE, &spec, &rows, lang, &name_of, &as_of)
+        })
+        .await;
+        metrics::histogram!("brain_chart_seconds").record(started.elapsed().as_secs_f64());
+        match drawn {
+            Ok(Ok(chart)) => chart.map(Box::new),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot draw a chart; answering in text only");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the chart task failed; answering in text only");
+                None
+            }
+        }
     }
 
     /// The sandwich prompt for `text` from `caller` over `snapshot`, about `topic`.
@@ -732,6 +776,7 @@ impl Brain {
             return Answer {
                 text,
                 messages: Vec::new(),
+                chart: None,
                 intent: None,
                 outcome: Outcome::Fallback,
                 tokens: 0,
@@ -745,6 +790,7 @@ impl Brain {
                 return Answer {
                     text: Some(texts::data_unavailable(q.lang).to_owned()),
                     messages: Vec::new(),
+                    chart: None,
                     intent: None,
                     outcome: Outcome::Error,
                     tokens: 0,
@@ -779,6 +825,7 @@ impl Brain {
                         return Answer {
                             text: Some(texts::data_unavailable(q.lang).to_owned()),
                             messages: Vec::new(),
+                            chart: None,
                             intent: Some(Intent::Metric),
                             outcome: Outcome::Error,
                             tokens: 0,
@@ -805,11 +852,12 @@ impl Brain {
         prepared: Prepared,
         started: Instant,
     ) -> Answer {
-        let (intent, snapshot, messages, data_only) = match prepared {
+        let (intent, snapshot, messages, data_only, chart) = match prepared {
             Prepared::Unmapped { not_yet, .. } => {
                 return Answer {
                     text: Some(not_yet),
                     messages: Vec::new(),
+                    chart: None,
                     intent: Some(Intent::Metric),
                     outcome: Outcome::Clarify,
                     tokens: 0,
@@ -824,6 +872,7 @@ impl Brain {
                 return Answer {
                     text: Some(text),
                     messages: Vec::new(),
+                    chart: None,
                     intent: Some(intent),
                     outcome,
                     tokens: 0,
@@ -839,6 +888,7 @@ impl Brain {
                 return Answer {
                     text: Some(text),
                     messages,
+                    chart: None,
                     intent: Some(intent),
                     outcome,
                     tokens: 0,
@@ -851,11 +901,13 @@ impl Brain {
                 messages,
                 data_only,
                 worked: _,
-            } => (intent, snapshot, messages, data_only),
+                chart,
+            } => (intent, snapshot, messages, data_only, chart),
         };
         let fallback = |tokens: i32| Answer {
             text: Some(data_answer(&snapshot.answer, &snapshot.as_of, q.lang)),
             messages: Vec::new(),
+            chart: chart.clone(),
             intent: Some(intent),
             outcome: Outcome::Fallback,
             tokens,
@@ -895,6 +947,7 @@ impl Brain {
                 Answer {
                     text: Some(content),
                     messages: Vec::new(),
+                    chart,
                     intent: Some(intent),
                     outcome: Outcome::Llm,
                     tokens,

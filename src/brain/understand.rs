@@ -36,6 +36,7 @@ pub struct Words {
     companions: BTreeMap<String, Vec<String>>,
     asks_figure: AsksFigure,
     unmute: AsksFigure,
+    chart: AsksFigure,
     not_yet: BTreeMap<String, Label>,
 }
 
@@ -48,6 +49,11 @@ impl Words {
             v.dedup();
             v
         })
+    }
+
+    /// Whether the question asks for a chart ("grafik", "chart"): a breakdown is then drawn too.
+    pub fn asks_chart(&self, text: &str) -> bool {
+        has(&normalise(text), &self.chart.words)
     }
 
     /// Whether the question asks to lift an alert mute.

@@ -31,7 +31,7 @@ use crate::inbox::subject;
 use crate::outbox::{enqueue_reply, Purpose};
 use crate::queue::{Doorbell, Ensure};
 use crate::texts::{self, Lang};
-use crate::whatsapp::graph::{Recipient, Transport};
+use crate::whatsapp::graph::{content, split_text, Recipient, Transport};
 
 /// The durable consumer of each partition, created when missing.
 pub async fn ensure_consumers(
@@ -457,32 +457,27 @@ impl Consumer {
         if again.status == "done" || again.status == "dead" {
             return Ok(Outcome::AlreadyDone);
         }
-        let parts = if answer.messages.is_empty() {
-            enqueue_reply(
-                &mut tx,
-                &row.wamid,
-                Purpose::Answer,
-                &to,
-                answer.text.as_deref(),
-            )
-            .await?
-        } else {
-            // Buttons or a list: each message one part of the reply.
-            for (n, message) in answer.messages.iter().enumerate() {
-                crate::outbox::enqueue(
-                    &mut tx,
-                    crate::outbox::Outgoing {
-                        purpose: Purpose::Answer,
-                        reply_to: Some((&row.wamid, n as i32 + 1)),
-                        to: &to,
-                        content: message.clone(),
-                        not_before: None,
-                    },
-                )
-                .await?;
+        // Buttons or a list: each message one part; a chart goes first, its text after it.
+        let mut messages = answer.messages.clone();
+        if messages.is_empty() {
+            if let Some(chart) = &answer.chart {
+                let key = format!("chart:{}", row.wamid);
+                let media = crate::outbox::store_image(&mut tx, &key, &chart.png).await?;
+                messages.push(content::chart(media, &chart.caption));
             }
-            answer.messages.len()
-        };
+            messages.extend(
+                answer
+                    .text
+                    .as_deref()
+                    .map(split_text)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|part| content::text(part)),
+            );
+        }
+        let parts =
+            crate::outbox::enqueue_messages(&mut tx, &row.wamid, Purpose::Answer, &to, &messages)
+                .await?;
         brain::record(&mut tx, &caller, &question, &answer).await?;
         mark_done(tx, row.id).await?;
         metrics::counter!("brain_replies_total", "outcome" => answer.outcome.as_str()).increment(1);
@@ -511,6 +506,7 @@ impl Consumer {
         brain::Answer {
             text: Some(text),
             messages: Vec::new(),
+            chart: None,
             intent: Some(Intent::Alerts),
             outcome,
             tokens: 0,

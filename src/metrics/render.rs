@@ -153,7 +153,12 @@ pub fn value(m: &Measure, v: Option<Decimal>, lang: Lang) -> String {
 }
 
 /// The change from `before` to `now`: percent, or points for a percentage.
-fn change(m: &Measure, now: Option<Decimal>, before: Option<Decimal>, lang: Lang) -> String {
+pub(crate) fn change(
+    m: &Measure,
+    now: Option<Decimal>,
+    before: Option<Decimal>,
+    lang: Lang,
+) -> String {
     let (Some(now), Some(before)) = (now, before) else {
         return "—".to_owned();
     };
@@ -181,7 +186,7 @@ fn change(m: &Measure, now: Option<Decimal>, before: Option<Decimal>, lang: Lang
 }
 
 /// The name of a trend bucket starting on `key` (an ISO date).
-fn bucket(key: &str, grain: Grain, lang: Lang) -> String {
+pub(crate) fn bucket(key: &str, grain: Grain, lang: Lang) -> String {
     let Ok(d) = NaiveDate::parse_from_str(key, "%Y-%m-%d") else {
         return key.to_owned();
     };
@@ -345,14 +350,14 @@ pub fn render(
     out.trim_end().to_owned()
 }
 
-fn none_label(lang: Lang) -> &'static str {
+pub(crate) fn none_label(lang: Lang) -> &'static str {
     match lang {
         Lang::Id => "(tanpa keterangan)",
         Lang::En => "(none)",
     }
 }
 
-fn cap(s: &str) -> String {
+pub(crate) fn cap(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),

@@ -55,6 +55,19 @@ impl Grain {
             Grain::Year => "year",
         }
     }
+
+    /// Where the bucket that starts on `start` ends (exclusive, as a [`Window`]'s `to`).
+    pub fn end(self, start: NaiveDate) -> NaiveDate {
+        use chrono::{Days, Months};
+        let next = match self {
+            Grain::Day => start.checked_add_days(Days::new(1)),
+            Grain::Week => start.checked_add_days(Days::new(7)),
+            Grain::Month => start.checked_add_months(Months::new(1)),
+            Grain::Quarter => start.checked_add_months(Months::new(3)),
+            Grain::Year => start.checked_add_months(Months::new(12)),
+        };
+        next.unwrap_or(NaiveDate::MAX)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! The outbox: every message the hub sends is a row first, then a Graph API call. This module is
-//! the only writer of `wa_outbox`: [`enqueue`] (and [`enqueue_reply`] for answers split into
-//! parts) for everyone who sends, [`apply_statuses`] for Meta's status webhooks, and the
+//! the only writer of `wa_outbox` and `wa_media`: [`enqueue`] (and [`enqueue_reply`],
+//! [`enqueue_messages`] for answers in parts, [`store_image`] for the charts they carry) for
+//! everyone who sends, [`apply_statuses`] for Meta's status webhooks, and the
 //! [`Sender`] loop, which claims due rows, respects the global rate and each recipient's order
 //! and 24-hour window, retries what Meta says is temporary, and records what Meta answered.
 //!
@@ -119,22 +120,57 @@ pub async fn enqueue_reply(
     to: &Recipient,
     text: Option<&str>,
 ) -> anyhow::Result<usize> {
-    let Some(text) = text else { return Ok(0) };
-    let parts = split_text(text);
-    for (n, part) in parts.iter().enumerate() {
+    let parts: Vec<Value> = text
+        .map(split_text)
+        .unwrap_or_default()
+        .iter()
+        .map(|part| content::text(part))
+        .collect();
+    enqueue_messages(conn, wamid, purpose, to, &parts).await
+}
+
+/// Writes `messages` (Graph API message objects) as parts 1, 2, … of the reply of `purpose` to
+/// `wamid`; returns how many. A part that exists already is left as it is.
+pub async fn enqueue_messages(
+    conn: &mut sqlx::PgConnection,
+    wamid: &str,
+    purpose: Purpose,
+    to: &Recipient,
+    messages: &[Value],
+) -> anyhow::Result<usize> {
+    for (n, message) in messages.iter().enumerate() {
         enqueue(
             conn,
             Outgoing {
                 purpose,
                 reply_to: Some((wamid, n as i32 + 1)),
                 to,
-                content: content::text(part),
+                content: message.clone(),
                 not_before: None,
             },
         )
         .await?;
     }
-    Ok(parts.len())
+    Ok(messages.len())
+}
+
+/// Keeps an image to send under `key` (written once, however often it is stored); returns the
+/// uuid an image message ([`content::chart`]) names it by.
+pub async fn store_image(
+    conn: &mut sqlx::PgConnection,
+    key: &str,
+    png: &[u8],
+) -> anyhow::Result<uuid::Uuid> {
+    sqlx::query_scalar(
+        "insert into wa_media (key, mime, bytes) values ($1, 'image/png', $2)
+         on conflict (key) do update set key = excluded.key
+         returning uuid",
+    )
+    .bind(key)
+    .bind(png)
+    .fetch_one(&mut *conn)
+    .await
+    .context("storing an image to send")
 }
 
 /// Moves outbox rows forward from status webhooks, matched by the wamid Meta returned or by

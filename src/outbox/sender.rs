@@ -350,10 +350,29 @@ impl Sender {
                 message: "24-hour window closed (checked locally)".into(),
             })
         } else {
-            // The permit was taken before the claim (see `send_due`).
-            self.transport
-                .send(&to, &row.payload, &row.uuid.to_string())
-                .await
+            match self.outgoing(&row).await {
+                // The permit was taken before the claim (see `send_due`).
+                Ok(Ok(payload)) => {
+                    self.transport
+                        .send(&to, &payload, &row.uuid.to_string())
+                        .await
+                }
+                Ok(Err(e)) => Err(e),
+                Err(e) => {
+                    // Nothing went out: the row waits for the next round rather than its lease.
+                    tracing::warn!(error = %format!("{e:#}"), "cannot read an image to send; will try again");
+                    sqlx::query(
+                        "update wa_outbox set status = 'pending', lease_until = null,
+                             next_try_at = now() + interval '5 seconds'
+                         where id = $1 and status = 'sending'",
+                    )
+                    .bind(row.id)
+                    .execute(&self.db)
+                    .await
+                    .context("putting an unread image back")?;
+                    return Ok(());
+                }
+            }
         };
         match result {
             Ok(wamid) => {
@@ -391,6 +410,57 @@ impl Sender {
             }
         }
         Ok(())
+    }
+
+    /// What goes to Meta for `row`: its payload, or for an image (which the outbox names by its
+    /// `wa_media` uuid) the image message by media id, uploading the bytes first unless Meta
+    /// has them from an earlier attempt (its ids last 30 days). The outer error is the
+    /// database's (try again later); the inner one the upload's, handled as a send's.
+    async fn outgoing(&self, row: &Claimed) -> anyhow::Result<Result<Value, SendError>> {
+        if row.kind != "image" {
+            return Ok(Ok(row.payload.clone()));
+        }
+        let image = &row.payload["image"];
+        let caption = image["caption"].as_str().unwrap_or_default();
+        let media = image["hub_media"]
+            .as_str()
+            .and_then(|u| Uuid::parse_str(u).ok());
+        let stored: Option<(Option<String>, Vec<u8>, String)> = match media {
+            Some(uuid) => sqlx::query_as(
+                "select case when uploaded_at > now() - interval '29 days' then media_id end,
+                        bytes, mime
+                 from wa_media where uuid = $1",
+            )
+            .bind(uuid)
+            .fetch_optional(&self.db)
+            .await
+            .context("reading an image to send")?,
+            None => None,
+        };
+        let Some((uploaded, bytes, mime)) = stored else {
+            return Ok(Err(SendError::Unsendable(
+                "the image is no longer stored".into(),
+            )));
+        };
+        if let Some(id) = uploaded {
+            return Ok(Ok(self.transport.image(&id, caption)));
+        }
+        let name = format!("chart-{}.png", media.unwrap_or(row.uuid));
+        let id = match self.transport.upload(&bytes, &mime, &name).await {
+            Ok(id) => id,
+            Err(e) => {
+                metrics::counter!("outbox_media_uploads_total", "outcome" => "failed").increment(1);
+                return Ok(Err(e));
+            }
+        };
+        metrics::counter!("outbox_media_uploads_total", "outcome" => "uploaded").increment(1);
+        sqlx::query("update wa_media set media_id = $2, uploaded_at = now() where uuid = $1")
+            .bind(media)
+            .bind(&id)
+            .execute(&self.db)
+            .await
+            .context("recording an uploaded image")?;
+        Ok(Ok(self.transport.image(&id, caption)))
     }
 
     /// Records the wamid Meta gave the row and tells the row's purpose, in one transaction.
@@ -439,6 +509,17 @@ impl Sender {
     /// The 24-hour window is closed: resend as the configured template, or record the failure.
     async fn window_closed(&self, row: &Claimed, e: &SendError) -> anyhow::Result<()> {
         let settings = &self.settings;
+        if row.kind == "image" {
+            // Only text goes as the template: the answer's text part follows this row.
+            metrics::counter!("outbox_sends_total", "outcome" => "window_closed").increment(1);
+            return self
+                .fail(
+                    row.id,
+                    Some(WINDOW_CLOSED),
+                    &format!("{e}; an image is not sent outside the 24-hour window (the text is)"),
+                )
+                .await;
+        }
         if settings.window_template.is_empty() {
             metrics::counter!("outbox_sends_total", "outcome" => "window_closed").increment(1);
             tracing::warn!("24-hour window closed and no template configured; not sent");

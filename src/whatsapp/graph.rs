@@ -51,9 +51,12 @@ pub enum SendError {
     /// A 2xx answer we could not read (no message id).
     #[error("unreadable Graph API answer: {0}")]
     BadResponse(String),
-    /// The local sink could not publish.
+    /// The local sink could not publish (or write an image).
     #[error("local sink: {0}")]
     Local(String),
+    /// The row cannot be sent at all (its image is gone).
+    #[error("cannot be sent: {0}")]
+    Unsendable(String),
 }
 
 /// Meta's codes that are worth another try: throughput (130429), pair rate (131056), generic
@@ -75,7 +78,7 @@ impl SendError {
             } => RETRYABLE_CODES.contains(code) || (*http_status >= 500 && !is_never_retry(*code)),
             SendError::Http { status } => *status >= 500 || *status == 429,
             SendError::Timeout | SendError::Network(_) | SendError::Local(_) => true,
-            SendError::BadResponse(_) => false,
+            SendError::BadResponse(_) | SendError::Unsendable(_) => false,
         }
     }
 
@@ -112,6 +115,12 @@ pub mod content {
             "type": "interactive",
             "interactive": { "type": "button", "body": { "text": body }, "action": { "buttons": buttons } }
         })
+    }
+
+    /// A chart: the image stored in `wa_media` under `media` (the sender uploads it and sends
+    /// it by Meta's media id) with its caption.
+    pub fn chart(media: uuid::Uuid, caption: &str) -> Value {
+        json!({ "type": "image", "image": { "hub_media": media, "caption": caption } })
     }
 
     /// A list message: one section of rows `(id, title, description)`.
@@ -203,6 +212,12 @@ struct SentMessage {
     id: String,
 }
 
+/// Meta's answer to an upload: `{"id":"<media id>"}`.
+#[derive(Deserialize)]
+struct MediaResponse {
+    id: String,
+}
+
 /// Meta's error answer: `{"error":{"message","type","code","error_data":{"details"}}}`.
 #[derive(Deserialize)]
 struct ErrorResponse {
@@ -229,14 +244,20 @@ struct ErrorData {
 pub enum Transport {
     /// Meta's Graph API.
     Graph(GraphClient),
-    /// Local mode: NATS subject `wa.local.out.<recipient>`.
-    Local(async_nats::Client),
+    /// Local mode: NATS subject `wa.local.out.<recipient>`, images as files in `media_dir`.
+    Local {
+        nats: async_nats::Client,
+        media_dir: std::path::PathBuf,
+    },
 }
 
 impl Transport {
     pub fn from_settings(settings: &WhatsAppSettings, nats: async_nats::Client) -> Self {
         if settings.is_local() {
-            Transport::Local(nats)
+            Transport::Local {
+                nats,
+                media_dir: settings.local_media_dir.clone(),
+            }
         } else {
             Transport::Graph(GraphClient::new(settings))
         }
@@ -268,7 +289,7 @@ impl Transport {
         }
         match self {
             Transport::Graph(client) => client.post(&body).await,
-            Transport::Local(nats) => {
+            Transport::Local { nats, .. } => {
                 let wamid = format!("wamid.local.{}", uuid::Uuid::new_v4().simple());
                 body["id"] = json!(wamid);
                 let subject = super::local::sink_subject(to.key());
@@ -295,8 +316,35 @@ impl Transport {
                 SendError::BadResponse(_) => Ok(()),
                 other => Err(other),
             }),
-            Transport::Local(_) => Ok(()),
+            Transport::Local { .. } => Ok(()),
         }
+    }
+
+    /// Stores an image where messages can name it: uploaded to Meta (its media id), or in local
+    /// mode written to `media_dir` (the file's path). `name` is the file name, unique per image.
+    pub async fn upload(&self, bytes: &[u8], mime: &str, name: &str) -> Result<String, SendError> {
+        match self {
+            Transport::Graph(client) => client.upload(bytes, mime, name).await,
+            Transport::Local { media_dir, .. } => {
+                let local = |e: std::io::Error| SendError::Local(format!("writing the image: {e}"));
+                tokio::fs::create_dir_all(media_dir).await.map_err(local)?;
+                let path = std::path::absolute(media_dir.join(name)).map_err(local)?;
+                tokio::fs::write(&path, bytes).await.map_err(local)?;
+                Ok(path.display().to_string())
+            }
+        }
+    }
+
+    /// The image message for what [`Transport::upload`] returned: by Meta's media id, or in
+    /// local mode by the file's path.
+    pub fn image(&self, media: &str, caption: &str) -> Value {
+        let image = match self {
+            Transport::Graph(_) => json!({ "id": media, "caption": caption }),
+            Transport::Local { .. } => {
+                json!({ "link": format!("file://{media}"), "caption": caption })
+            }
+        };
+        json!({ "type": "image", "image": image })
     }
 }
 
@@ -307,6 +355,8 @@ pub struct GraphClient {
     http: reqwest::Client,
     /// The full messages endpoint.
     messages_url: String,
+    /// The phone number's media endpoint.
+    media_url: String,
     /// Bearer token.
     token: SecretString,
 }
@@ -324,57 +374,82 @@ impl GraphClient {
                 "{base}/{}/{}/messages",
                 settings.graph_api_version, settings.phone_number_id
             ),
+            media_url: format!(
+                "{base}/{}/{}/media",
+                settings.graph_api_version, settings.phone_number_id
+            ),
             token: settings.access_token.clone(),
         }
     }
 
     async fn post(&self, body: &Value) -> Result<String, SendError> {
-        let response = self
+        let request = self
             .http
             .post(&self.messages_url)
             .bearer_auth(self.token.expose_secret())
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    SendError::Timeout
-                } else {
-                    SendError::Network(e.without_url().to_string())
-                }
-            })?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                SendError::Timeout
-            } else {
-                SendError::Network(e.without_url().to_string())
-            }
-        })?;
-        if status.is_success() {
-            let parsed: SendResponse = serde_json::from_slice(&bytes)
-                .map_err(|e| SendError::BadResponse(e.to_string()))?;
-            return parsed
-                .messages
-                .into_iter()
-                .next()
-                .map(|m| m.id)
-                .ok_or_else(|| SendError::BadResponse("no message id".into()));
+            .json(body);
+        let bytes = call(request).await?;
+        let parsed: SendResponse =
+            serde_json::from_slice(&bytes).map_err(|e| SendError::BadResponse(e.to_string()))?;
+        parsed
+            .messages
+            .into_iter()
+            .next()
+            .map(|m| m.id)
+            .ok_or_else(|| SendError::BadResponse("no message id".into()))
+    }
+
+    /// `POST /{phone_number_id}/media` (multipart: `messaging_product`, `type`, `file`): the id
+    /// Meta keeps the file under for 30 days.
+    async fn upload(&self, bytes: &[u8], mime: &str, name: &str) -> Result<String, SendError> {
+        let file = reqwest::multipart::Part::bytes(bytes.to_vec())
+            .file_name(name.to_owned())
+            .mime_str(mime)
+            .map_err(|e| SendError::BadResponse(e.to_string()))?;
+        let form = reqwest::multipart::Form::new()
+            .text("messaging_product", "whatsapp")
+            .text("type", mime.to_owned())
+            .part("file", file);
+        let request = self
+            .http
+            .post(&self.media_url)
+            .bearer_auth(self.token.expose_secret())
+            .multipart(form);
+        let bytes = call(request).await?;
+        let parsed: MediaResponse =
+            serde_json::from_slice(&bytes).map_err(|e| SendError::BadResponse(e.to_string()))?;
+        Ok(parsed.id)
+    }
+}
+
+/// Sends `request` and returns the body of a 2xx answer; any other answer as Meta's error.
+async fn call(request: reqwest::RequestBuilder) -> Result<bytes::Bytes, SendError> {
+    let lost = |e: reqwest::Error| {
+        if e.is_timeout() {
+            SendError::Timeout
+        } else {
+            SendError::Network(e.without_url().to_string())
         }
-        match serde_json::from_slice::<ErrorResponse>(&bytes) {
-            Ok(err) => Err(SendError::Api {
-                http_status: status.as_u16(),
-                code: err.error.code,
-                message: err
-                    .error
-                    .error_data
-                    .and_then(|d| d.details)
-                    .unwrap_or(err.error.message),
-            }),
-            Err(_) => Err(SendError::Http {
-                status: status.as_u16(),
-            }),
-        }
+    };
+    let response = request.send().await.map_err(lost)?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(lost)?;
+    if status.is_success() {
+        return Ok(bytes);
+    }
+    match serde_json::from_slice::<ErrorResponse>(&bytes) {
+        Ok(err) => Err(SendError::Api {
+            http_status: status.as_u16(),
+            code: err.error.code,
+            message: err
+                .error
+                .error_data
+                .and_then(|d| d.details)
+                .unwrap_or(err.error.message),
+        }),
+        Err(_) => Err(SendError::Http {
+            status: status.as_u16(),
+        }),
     }
 }
 
