@@ -54,6 +54,14 @@ const TABLES: &[Table] = &[
                       and not exists (select 1 from ai_alert_recipient r where r.outbox_id = t.id)",
     },
     Table {
+        // A chart goes once no unsent image points at it.
+        name: "wa_media",
+        time: "created_at",
+        keep_unless: "not exists (select 1 from wa_outbox o where o.kind = 'image'
+                          and o.status not in ('sent', 'delivered', 'read', 'failed', 'withdrawn')
+                          and o.payload->'image'->>'hub_media' = t.uuid::text)",
+    },
+    Table {
         name: "wa_inbox",
         time: "received_at",
         keep_unless: "t.status in ('done', 'dead')",

@@ -401,7 +401,11 @@ impl Frame<'_, '_> {
         let left = Pos::new(HPos::Left, VPos::Top);
         // A long title ("… dibanding bulan lalu (…)") gets a smaller type before it is cut.
         let title = render::cap(title);
-        let size = if title.chars().count() <= 58 { 26.0 } else { 20.0 };
+        let size = if title.chars().count() <= 58 {
+            26.0
+        } else {
+            20.0
+        };
         self.text(&fit(&title, 86), (32, 24), size, true, &INK, left)?;
         let mut foot = match self.lang {
             Lang::Id => format!("Sentient Hub · data per {as_of}"),

@@ -90,6 +90,9 @@ pub fn wa_id_of(phone: &str) -> anyhow::Result<String> {
     Ok(digits)
 }
 
+/// After the last reply, how long `chat` waits for more parts before it ends.
+const QUIET: Duration = Duration::from_millis(1500);
+
 /// What a reply looks like on a terminal.
 fn render(message: &Value) -> String {
     match message["type"].as_str() {
@@ -108,6 +111,15 @@ fn render(message: &Value) -> String {
                 .collect();
             format!("{body}\n{}", options.join("  "))
         }
+        // Local mode writes the chart to a file (whatsapp.local_media_dir) and links it.
+        Some("image") => format!(
+            "[chart] {}\n{}",
+            message["image"]["link"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("file://"),
+            message["image"]["caption"].as_str().unwrap_or_default()
+        ),
         Some("template") => format!(
             "(template {}) {}",
             message["template"]["name"].as_str().unwrap_or("?"),
@@ -224,10 +236,9 @@ pub async fn chat(
                     println!("mail> {line}");
                 }
             }
-            () = tokio::time::sleep(wait), if !stdin_open => break,
-        }
-        if !stdin_open && pending == 0 {
-            break;
+            // Once every message has had a reply, a short quiet spell ends the chat (an
+            // answer may come in parts: a chart, then the text).
+            () = tokio::time::sleep(if pending == 0 { QUIET } else { wait }), if !stdin_open => break,
         }
     }
     Ok(())

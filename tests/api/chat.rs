@@ -239,3 +239,56 @@ async fn with_no_mail_server_the_code_mail_appears_in_the_chat_and_opens_it() {
         1
     );
 }
+
+#[tokio::test]
+async fn in_local_mode_a_chart_is_written_to_a_file_and_the_chat_prints_its_path() {
+    let media = std::env::temp_dir().join(format!("sentient-media-{}", uuid::Uuid::new_v4()));
+    let dir = media.clone();
+    let app = spawn_app_with(move |s| {
+        s.whatsapp.access_token = secrecy::SecretString::from("");
+        s.whatsapp.local_media_dir = dir;
+    })
+    .await;
+    sentient_hub::db::demo::load(&app.db).await.unwrap();
+    app.stages.catalog.reload(&app.db).await.unwrap();
+    let phone = format!("+{}", app.trusted_sender().await);
+    let mut child = chat(&app, &phone).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"grafik omzet 6 bulan\n").await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("chat ends once the chart and the text arrived")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    // The chart first (its path, then its caption), then the text: both parts are printed.
+    let path = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("hub> [chart] "))
+        .unwrap_or_else(|| panic!("no chart in {stdout}"));
+    let path = std::path::Path::new(path);
+    assert!(
+        path.starts_with(&media),
+        "{} not in {}",
+        path.display(),
+        media.display()
+    );
+    let png = std::fs::read(path).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG file");
+    let stored: Vec<u8> = sqlx::query_scalar("select bytes from wa_media")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, png, "the file holds the stored chart");
+    let chart_at = stdout.find("hub> [chart]").unwrap();
+    let text_at = stdout
+        .find("hub> 📊 Omzet per bulan")
+        .unwrap_or_else(|| panic!("no text answer in {stdout}"));
+    assert!(chart_at < text_at, "{stdout}");
+    assert!(
+        stdout.contains("📈 Omzet per bulan"),
+        "the caption: {stdout}"
+    );
+    std::fs::remove_dir_all(&media).unwrap();
+}

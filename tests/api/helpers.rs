@@ -176,7 +176,24 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 pub struct FakeGraph {
     pub address: String,
     pub requests: Arc<Mutex<Vec<GraphRequest>>>,
+    /// Media uploads (`POST /{version}/{phone}/media`), read from their multipart bodies.
+    pub uploads: Arc<Mutex<Vec<GraphUpload>>>,
+    /// Answers for the next calls, messages and uploads alike, in order.
     script: Arc<Mutex<VecDeque<(u16, Value)>>>,
+}
+
+/// One media upload as Meta would read it.
+#[derive(Debug, Clone)]
+pub struct GraphUpload {
+    pub path: String,
+    pub authorization: Option<String>,
+    /// The text fields (`messaging_product`, `type`).
+    pub fields: std::collections::BTreeMap<String, String>,
+    pub file_name: Option<String>,
+    pub file_type: Option<String>,
+    pub file: Vec<u8>,
+    /// The id answered (none when the upload was failed on purpose).
+    pub media_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -191,22 +208,36 @@ impl FakeGraph {
         let fake = FakeGraph {
             address: String::new(),
             requests: Arc::default(),
+            uploads: Arc::default(),
             script: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         let state = fake.clone();
-        let app = axum::Router::new().route(
-            "/{version}/{phone}/messages",
-            axum::routing::post(
-                move |uri: axum::http::Uri,
-                      headers: axum::http::HeaderMap,
-                      body: axum::body::Bytes| {
-                    let state = state.clone();
-                    async move { state.answer(uri, headers, body) }
-                },
-            ),
-        );
+        let media = fake.clone();
+        let app = axum::Router::new()
+            .route(
+                "/{version}/{phone}/messages",
+                axum::routing::post(
+                    move |uri: axum::http::Uri,
+                          headers: axum::http::HeaderMap,
+                          body: axum::body::Bytes| {
+                        let state = state.clone();
+                        async move { state.answer(uri, headers, body) }
+                    },
+                ),
+            )
+            .route(
+                "/{version}/{phone}/media",
+                axum::routing::post(
+                    move |uri: axum::http::Uri,
+                          headers: axum::http::HeaderMap,
+                          body: axum::body::Bytes| {
+                        let media = media.clone();
+                        async move { media.upload(uri, headers, body) }
+                    },
+                ),
+            );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         FakeGraph { address, ..fake }
     }
@@ -250,16 +281,107 @@ impl FakeGraph {
         )
     }
 
-    /// The next send is answered with Meta's error `code`.
+    /// A media upload: the multipart body read part by part (a body that is not multipart is
+    /// answered 400, as Meta does), recorded, answered `{"id":"media.fake.N"}`.
+    fn upload(
+        &self,
+        uri: axum::http::Uri,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> (axum::http::StatusCode, axum::Json<Value>) {
+        let boundary = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.starts_with("multipart/form-data"))
+            .and_then(|v| v.split("boundary=").nth(1))
+            .map(|b| b.trim_matches('"').to_owned());
+        let Some(boundary) = boundary else {
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                axum::Json(
+                    json!({ "error": { "message": "not multipart", "type": "OAuthException", "code": 100 } }),
+                ),
+            );
+        };
+        let mut upload = GraphUpload {
+            path: uri.path().to_owned(),
+            authorization: headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            fields: Default::default(),
+            file_name: None,
+            file_type: None,
+            file: Vec::new(),
+            media_id: None,
+        };
+        let delimiter = format!("--{boundary}");
+        for part in split_bytes(&body, delimiter.as_bytes()) {
+            let Some(split) = find_bytes(part, b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&part[..split]).to_string();
+            let mut content = &part[split + 4..];
+            if content.ends_with(b"\r\n") {
+                content = &content[..content.len() - 2];
+            }
+            let attribute = |name: &str| {
+                let key = format!("{name}=\"");
+                let start = head.find(&key)? + key.len();
+                Some(head[start..].split('"').next()?.to_owned())
+            };
+            let Some(name) = attribute("name") else {
+                continue;
+            };
+            if name == "file" {
+                upload.file_name = attribute("filename");
+                upload.file_type = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("Content-Type: ")
+                            .or(l.strip_prefix("content-type: "))
+                    })
+                    .map(str::to_owned);
+                upload.file = content.to_vec();
+            } else {
+                upload
+                    .fields
+                    .insert(name, String::from_utf8_lossy(content).into_owned());
+            }
+        }
+        let mut uploads = self.uploads.lock().unwrap();
+        if let Some((status, answer)) = self.script.lock().unwrap().pop_front() {
+            uploads.push(upload);
+            return (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                axum::Json(answer),
+            );
+        }
+        let id = format!("media.fake.{}", uploads.len() + 1);
+        upload.media_id = Some(id.clone());
+        uploads.push(upload);
+        (axum::http::StatusCode::OK, axum::Json(json!({ "id": id })))
+    }
+
+    /// Media uploads so far.
+    pub fn uploads(&self) -> Vec<GraphUpload> {
+        self.uploads.lock().unwrap().clone()
+    }
+
+    /// The next call (a send or an upload) is answered `body` with `http_status`.
+    pub fn answer_next(&self, http_status: u16, body: Value) {
+        self.script.lock().unwrap().push_back((http_status, body));
+    }
+
+    /// The next call is answered with Meta's error `code`.
     pub fn fail_next(&self, http_status: u16, code: i64) {
-        self.script.lock().unwrap().push_back((
+        self.answer_next(
             http_status,
             json!({ "error": {
                 "message": format!("error {code}"), "type": "OAuthException", "code": code,
                 "error_data": { "messaging_product": "whatsapp", "details": format!("details of {code}") },
                 "fbtrace_id": "trace"
             }}),
-        ));
+        );
     }
 
     /// Message sends (read receipts left out).
@@ -272,6 +394,22 @@ impl FakeGraph {
             .cloned()
             .collect()
     }
+}
+
+/// The pieces of `bytes` between occurrences of `delimiter`.
+fn split_bytes<'a>(bytes: &'a [u8], delimiter: &[u8]) -> Vec<&'a [u8]> {
+    let mut parts = Vec::new();
+    let mut rest = bytes;
+    while let Some(at) = find_bytes(rest, delimiter) {
+        parts.push(&rest[..at]);
+        rest = &rest[at + delimiter.len()..];
+    }
+    parts.push(rest);
+    parts
+}
+
+fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A Meta-shaped delivery of one text message.

@@ -9,6 +9,7 @@ mod approvals;
 mod architecture;
 mod archive;
 mod brain;
+mod charts;
 mod chat;
 mod cli;
 mod dashboard;
