@@ -335,7 +335,9 @@ fn encode(pixels: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut encoder = png::Encoder::new(&mut png, WIDTH, HEIGHT);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
-    encoder.set_compression(png::Compression::Fast);
+    // Default compression with per-row filters: a few milliseconds, half the bytes of Fast.
+    encoder.set_compression(png::Compression::Default);
+    encoder.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
     let mut writer = encoder.write_header().context("writing the PNG header")?;
     writer
         .write_image_data(pixels)

@@ -319,3 +319,66 @@ async fn killed_mid_run_or_run_twice_at_once_it_loses_nothing_and_doubles_nothin
     assert!(files.len() > 12);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_chart_goes_after_30_days_unless_an_unsent_image_names_it_and_comes_back_byte_for_byte() {
+    let db = fresh_database().await;
+    let pool = PgPool::connect_with(db.settings.database.connect_options())
+        .await
+        .unwrap();
+    // Three charts 40 days old (one named by an image still pending) and one of 10 days.
+    let png: Vec<u8> = b"\x89PNG\r\n\x1a\n\x00\x01\xfe\xff binary".to_vec();
+    sqlx::query(
+        "insert into wa_media (key, mime, bytes, created_at)
+         select 'chart:wamid.aged.' || d || '.' || n, 'image/png', $1, now() - make_interval(days => d)
+         from unnest(array[40, 40, 40, 10]) with ordinality as a(d, n)",
+    )
+    .bind(&png)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into wa_outbox (wa_id, kind, payload)
+         select '6281100000', 'image', jsonb_build_object('type', 'image', 'image',
+                jsonb_build_object('hub_media', uuid::text, 'caption', 'x'))
+         from wa_media where key = 'chart:wamid.aged.40.1'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let dir = scratch();
+    let report = run(&db, &dir, &["archive"]).await;
+    let media = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "wa_media")
+        .unwrap_or_else(|| panic!("wa_media in {report:#}"));
+    assert_eq!(media["rows"], 2, "{report:#}");
+    let left: Vec<String> = sqlx::query_scalar("select key from wa_media order by key")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, ["chart:wamid.aged.10.4", "chart:wamid.aged.40.1"]);
+    let (files, rows) = archived(&dir);
+    assert_eq!(rows.keys().filter(|(t, _)| t == "wa_media").count(), 2);
+    let file = files
+        .iter()
+        .find(|f| f.to_string_lossy().contains("wa_media-"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let restored = run(&db, &dir, &["restore", &file]).await;
+    assert_eq!(restored["restored"], 2, "{restored}");
+    let back: Vec<Vec<u8>> =
+        sqlx::query_scalar("select bytes from wa_media where key like 'chart:wamid.aged.40.%'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(back.len(), 3);
+    assert!(
+        back.iter().all(|b| *b == png),
+        "the bytes come back as they were"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
