@@ -477,7 +477,8 @@ mod tests {
             "{err}"
         );
         let mut short = all.clone();
-        short[3].1 = 1;
+        let inbox = short.iter().position(|(t, _)| *t == "wa_inbox").unwrap();
+        short[inbox].1 = 1;
         let err = check(&settings(&short)).unwrap_err().to_string();
         assert!(
             err.contains("retention.days.wa_inbox must be between 8"),
