@@ -50,12 +50,7 @@ async fn main() -> anyhow::Result<()> {
     sentient_hub::db::demo::load(&db).await?;
 
     // 1. The answer path without the LLM.
-    let caller = sentient_hub::identity::gate::caller_by_phone(
-        &db,
-        &sentient_hub::domain::phone::PhoneE164::parse("+628110000001").unwrap(),
-    )
-    .await?
-    .expect("demo director");
+    let caller = support::demo_director(&db).await?;
     let catalog = sentient_hub::brain::SharedCatalog::new(
         sentient_hub::brain::catalog::Catalog::load(&db).await?,
     );

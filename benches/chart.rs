@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
-use sentient_hub::brain::catalog::Catalog;
-use sentient_hub::brain::{Prepared, Preparer, SharedCatalog};
+use sentient_hub::brain::Prepared;
 use sentient_hub::metrics::catalogue::{Label, CATALOGUE};
 use sentient_hub::metrics::chart;
 use sentient_hub::metrics::run::{Row, Rows};
@@ -149,23 +148,12 @@ async fn main() -> anyhow::Result<()> {
     let env = support::BenchEnv::new().await?;
     let db = sqlx::PgPool::connect_with(env.settings.database.connect_options()).await?;
     sentient_hub::db::demo::load(&db).await?;
-    let caller = sentient_hub::identity::gate::caller_by_phone(
-        &db,
-        &sentient_hub::domain::phone::PhoneE164::parse("+628110000001").unwrap(),
-    )
-    .await?
-    .expect("demo director");
+    let caller = support::demo_director(&db).await?;
     println!("\nthe answer, demo data, as a director ({runs} runs each):");
     for charts in [true, false] {
-        let mut brain = env.settings.brain.clone();
-        brain.charts = charts;
-        let prep = Preparer::new(
-            db.clone(),
-            SharedCatalog::new(Catalog::load(&db).await?),
-            brain,
-            sentient_hub::executive::Executive::from_settings(&env.settings),
-            env.settings.app.timezone,
-        );
+        let mut settings = env.settings.clone();
+        settings.brain.charts = charts;
+        let prep = support::preparer(&db, &settings).await?;
         for question in QUESTIONS {
             let mut lat: Vec<Duration> = Vec::with_capacity(runs);
             let mut size = 0usize;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use sentient_hub::brain::catalog::Catalog;
 use sentient_hub::brain::understand::{read, Reading};
-use sentient_hub::brain::{intent::classify, Prepared, Preparer, SharedCatalog};
+use sentient_hub::brain::{intent::classify, Prepared};
 use sentient_hub::metrics::catalogue::CATALOGUE;
 use sentient_hub::metrics::compile::compile;
 use sentient_hub::texts::Lang;
@@ -103,19 +103,8 @@ async fn main() -> anyhow::Result<()> {
             "\nscale {scale}: {orders} orders, {lines} lines, {shifts} shift logs (generated in {:.1} s)",
             started.elapsed().as_secs_f64()
         );
-        let caller = sentient_hub::identity::gate::caller_by_phone(
-            &db,
-            &sentient_hub::domain::phone::PhoneE164::parse("+628110000001").unwrap(),
-        )
-        .await?
-        .expect("demo director");
-        let prep = Preparer::new(
-            db.clone(),
-            SharedCatalog::new(Catalog::load(&db).await?),
-            env.settings.brain.clone(),
-            sentient_hub::executive::Executive::from_settings(&env.settings),
-            env.settings.app.timezone,
-        );
+        let caller = support::demo_director(&db).await?;
+        let prep = support::preparer(&db, &env.settings).await?;
         for (shape, question) in SHAPES {
             let mut lat: Vec<Duration> = Vec::with_capacity(runs);
             for _ in 0..runs {

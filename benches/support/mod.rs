@@ -57,3 +57,27 @@ pub fn pct(v: &mut [Duration], p: f64) -> f64 {
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v[i].as_secs_f64() * 1000.0
 }
+
+/// The demo's director (+628110000001), as the brain sees them.
+pub async fn demo_director(db: &sqlx::PgPool) -> anyhow::Result<sentient_hub::domain::Caller> {
+    let phone = sentient_hub::domain::phone::PhoneE164::parse("+628110000001")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    sentient_hub::identity::gate::caller_by_phone(db, &phone)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the demo director is missing"))
+}
+
+/// The brain's preparer on `db` with `settings`, the masters read now.
+pub async fn preparer(
+    db: &sqlx::PgPool,
+    settings: &Settings,
+) -> anyhow::Result<sentient_hub::brain::Preparer> {
+    use sentient_hub::brain::{catalog::Catalog, Preparer, SharedCatalog};
+    Ok(Preparer::new(
+        db.clone(),
+        SharedCatalog::new(Catalog::load(db).await?),
+        settings.brain.clone(),
+        sentient_hub::executive::Executive::from_settings(settings),
+        settings.app.timezone,
+    ))
+}

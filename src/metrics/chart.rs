@@ -199,7 +199,7 @@ pub fn caption(
             let total = series.total.max(count);
             lines.push(match lang {
                 Lang::Id => format!("{count} {w_of} {total} {dim} ditampilkan"),
-                Lang::En => format!("{count} {w_of} {total} by {dim} shown"),
+                Lang::En => format!("{count} {w_of} {total} shown (by {dim})"),
             });
         }
     }

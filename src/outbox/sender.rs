@@ -320,18 +320,8 @@ impl Sender {
                     return Ok(());
                 }
                 Err(e) => {
-                    // Nothing went out: the row waits for the next round rather than its lease.
                     tracing::warn!(error = %format!("{e:#}"), "cannot check a send before it goes out; will try again");
-                    sqlx::query(
-                        "update wa_outbox set status = 'pending', lease_until = null,
-                             next_try_at = now() + interval '5 seconds'
-                         where id = $1 and status = 'sending'",
-                    )
-                    .bind(row.id)
-                    .execute(&self.db)
-                    .await
-                    .context("putting an unchecked send back")?;
-                    return Ok(());
+                    return self.put_back(row.id).await;
                 }
             }
         }
@@ -359,18 +349,8 @@ impl Sender {
                 }
                 Ok(Err(e)) => Err(e),
                 Err(e) => {
-                    // Nothing went out: the row waits for the next round rather than its lease.
                     tracing::warn!(error = %format!("{e:#}"), "cannot read an image to send; will try again");
-                    sqlx::query(
-                        "update wa_outbox set status = 'pending', lease_until = null,
-                             next_try_at = now() + interval '5 seconds'
-                         where id = $1 and status = 'sending'",
-                    )
-                    .bind(row.id)
-                    .execute(&self.db)
-                    .await
-                    .context("putting an unread image back")?;
-                    return Ok(());
+                    return self.put_back(row.id).await;
                 }
             }
         };
@@ -409,6 +389,21 @@ impl Sender {
                 self.fail(row.id, e.code(), &e.to_string()).await?;
             }
         }
+        Ok(())
+    }
+
+    /// A claimed row that did not go out (the database could not be read): pending again, for
+    /// the next round rather than after its lease.
+    async fn put_back(&self, id: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "update wa_outbox set status = 'pending', lease_until = null,
+                 next_try_at = now() + interval '5 seconds'
+             where id = $1 and status = 'sending'",
+        )
+        .bind(id)
+        .execute(&self.db)
+        .await
+        .context("putting an unsent row back")?;
         Ok(())
     }
 
