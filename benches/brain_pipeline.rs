@@ -51,16 +51,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. The answer path without the LLM.
     let caller = support::demo_director(&db).await?;
-    let catalog = sentient_hub::brain::SharedCatalog::new(
-        sentient_hub::brain::catalog::Catalog::load(&db).await?,
-    );
-    let prep = sentient_hub::brain::Preparer::new(
-        db.clone(),
-        catalog,
-        settings.brain.clone(),
-        sentient_hub::executive::Executive::from_settings(&settings),
-        settings.app.timezone,
-    );
+    let prep = support::preparer(&db, &settings).await?;
     let n = env_or("BENCH_PREPARE", 2000);
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {

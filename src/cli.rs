@@ -349,12 +349,10 @@ async fn preparer(
     db: &sqlx::PgPool,
 ) -> anyhow::Result<crate::brain::Preparer> {
     use crate::brain::{catalog::Catalog, Preparer, SharedCatalog};
-    Ok(Preparer::new(
+    Ok(Preparer::from_settings(
         db.clone(),
         SharedCatalog::new(Catalog::load(db).await?),
-        settings.brain.clone(),
-        crate::executive::Executive::from_settings(settings),
-        settings.app.timezone,
+        settings,
     ))
 }
 

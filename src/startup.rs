@@ -194,13 +194,7 @@ impl Application {
             sender.doorbell(),
         );
         let brain = Brain::new(
-            Preparer::new(
-                db.clone(),
-                catalog.clone(),
-                settings.brain.clone(),
-                crate::executive::Executive::from_settings(&settings),
-                settings.app.timezone,
-            ),
+            Preparer::from_settings(db.clone(), catalog.clone(), &settings),
             nats.clone(),
             settings.llm.subject.clone(),
         );

@@ -73,11 +73,9 @@ pub async fn preparer(
     settings: &Settings,
 ) -> anyhow::Result<sentient_hub::brain::Preparer> {
     use sentient_hub::brain::{catalog::Catalog, Preparer, SharedCatalog};
-    Ok(Preparer::new(
+    Ok(Preparer::from_settings(
         db.clone(),
         SharedCatalog::new(Catalog::load(db).await?),
-        settings.brain.clone(),
-        sentient_hub::executive::Executive::from_settings(settings),
-        settings.app.timezone,
+        settings,
     ))
 }

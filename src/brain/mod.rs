@@ -116,6 +116,21 @@ impl Preparer {
             timezone,
         }
     }
+
+    /// The preparer the configuration describes (its brain settings, approvals and timezone).
+    pub fn from_settings(
+        db: PgPool,
+        catalog: SharedCatalog,
+        settings: &crate::config::Settings,
+    ) -> Self {
+        Self::new(
+            db,
+            catalog,
+            settings.brain.clone(),
+            Executive::from_settings(settings),
+            settings.app.timezone,
+        )
+    }
 }
 
 /// The brain stage: the [`Preparer`], and the LLM over NATS behind a circuit breaker. Cheap to

@@ -824,12 +824,10 @@ pub async fn demo_preparer() -> (TestDb, PgPool, sentient_hub::brain::Preparer) 
         .await
         .unwrap();
     sentient_hub::db::demo::load(&db).await.unwrap();
-    let prep = Preparer::new(
+    let prep = Preparer::from_settings(
         db.clone(),
         SharedCatalog::new(Catalog::load(&db).await.unwrap()),
-        test_db.settings.brain.clone(),
-        sentient_hub::executive::Executive::from_settings(&test_db.settings),
-        chrono_tz::Asia::Jakarta,
+        &test_db.settings,
     );
     (test_db, db, prep)
 }
