@@ -12,7 +12,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::Decimal;
 
-use super::catalogue::{Catalogue, Measure};
+use super::catalogue::{Catalogue, Kind, Measure};
 use super::render::{self, NameOf};
 use super::run::{Row, Rows};
 use super::spec::{Group, Shape, Spec};
@@ -72,7 +72,7 @@ pub fn draw(
     let Some(measure) = spec.measures.first().and_then(|m| catalogue.measure(m)) else {
         return Ok(None);
     };
-    let Some(series) = Series::of(spec, rows, lang) else {
+    let Some(series) = Series::of(catalogue, spec, rows, lang) else {
         return Ok(None);
     };
     fonts()?;
@@ -116,7 +116,7 @@ pub fn caption(
     let title = render::cap(&describe_first(catalogue, spec, lang, name_of));
     let (Some(measure), Some(series)) = (
         spec.measures.first().and_then(|m| catalogue.measure(m)),
-        Series::of(spec, rows, lang),
+        Series::of(catalogue, spec, rows, lang),
     ) else {
         return title;
     };
@@ -159,7 +159,11 @@ pub fn caption(
         )
     };
     let mut lines = vec![format!("📈 {title}")];
-    if spec.shape() == Shape::Trend {
+    let snapshot = render::snapshot_by_time(catalogue, spec, lang);
+    if let Some(note) = &snapshot {
+        // Buckets of what stands now by its date: no "latest", no change from one to the next.
+        lines.push(note.clone());
+    } else if spec.shape() == Shape::Trend {
         if let (Some(through), Some(now)) = (series.running, series.values[last]) {
             lines.push(match lang {
                 Lang::Id => format!(
@@ -234,7 +238,7 @@ struct Series {
 }
 
 impl Series {
-    fn of(spec: &Spec, rows: &Rows, lang: Lang) -> Option<Series> {
+    fn of(catalogue: &Catalogue, spec: &Spec, rows: &Rows, lang: Lang) -> Option<Series> {
         let current: Vec<&Row> = rows.rows.iter().filter(|r| r.current).collect();
         let total = current.len();
         let mut shown = current;
@@ -270,8 +274,13 @@ impl Series {
                 })
                 .collect()
         });
+        let flows = spec
+            .measures
+            .first()
+            .and_then(|m| catalogue.measure(m))
+            .is_some_and(|m| m.kind == Kind::Flow);
         let running = match (&spec.group_by, &spec.period, shown.last()) {
-            (Some(Group::Time(g)), Some(period), Some(last)) => last
+            (Some(Group::Time(g)), Some(period), Some(last)) if flows => last
                 .key
                 .as_deref()
                 .and_then(|k| k.parse::<NaiveDate>().ok())
@@ -752,6 +761,33 @@ mod tests {
             "{}",
             chart.caption
         );
+    }
+
+    #[test]
+    fn a_state_by_its_due_month_is_not_read_as_a_history() {
+        // "tren piutang overdue": what is overdue now, by due month, the last month running.
+        let (mut spec, rows) = monthly_revenue(6, "2025-06-04");
+        spec.measures = vec!["receivables_overdue".into()];
+        let chart = draw(&CATALOGUE, &spec, &rows, Lang::Id, &|_| None, "now")
+            .unwrap()
+            .expect("a chart");
+        valid_png(&chart);
+        let lines: Vec<&str> = chart.caption.lines().collect();
+        assert!(
+            !chart.caption.contains("Terakhir") && !chart.caption.contains("Berjalan"),
+            "no latest, no change: {lines:?}"
+        );
+        assert!(
+            lines[1].contains("menurut tanggal jatuh temponya, bukan riwayat"),
+            "{lines:?}"
+        );
+        // Among all six months: May (i = 4 → 700 + 4·90) is the highest, June is not "running".
+        assert_eq!(
+            lines[2],
+            "Tertinggi: Rp 1,06 M (Mei 2025) · Terendah: Rp 700 jt (Jan 2025)"
+        );
+        let text = render::render(&CATALOGUE, &spec, &rows, Lang::En, &|_| None);
+        assert!(text.ends_with("(As it stands now, by due date; not a history: the history of overdue receivables is not kept yet.)"), "{text}");
     }
 
     #[test]

@@ -341,13 +341,48 @@ pub fn render(
             }
         }
     }
-    if measures.iter().any(|m| m.kind == Kind::Snapshot) && spec.period.is_none() {
+    if let Some(note) = snapshot_by_time(catalogue, spec, lang) {
+        out.push_str(&note);
+    } else if measures.iter().any(|m| m.kind == Kind::Snapshot) && spec.period.is_none() {
         out.push_str(match lang {
             Lang::Id => "(posisi saat ini)",
             Lang::En => "(as it stands now)",
         });
     }
     out.trim_end().to_owned()
+}
+
+/// For a state measure (open receivables, stock) cut by time: what its buckets are. They group
+/// what stands now by its date (the due date), they are not its history, which the warehouse
+/// does not keep; "tren piutang overdue" is answered this way and says so.
+pub(crate) fn snapshot_by_time(catalogue: &Catalogue, spec: &Spec, lang: Lang) -> Option<String> {
+    let measure = spec.measures.first().and_then(|m| catalogue.measure(m))?;
+    if measure.kind != Kind::Snapshot || !matches!(spec.group_by, Some(Group::Time(_))) {
+        return None;
+    }
+    let dated = catalogue
+        .relation_of(measure)
+        .time_label
+        .as_ref()
+        .map(|l| l.get(lang).to_owned());
+    Some(match (lang, dated) {
+        (Lang::Id, Some(d)) => format!(
+            "(Posisi saat ini menurut tanggal {d}nya, bukan riwayat: riwayat {} belum tersimpan.)",
+            measure.label.get(lang)
+        ),
+        (Lang::Id, None) => format!(
+            "(Posisi saat ini, bukan riwayat: riwayat {} belum tersimpan.)",
+            measure.label.get(lang)
+        ),
+        (Lang::En, Some(d)) => format!(
+            "(As it stands now, by {d} date; not a history: the history of {} is not kept yet.)",
+            measure.label.get(lang)
+        ),
+        (Lang::En, None) => format!(
+            "(As it stands now; not a history: the history of {} is not kept yet.)",
+            measure.label.get(lang)
+        ),
+    })
 }
 
 pub(crate) fn none_label(lang: Lang) -> &'static str {
