@@ -85,10 +85,27 @@ pub fn draw(
             measure,
             lang,
         };
-        let foot = series.running.map(|through| match lang {
-            Lang::Id => format!("* berjalan, s.d. {}", day_month(through, lang)),
-            Lang::En => format!("* so far, to {}", day_month(through, lang)),
-        });
+        let dated = catalogue
+            .relation_of(measure)
+            .time_label
+            .as_ref()
+            .map(|l| l.get(lang).to_owned());
+        let foot = match (series.running, series.state_by_time) {
+            (Some(through), _) => Some(match lang {
+                Lang::Id => format!("* berjalan, s.d. {}", day_month(through, lang)),
+                Lang::En => format!("* so far, to {}", day_month(through, lang)),
+            }),
+            // What stands now, grouped by its date: not a history.
+            (None, true) => Some(match (lang, dated) {
+                (Lang::Id, Some(d)) => {
+                    format!("posisi saat ini menurut tanggal {d}, bukan riwayat")
+                }
+                (Lang::En, Some(d)) => format!("as it stands now, by {d} date; not a history"),
+                (Lang::Id, None) => "posisi saat ini, bukan riwayat".to_owned(),
+                (Lang::En, None) => "as it stands now; not a history".to_owned(),
+            }),
+            (None, false) => None,
+        };
         frame.heading(&title, as_of, foot.as_deref())?;
         match spec.shape() {
             Shape::Trend => frame.line(&series)?,
@@ -235,6 +252,8 @@ struct Series {
     /// For a trend whose last bucket ends after the period (this month so far): the
     /// period's last day.
     running: Option<NaiveDate>,
+    /// A state (open receivables) cut by its date: what stands now, not a history.
+    state_by_time: bool,
 }
 
 impl Series {
@@ -274,11 +293,14 @@ impl Series {
                 })
                 .collect()
         });
-        let flows = spec
+        let kind = spec
             .measures
             .first()
             .and_then(|m| catalogue.measure(m))
-            .is_some_and(|m| m.kind == Kind::Flow);
+            .map(|m| m.kind);
+        let flows = kind == Some(Kind::Flow);
+        let state_by_time =
+            kind == Some(Kind::Snapshot) && matches!(spec.group_by, Some(Group::Time(_)));
         let running = match (&spec.group_by, &spec.period, shown.last()) {
             (Some(Group::Time(g)), Some(period), Some(last)) if flows => last
                 .key
@@ -294,6 +316,7 @@ impl Series {
             earlier,
             total,
             running,
+            state_by_time,
         })
     }
 
@@ -500,9 +523,24 @@ impl Frame<'_, '_> {
                 .draw(&Circle::new((x(i), y(*v)), 5, color.filled()))
                 .map_err(|e| anyhow!("{e}"))?;
             if n <= MAX_POINT_LABELS {
+                // On a white patch, so the line never runs through the figure.
+                let label = self.value(*v);
+                let (cx, bottom) = (x(i), y(*v) - 12);
+                let font: TextStyle =
+                    FontDesc::new(FontFamily::Name(FAMILY), 13.0, FontStyle::Normal).into();
+                let (w, h) = self
+                    .root
+                    .estimate_text_size(&label, &font)
+                    .map_err(|e| anyhow!("{e}"))?;
+                let (w, h) = (w as i32, h as i32);
+                self.rect(
+                    (cx - w / 2 - 3, bottom - h - 2),
+                    (cx + w / 2 + 3, bottom + 2),
+                    &WHITE,
+                )?;
                 self.text(
-                    &self.value(*v),
-                    (x(i), y(*v) - 12),
+                    &label,
+                    (cx, bottom),
                     13.0,
                     false,
                     &INK,
