@@ -656,7 +656,14 @@ impl Preparer {
         }
         let as_of = now.format("%d-%m-%Y %H:%M %Z").to_string();
         let chart = if settings.charts && chart::wanted(&spec, &rows, WORDS.asks_chart(text)) {
-            self.chart(&spec, &rows, lang, names.clone(), &as_of).await
+            self.chart(
+                &spec,
+                &rows,
+                lang,
+                names.clone(),
+                (&as_of, now.date_naive()),
+            )
+            .await
         } else {
             None
         };
@@ -694,13 +701,13 @@ impl Preparer {
         rows: &Rows,
         lang: Lang,
         names: std::collections::HashMap<String, String>,
-        as_of: &str,
+        (as_of, today): (&str, chrono::NaiveDate),
     ) -> Option<Box<Chart>> {
         let (spec, rows, as_of) = (spec.clone(), rows.clone(), as_of.to_owned());
         let started = Instant::now();
         let drawn = tokio::task::spawn_blocking(move || {
             let name_of = |code: &str| names.get(code).cloned();
-            chart::draw(&CATALOGUE, &spec, &rows, lang, &name_of, &as_of)
+            chart::draw(&CATALOGUE, &spec, &rows, lang, &name_of, &as_of, today)
         })
         .await;
         metrics::histogram!("brain_chart_seconds").record(started.elapsed().as_secs_f64());
@@ -1217,14 +1224,15 @@ pub async fn record(
     Ok(())
 }
 
-/// The sender's hook for sent answers: the chat log learns the wamid of the answer's first
-/// part, in the transaction that records the send.
+/// The sender's hook for sent answers: the chat log learns the wamid of the first part of the
+/// answer that went out (the chart, or the text when the chart could not go), in the
+/// transaction that records the send.
 pub fn record_sent_answer<'c>(
     conn: &'c mut sqlx::PgConnection,
     sent: &'c Sent,
 ) -> BoxFuture<'c, anyhow::Result<()>> {
     Box::pin(async move {
-        let (Some(wamid_in), 1) = (&sent.inbound_wamid, sent.part_no) else {
+        let Some(wamid_in) = &sent.inbound_wamid else {
             return Ok(());
         };
         sqlx::query("update ai_chat set wamid_out = $2 where wamid_in = $1 and wamid_out is null")

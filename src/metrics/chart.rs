@@ -12,7 +12,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::Decimal;
 
-use super::catalogue::{Catalogue, Kind, Measure};
+use super::catalogue::{Catalogue, Kind, Measure, Unit};
 use super::render::{self, NameOf};
 use super::run::{Row, Rows};
 use super::spec::{Group, Shape, Spec};
@@ -23,6 +23,8 @@ pub const WIDTH: u32 = 960;
 pub const HEIGHT: u32 = 540;
 /// Bars a breakdown shows, as many as its text answer lists.
 const MAX_BARS: usize = 15;
+/// Buckets a trend draws at most (the row cap allows no more); a longer one is not drawn.
+const MAX_BUCKETS: usize = 500;
 /// Buckets whose values are written beside their points.
 const MAX_POINT_LABELS: usize = 12;
 /// Meta's limit for an image caption, in characters.
@@ -53,7 +55,8 @@ pub fn wanted(spec: &Spec, rows: &Rows, asked: bool) -> bool {
         .filter(|r| r.current && r.values.first().copied().flatten().is_some())
         .count();
     match spec.shape() {
-        Shape::Trend => points >= 2,
+        // A trend cut at the row cap would end early: its latest buckets are missing.
+        Shape::Trend => points >= 2 && !rows.truncated,
         Shape::Breakdown | Shape::Ranking => asked && points >= 2,
         Shape::Figure => false,
     }
@@ -68,11 +71,12 @@ pub fn draw(
     lang: Lang,
     name_of: NameOf<'_>,
     as_of: &str,
+    today: NaiveDate,
 ) -> anyhow::Result<Option<Chart>> {
     let Some(measure) = spec.measures.first().and_then(|m| catalogue.measure(m)) else {
         return Ok(None);
     };
-    let Some(series) = Series::of(catalogue, spec, rows, lang) else {
+    let Some(series) = Series::of(catalogue, spec, rows, lang, today) else {
         return Ok(None);
     };
     fonts()?;
@@ -116,27 +120,31 @@ pub fn draw(
     let png = encode(&pixels)?;
     Ok(Some(Chart {
         png,
-        caption: caption(catalogue, spec, rows, lang, name_of),
+        caption: caption(
+            catalogue,
+            spec,
+            measure,
+            &series,
+            rows.truncated,
+            lang,
+            name_of,
+        ),
     }))
 }
 
 /// The key figures in words, for the image's caption: what is drawn, then for a trend the last
 /// bucket (and its change from the one before), the highest and the lowest; for a breakdown the
 /// highest and the lowest and how many there are. Complete without the picture.
-pub fn caption(
+fn caption(
     catalogue: &Catalogue,
     spec: &Spec,
-    rows: &Rows,
+    measure: &Measure,
+    series: &Series,
+    truncated: bool,
     lang: Lang,
     name_of: NameOf<'_>,
 ) -> String {
     let title = render::cap(&describe_first(catalogue, spec, lang, name_of));
-    let (Some(measure), Some(series)) = (
-        spec.measures.first().and_then(|m| catalogue.measure(m)),
-        Series::of(catalogue, spec, rows, lang),
-    ) else {
-        return title;
-    };
     let shown = |v: f64| render::value(measure, Decimal::from_f64(v), lang);
     let known: Vec<(usize, f64)> = series
         .values
@@ -144,13 +152,15 @@ pub fn caption(
         .enumerate()
         .filter_map(|(i, v)| v.map(|v| (i, v)))
         .collect();
-    // A bucket still running (this month so far) is neither the highest nor the lowest, and
-    // is not set against a whole one.
+    // A bucket not whole (this month so far, part of a first week) is neither the highest nor
+    // the lowest, and is not set against a whole one.
     let last = series.values.len() - 1;
-    let whole: Vec<(usize, f64)> = match series.running {
-        Some(_) => known.iter().copied().filter(|&(i, _)| i != last).collect(),
-        None => known.clone(),
-    };
+    let whole: Vec<(usize, f64)> = known
+        .iter()
+        .copied()
+        .filter(|&(i, _)| !(i == last && series.running.is_some()))
+        .filter(|&(i, _)| !(i == 0 && series.partial_first))
+        .collect();
     let ranked = if whole.is_empty() { &known } else { &whole };
     let Some(&(first, _)) = ranked.first() else {
         return title;
@@ -199,14 +209,19 @@ pub fn caption(
         }
         if let Some(&(latest, now)) = whole.last() {
             let mut line = format!("{w_last}: {}", at(latest));
-            if let Some(&(_, before)) = whole.iter().rev().nth(1) {
-                let change = render::change(
-                    measure,
-                    Decimal::from_f64(now),
-                    Decimal::from_f64(before),
-                    lang,
-                );
-                line.push_str(&format!(", {change} {w_from} {}", shown(before)));
+            // Set against the whole bucket before it, named (a gap may lie between).
+            if let Some(&(earlier, before)) = whole.iter().rev().nth(1) {
+                if before == 0.0 {
+                    line.push_str(&format!(", {w_from} {}", at(earlier)));
+                } else {
+                    let change = render::change(
+                        measure,
+                        Decimal::from_f64(now),
+                        Decimal::from_f64(before),
+                        lang,
+                    );
+                    line.push_str(&format!(", {change} {w_from} {}", at(earlier)));
+                }
             }
             lines.push(line);
         }
@@ -217,7 +232,9 @@ pub fn caption(
             _ => None,
         };
         if let Some(dim) = dim {
-            let total = series.total.max(count);
+            // Cut at the row cap: there are more than were read.
+            let more = if truncated { "+" } else { "" };
+            let total = format!("{}{more}", series.total.max(count));
             lines.push(match lang {
                 Lang::Id => format!("{count} {w_of} {total} {dim} ditampilkan"),
                 Lang::En => format!("{count} {w_of} {total} shown (by {dim})"),
@@ -249,16 +266,93 @@ struct Series {
     earlier: Option<Vec<Option<f64>>>,
     /// Groups in the result, shown or not.
     total: usize,
-    /// For a trend whose last bucket ends after the period (this month so far): the
-    /// period's last day.
+    /// For a trend whose last bucket is not whole (it holds today, or the period ends inside
+    /// it): the last day it counts.
     running: Option<NaiveDate>,
+    /// A trend's first bucket starts before the period (part of a week).
+    partial_first: bool,
     /// A state (open receivables) cut by its date: what stands now, not a history.
     state_by_time: bool,
 }
 
 impl Series {
-    fn of(catalogue: &Catalogue, spec: &Spec, rows: &Rows, lang: Lang) -> Option<Series> {
+    fn of(
+        catalogue: &Catalogue,
+        spec: &Spec,
+        rows: &Rows,
+        lang: Lang,
+        today: NaiveDate,
+    ) -> Option<Series> {
+        let measure = spec.measures.first().and_then(|m| catalogue.measure(m));
+        let kind = measure.map(|m| m.kind);
+        let flows = kind == Some(Kind::Flow);
+        let state_by_time =
+            kind == Some(Kind::Snapshot) && matches!(spec.group_by, Some(Group::Time(_)));
         let current: Vec<&Row> = rows.rows.iter().filter(|r| r.current).collect();
+        if current.is_empty() || spec.shape() == Shape::Figure {
+            return None;
+        }
+        let first = |r: &Row| r.values.first().copied().flatten().and_then(|v| v.to_f64());
+        let earlier_of = |key: &Option<String>| {
+            rows.rows
+                .iter()
+                .find(|e| !e.current && &e.key == key)
+                .and_then(first)
+        };
+        if let (Shape::Trend, Some(Group::Time(g)), Some(period)) =
+            (spec.shape(), &spec.group_by, &spec.period)
+        {
+            // Every bucket of the period, those without a row too: no orders in a month is a
+            // zero of revenue (an undefined rate is a gap in the line), and the buckets stay
+            // evenly spaced in time.
+            let zero = flows
+                && measure
+                    .is_some_and(|m| matches!(m.unit, Unit::Money | Unit::Quantity | Unit::Count));
+            let missing = if zero { Some(0.0) } else { None };
+            let mut starts = Vec::new();
+            let mut start = g.start(period.from);
+            while start < period.to {
+                if starts.len() == MAX_BUCKETS {
+                    return None;
+                }
+                starts.push(start);
+                start = g.end(start);
+            }
+            let keys: Vec<Option<String>> = starts.iter().map(|d| Some(d.to_string())).collect();
+            let labels = keys
+                .iter()
+                .map(|k| render::bucket(k.as_deref().unwrap_or("-"), *g, lang))
+                .collect();
+            let values = keys
+                .iter()
+                .map(|k| match current.iter().find(|r| &r.key == k) {
+                    Some(r) => first(r),
+                    None => missing,
+                })
+                .collect();
+            let earlier = spec
+                .compare
+                .as_ref()
+                .map(|_| keys.iter().map(|k| earlier_of(k).or(missing)).collect());
+            // The bucket holding today, or cut by the period's end, is not a whole one; nor is
+            // a first bucket that starts before the period.
+            let holds_today = |s: NaiveDate| s <= today && today < g.end(s);
+            let running = starts
+                .last()
+                .filter(|s| flows && (g.end(**s) > period.to || holds_today(**s)))
+                .and_then(|_| period.to.pred_opt())
+                .map(|last_day| last_day.min(today));
+            let partial_first = flows && starts.first().is_some_and(|s| *s < period.from);
+            return Some(Series {
+                labels,
+                values,
+                earlier,
+                total: starts.len(),
+                running,
+                partial_first,
+                state_by_time,
+            });
+        }
         let total = current.len();
         let mut shown = current;
         if let (Shape::Ranking, Some(top)) = (spec.shape(), spec.top) {
@@ -267,10 +361,6 @@ impl Series {
         if spec.shape() != Shape::Trend {
             shown.truncate(MAX_BARS);
         }
-        if shown.is_empty() || spec.shape() == Shape::Figure {
-            return None;
-        }
-        let first = |r: &Row| r.values.first().copied().flatten().and_then(|v| v.to_f64());
         let labels = shown
             .iter()
             .map(|r| match &spec.group_by {
@@ -282,40 +372,17 @@ impl Series {
             })
             .collect();
         let values = shown.iter().map(|r| first(r)).collect();
-        let earlier = spec.compare.as_ref().map(|_| {
-            shown
-                .iter()
-                .map(|r| {
-                    rows.rows
-                        .iter()
-                        .find(|e| !e.current && e.key == r.key)
-                        .and_then(first)
-                })
-                .collect()
-        });
-        let kind = spec
-            .measures
-            .first()
-            .and_then(|m| catalogue.measure(m))
-            .map(|m| m.kind);
-        let flows = kind == Some(Kind::Flow);
-        let state_by_time =
-            kind == Some(Kind::Snapshot) && matches!(spec.group_by, Some(Group::Time(_)));
-        let running = match (&spec.group_by, &spec.period, shown.last()) {
-            (Some(Group::Time(g)), Some(period), Some(last)) if flows => last
-                .key
-                .as_deref()
-                .and_then(|k| k.parse::<NaiveDate>().ok())
-                .filter(|start| g.end(*start) > period.to)
-                .and_then(|_| period.to.pred_opt()),
-            _ => None,
-        };
+        let earlier = spec
+            .compare
+            .as_ref()
+            .map(|_| shown.iter().map(|r| earlier_of(&r.key)).collect());
         Some(Series {
             labels,
             values,
             earlier,
             total,
-            running,
+            running: None,
+            partial_first: false,
             state_by_time,
         })
     }
@@ -767,7 +834,8 @@ mod tests {
             &rows,
             Lang::Id,
             &|_| None,
-            "04-12-2025 08:00 WIB",
+            "03-12-2025 08:00 WIB",
+            date("2025-12-03"),
         )
         .unwrap()
         .expect("a chart");
@@ -782,16 +850,24 @@ mod tests {
             lines[2].starts_with("Terakhir: Rp 700 jt (Nov 2025)"),
             "{lines:?}"
         );
-        assert!(lines[2].ends_with("dari Rp 1,06 M"), "{lines:?}");
+        assert!(lines[2].ends_with("dari Rp 1,06 M (Okt 2025)"), "{lines:?}");
         assert_eq!(
             lines[3],
             "Tertinggi: Rp 1,06 M (Mei 2025) · Terendah: Rp 700 jt (Jan 2025)"
         );
         // Twenty-four whole months: nothing running, the last month is the latest.
         let (spec, rows) = monthly_revenue(24, "2027-01-01");
-        let chart = draw(&CATALOGUE, &spec, &rows, Lang::En, &|_| None, "now")
-            .unwrap()
-            .expect("a chart");
+        let chart = draw(
+            &CATALOGUE,
+            &spec,
+            &rows,
+            Lang::En,
+            &|_| None,
+            "now",
+            date("2027-01-05"),
+        )
+        .unwrap()
+        .expect("a chart");
         valid_png(&chart);
         assert!(!chart.caption.contains("So far"), "{}", chart.caption);
         assert!(
@@ -802,13 +878,111 @@ mod tests {
     }
 
     #[test]
+    fn empty_buckets_are_zero_today_is_not_whole_and_a_cut_trend_is_not_drawn() {
+        // Daily revenue over 1–5 March; no orders on the 2nd and the 4th; today is the 5th.
+        let rows = [("2025-03-01", 100), ("2025-03-03", 300), ("2025-03-05", 50)]
+            .iter()
+            .map(|(k, v)| row(k, "", true, *v * 1_000_000))
+            .collect();
+        let rows = Rows {
+            rows,
+            truncated: false,
+        };
+        let spec = Spec {
+            measures: vec!["revenue".into()],
+            group_by: Some(Group::Time(Grain::Day)),
+            filters: vec![],
+            period: Some(Window {
+                from: date("2025-03-01"),
+                to: date("2025-03-06"),
+                label: label("periode"),
+            }),
+            compare: None,
+            top: None,
+        };
+        let chart = draw(
+            &CATALOGUE,
+            &spec,
+            &rows,
+            Lang::En,
+            &|_| None,
+            "now",
+            date("2025-03-05"),
+        )
+        .unwrap()
+        .expect("a chart");
+        let lines: Vec<&str> = chart.caption.lines().collect();
+        assert!(lines[1].starts_with("So far: Rp 50 jt"), "{lines:?}");
+        // The 4th had no orders: its zero is the latest whole day and the lowest.
+        assert!(lines[2].starts_with("Latest: Rp 0"), "{lines:?}");
+        assert!(
+            lines[2].ends_with("from Rp 300 jt (3 Mar 2025)"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[3].starts_with("Highest: Rp 300 jt") && lines[3].contains("Lowest: Rp 0"),
+            "{lines:?}"
+        );
+
+        // A week cut at its start (the period begins on a Wednesday) is not whole either.
+        let spec = Spec {
+            group_by: Some(Group::Time(Grain::Week)),
+            period: Some(Window {
+                from: date("2025-03-05"),
+                to: date("2025-03-24"),
+                label: label("periode"),
+            }),
+            ..spec
+        };
+        let weeks = Rows {
+            rows: [("2025-03-03", 10), ("2025-03-10", 70), ("2025-03-17", 40)]
+                .iter()
+                .map(|(k, v)| row(k, "", true, *v * 1_000_000))
+                .collect(),
+            truncated: false,
+        };
+        let chart = draw(
+            &CATALOGUE,
+            &spec,
+            &weeks,
+            Lang::En,
+            &|_| None,
+            "now",
+            date("2025-04-01"),
+        )
+        .unwrap()
+        .expect("a chart");
+        assert!(
+            chart.caption.contains("Lowest: Rp 40 jt"),
+            "{}",
+            chart.caption
+        );
+        let cut = Rows {
+            truncated: true,
+            ..weeks
+        };
+        assert!(
+            !wanted(&spec, &cut, true),
+            "a trend cut at the row cap is not drawn"
+        );
+    }
+
+    #[test]
     fn a_state_by_its_due_month_is_not_read_as_a_history() {
         // "tren piutang overdue": what is overdue now, by due month, the last month running.
         let (mut spec, rows) = monthly_revenue(6, "2025-06-04");
         spec.measures = vec!["receivables_overdue".into()];
-        let chart = draw(&CATALOGUE, &spec, &rows, Lang::Id, &|_| None, "now")
-            .unwrap()
-            .expect("a chart");
+        let chart = draw(
+            &CATALOGUE,
+            &spec,
+            &rows,
+            Lang::Id,
+            &|_| None,
+            "now",
+            date("2025-06-03"),
+        )
+        .unwrap()
+        .expect("a chart");
         valid_png(&chart);
         let lines: Vec<&str> = chart.caption.lines().collect();
         assert!(
@@ -858,9 +1032,17 @@ mod tests {
             !wanted(&spec, &rows, false),
             "a breakdown is drawn only when asked"
         );
-        let chart = draw(&CATALOGUE, &spec, &rows, Lang::Id, &|_| None, "now")
-            .unwrap()
-            .expect("a chart");
+        let chart = draw(
+            &CATALOGUE,
+            &spec,
+            &rows,
+            Lang::Id,
+            &|_| None,
+            "now",
+            date("2026-12-03"),
+        )
+        .unwrap()
+        .expect("a chart");
         valid_png(&chart);
         assert!(chart.caption.contains("15 dari 20"), "{}", chart.caption);
     }

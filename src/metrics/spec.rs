@@ -56,6 +56,20 @@ impl Grain {
         }
     }
 
+    /// The first day of the bucket holding `day` (weeks start on Monday, as PostgreSQL's
+    /// `date_trunc` has them).
+    pub fn start(self, day: NaiveDate) -> NaiveDate {
+        use chrono::Datelike;
+        let first_of = |month: u32| NaiveDate::from_ymd_opt(day.year(), month, 1).unwrap_or(day);
+        match self {
+            Grain::Day => day,
+            Grain::Week => day - chrono::Days::new(u64::from(day.weekday().num_days_from_monday())),
+            Grain::Month => first_of(day.month()),
+            Grain::Quarter => first_of(day.month0() / 3 * 3 + 1),
+            Grain::Year => first_of(1),
+        }
+    }
+
     /// Where the bucket that starts on `start` ends (exclusive, as a [`Window`]'s `to`).
     pub fn end(self, start: NaiveDate) -> NaiveDate {
         use chrono::{Days, Months};

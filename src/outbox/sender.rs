@@ -41,6 +41,8 @@ const CONCURRENCY: usize = 16;
 const PAIR_RATE_PAUSE: Duration = Duration::from_secs(6);
 /// The customer-service window.
 const WINDOW: chrono::Duration = chrono::Duration::hours(24);
+/// Attempts of a chart (its text waits behind it).
+const IMAGE_MAX_ATTEMPTS: u32 = 2;
 
 /// Asked just before a row of its purpose is sent, with the row's id: `false` withdraws it
 /// (status `withdrawn`), an error puts it back for the next round.
@@ -179,6 +181,20 @@ impl Sender {
     /// rows to its recipient meanwhile; [`Sender::settle_unknown`] sends it once more after
     /// that. A row whose attempts are spent stays `unknown` for good (visible to admins).
     pub async fn expire_leases(&self) -> anyhow::Result<u64> {
+        // An image whose upload had not been recorded: nothing can have reached /messages
+        // (it is sent by the media id), so it goes again at once instead of waiting for a
+        // status that will not come.
+        sqlx::query(
+            "update wa_outbox o set status = 'pending', lease_until = null, next_try_at = now(),
+                 error_text = 'the hub stopped during the image upload; nothing was sent'
+             where o.status = 'sending' and o.lease_until < now() and o.kind = 'image'
+               and not exists (select 1 from wa_media m
+                               where m.uuid::text = o.payload->'image'->>'hub_media'
+                                 and m.media_id is not null)",
+        )
+        .execute(&self.db)
+        .await
+        .context("expiring image uploads")?;
         let expired: Vec<bool> = sqlx::query_scalar(
             "update wa_outbox set status = 'unknown', lease_until = null,
                  next_try_at = case when attempts < $2 then now() + make_interval(secs => $1)
@@ -362,7 +378,7 @@ impl Sender {
             Err(e) if e.code() == Some(WINDOW_CLOSED) && row.kind != "template" => {
                 self.window_closed(&row, &e).await?;
             }
-            Err(e) if e.is_retryable() && (row.attempts as u32) < self.settings.max_attempts => {
+            Err(e) if e.is_retryable() && (row.attempts as u32) < self.max_attempts(&row) => {
                 metrics::counter!("outbox_sends_total", "outcome" => "retry").increment(1);
                 let mut delay = self.backoff(row.attempts as u32);
                 if e.code() == Some(PAIR_RATE) {
@@ -390,6 +406,16 @@ impl Sender {
             }
         }
         Ok(())
+    }
+
+    /// Attempts a row gets: a chart at most two, since the answer's text waits behind it in
+    /// the recipient's order; everything else `whatsapp.send_max_attempts`.
+    fn max_attempts(&self, row: &Claimed) -> u32 {
+        if row.kind == "image" {
+            self.settings.max_attempts.min(IMAGE_MAX_ATTEMPTS)
+        } else {
+            self.settings.max_attempts
+        }
     }
 
     /// A claimed row that did not go out (the database could not be read): pending again, for

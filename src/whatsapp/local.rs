@@ -229,7 +229,10 @@ pub async fn chat(
                 let message: Value = serde_json::from_slice(&reply.payload).unwrap_or(Value::Null);
                 println!("hub> {}", render(&message));
                 offered = buttons(&message);
-                pending = pending.saturating_sub(1);
+                // A chart always comes before its answer's text: only the text counts.
+                if message["type"] != "image" {
+                    pending = pending.saturating_sub(1);
+                }
             }
             Some(mail) = mails.next() => {
                 for line in String::from_utf8_lossy(&mail.payload).lines() {

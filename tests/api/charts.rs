@@ -142,59 +142,56 @@ async fn a_trend_is_answered_with_an_uploaded_chart_whose_caption_holds_the_figu
     assert!(caption.starts_with("📈 Omzet per bulan"), "{caption}");
     assert!(caption.chars().count() <= 1024);
 
-    // 3. The figures, from the test's own SQL: revenue per month, this month and five before.
+    // 3. The figures, from the test's own SQL: revenue per month, this month and five before
+    //    (a month without orders is a zero).
     let rows: Vec<(NaiveDate, Decimal)> = sqlx::query_as(
-        "select date_trunc('month', order_dt)::date, sum(total_amt) from t_so
-         where deleted_at is null and status not in ('Draft', 'Cancel')
-           and order_dt >= date_trunc('month', $1::date) - interval '5 months' and order_dt <= $1
+        "select m::date, coalesce(sum(so.total_amt), 0)
+         from generate_series(date_trunc('month', $1::date) - interval '5 months',
+                              date_trunc('month', $1::date), interval '1 month') m
+         left join t_so so on date_trunc('month', so.order_dt) = m and so.deleted_at is null
+              and so.status not in ('Draft', 'Cancel') and so.order_dt <= $1
          group by 1 order by 1",
     )
     .bind(today())
     .fetch_all(&app.db)
     .await
     .unwrap();
-    assert!(rows.len() >= 3, "the demo has months of orders");
+    assert_eq!(rows.len(), 6);
     let label = |d: NaiveDate| format!("{} {}", MONTHS[d.month0() as usize], d.year());
     let month: Vec<(String, f64)> = rows
         .iter()
         .map(|(d, v)| (label(*d), v.to_f64().unwrap()))
         .collect();
-    // This month is still running unless today is its last day.
-    let running = today().succ_opt().unwrap().day() != 1;
-    let whole = if running {
-        &month[..month.len() - 1]
-    } else {
-        &month[..]
-    };
+    // This month holds today: it is running, even on its last day.
+    let whole = &month[..month.len() - 1];
     let lines: Vec<&str> = caption.lines().collect();
-    let mut at = 1;
-    if running {
-        let (name, value) = month.last().unwrap();
-        let line = lines[at];
-        let figure = line
-            .strip_prefix("Berjalan: ")
-            .and_then(|l| l.split(" (").next())
-            .unwrap_or_else(|| panic!("{caption}"));
-        assert!(about(figure, *value), "{line} vs {value}");
-        let through = format!(
-            "s.d. {} {})",
-            today().day(),
-            MONTHS[today().month0() as usize]
-        );
-        assert!(line.ends_with(&format!("({name}, {through}")), "{line}");
-        at += 1;
-    }
+    let (name, value) = month.last().unwrap();
+    let line = lines[1];
+    let figure = line
+        .strip_prefix("Berjalan: ")
+        .and_then(|l| l.split(" (").next())
+        .unwrap_or_else(|| panic!("{caption}"));
+    assert!(about(figure, *value), "{line} vs {value}");
+    let through = format!(
+        "s.d. {} {})",
+        today().day(),
+        MONTHS[today().month0() as usize]
+    );
+    assert!(line.ends_with(&format!("({name}, {through}")), "{line}");
+    let at = 2;
     let (last, last_value) = whole.last().unwrap();
-    let (_, before) = &whole[whole.len() - 2];
+    let (before_name, before) = &whole[whole.len() - 2];
     let line = lines[at];
-    let latest =
-        regex::Regex::new(r"^Terakhir: (Rp [^(]+) \(([^)]+)\), ([+-]?[\d,.]+)% dari (Rp .+)$")
-            .unwrap()
-            .captures(line)
-            .unwrap_or_else(|| panic!("{line}"));
+    let latest = regex::Regex::new(
+        r"^Terakhir: (Rp [^(]+) \(([^)]+)\), ([+-]?[\d,.]+)% dari (Rp [^(]+) \(([^)]+)\)$",
+    )
+    .unwrap()
+    .captures(line)
+    .unwrap_or_else(|| panic!("{line}"));
     assert_eq!(&latest[2], last);
     assert!(about(&latest[1], *last_value), "{line} vs {last_value}");
     assert!(about(&latest[4], *before), "{line} vs {before}");
+    assert_eq!(&latest[5], before_name, "the month compared is named");
     let change = (last_value / before - 1.0) * 100.0;
     assert!(
         (shown(&latest[3]) - change).abs() <= 0.051,
@@ -413,4 +410,79 @@ async fn with_charts_off_a_trend_is_answered_in_text_alone() {
         .as_str()
         .unwrap()
         .starts_with("📊 Omzet per bulan"));
+}
+
+#[tokio::test]
+async fn a_chart_that_cannot_be_uploaded_twice_gives_way_to_its_text() {
+    let (app, director) = demo_app(|_| {}).await;
+    app.graph().fail_next(500, 2);
+    app.graph().fail_next(500, 2);
+    let sends = ask(
+        &app,
+        &director,
+        "wamid.chart.giveup",
+        "grafik omzet 6 bulan",
+        1,
+    )
+    .await;
+    app.settle().await;
+    assert_eq!(app.graph().uploads().len(), 2, "two attempts, no more");
+    assert_eq!(sends.len(), 1, "{sends:#?}");
+    assert_eq!(sends[0].body["type"], "text");
+    let (status, attempts): (String, i32) = sqlx::query_as(
+        "select status, attempts from wa_outbox where inbound_wamid = 'wamid.chart.giveup' and kind = 'image'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), attempts), ("failed", 2));
+    // The chat log keeps the wamid of the text, the first part that went out.
+    let logged: Option<String> =
+        sqlx::query_scalar("select wamid_out from ai_chat where wamid_in = 'wamid.chart.giveup'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let text: Option<String> = sqlx::query_scalar(
+        "select wamid from wa_outbox where inbound_wamid = 'wamid.chart.giveup' and kind = 'text'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(text.is_some());
+    assert_eq!(logged, text);
+}
+
+#[tokio::test]
+async fn a_crash_during_the_upload_sends_the_chart_again_at_once_and_one_after_it_waits() {
+    let (app, _) = demo_app(|_| {}).await;
+    // Two images whose sends were in flight when the hub died: one never uploaded, one
+    // uploaded (its message may have reached Meta).
+    sqlx::raw_sql(
+        "insert into wa_media (key, mime, bytes, media_id, uploaded_at) values
+             ('chart:crash.1', 'image/png', '\\x89504e47', null, null),
+             ('chart:crash.2', 'image/png', '\\x89504e47', 'media.old', now());
+         insert into wa_outbox (inbound_wamid, wa_id, kind, payload, status, lease_until, attempts)
+         select replace(key, 'chart:', ''), '6281100000', 'image',
+                jsonb_build_object('type', 'image', 'image',
+                    jsonb_build_object('hub_media', uuid::text, 'caption', 'x')),
+                'sending', now() - interval '1 minute', 1
+         from wa_media where key like 'chart:crash.%';",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    app.stages.sender.expire_leases().await.unwrap();
+    let states: Vec<(String, String)> = sqlx::query_as(
+        "select inbound_wamid, status from wa_outbox where inbound_wamid like 'crash.%' order by 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        states,
+        [
+            ("crash.1".to_owned(), "pending".to_owned()),
+            ("crash.2".to_owned(), "unknown".to_owned())
+        ]
+    );
 }
