@@ -31,7 +31,7 @@ use crate::inbox::subject;
 use crate::outbox::{enqueue_reply, Purpose};
 use crate::queue::{Doorbell, Ensure};
 use crate::texts::{self, Lang};
-use crate::whatsapp::graph::{content, split_text, Recipient, Transport};
+use crate::whatsapp::graph::{content, Recipient, Transport};
 
 /// The durable consumer of each partition, created when missing.
 pub async fn ensure_consumers(
@@ -469,10 +469,8 @@ impl Consumer {
                 answer
                     .text
                     .as_deref()
-                    .map(split_text)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|part| content::text(part)),
+                    .map(content::text_parts)
+                    .unwrap_or_default(),
             );
         }
         let parts =

@@ -89,26 +89,22 @@ pub fn draw(
             measure,
             lang,
         };
-        let dated = catalogue
-            .relation_of(measure)
-            .time_label
-            .as_ref()
-            .map(|l| l.get(lang).to_owned());
-        let foot = match (series.running, series.state_by_time) {
-            (Some(through), _) => Some(match lang {
+        let foot = match series.running {
+            Some(through) => Some(match lang {
                 Lang::Id => format!("* berjalan, s.d. {}", day_month(through, lang)),
                 Lang::En => format!("* so far, to {}", day_month(through, lang)),
             }),
             // What stands now, grouped by its date: not a history.
-            (None, true) => Some(match (lang, dated) {
-                (Lang::Id, Some(d)) => {
-                    format!("posisi saat ini menurut tanggal {d}, bukan riwayat")
+            None => render::state_by_time(catalogue, spec).map(|(_, dated)| {
+                match (lang, dated.map(|d| d.get(lang))) {
+                    (Lang::Id, Some(d)) => {
+                        format!("posisi saat ini menurut tanggal {d}, bukan riwayat")
+                    }
+                    (Lang::En, Some(d)) => format!("as it stands now, by {d} date; not a history"),
+                    (Lang::Id, None) => "posisi saat ini, bukan riwayat".to_owned(),
+                    (Lang::En, None) => "as it stands now; not a history".to_owned(),
                 }
-                (Lang::En, Some(d)) => format!("as it stands now, by {d} date; not a history"),
-                (Lang::Id, None) => "posisi saat ini, bukan riwayat".to_owned(),
-                (Lang::En, None) => "as it stands now; not a history".to_owned(),
             }),
-            (None, false) => None,
         };
         frame.heading(&title, as_of, foot.as_deref())?;
         match spec.shape() {
@@ -271,8 +267,6 @@ struct Series {
     running: Option<NaiveDate>,
     /// A trend's first bucket starts before the period (part of a week).
     partial_first: bool,
-    /// A state (open receivables) cut by its date: what stands now, not a history.
-    state_by_time: bool,
 }
 
 impl Series {
@@ -284,10 +278,7 @@ impl Series {
         today: NaiveDate,
     ) -> Option<Series> {
         let measure = spec.measures.first().and_then(|m| catalogue.measure(m));
-        let kind = measure.map(|m| m.kind);
-        let flows = kind == Some(Kind::Flow);
-        let state_by_time =
-            kind == Some(Kind::Snapshot) && matches!(spec.group_by, Some(Group::Time(_)));
+        let flows = measure.is_some_and(|m| m.kind == Kind::Flow);
         let current: Vec<&Row> = rows.rows.iter().filter(|r| r.current).collect();
         if current.is_empty() || spec.shape() == Shape::Figure {
             return None;
@@ -350,7 +341,6 @@ impl Series {
                 total: starts.len(),
                 running,
                 partial_first,
-                state_by_time,
             });
         }
         let total = current.len();
@@ -383,7 +373,6 @@ impl Series {
             total,
             running: None,
             partial_first: false,
-            state_by_time,
         })
     }
 
@@ -428,6 +417,16 @@ fn fonts() -> anyhow::Result<()> {
         .map_err(|e| anyhow!(e))
 }
 
+/// The shipped font at `size` pixels.
+fn font(size: f64, bold: bool) -> FontDesc<'static> {
+    let style = if bold {
+        FontStyle::Bold
+    } else {
+        FontStyle::Normal
+    };
+    FontDesc::new(FontFamily::Name(FAMILY), size, style)
+}
+
 /// RGB pixels → PNG.
 fn encode(pixels: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut png = Vec::with_capacity(64 * 1024);
@@ -469,14 +468,7 @@ impl Frame<'_, '_> {
         color: &'static RGBColor,
         pos: Pos,
     ) -> anyhow::Result<()> {
-        let style = if bold {
-            FontStyle::Bold
-        } else {
-            FontStyle::Normal
-        };
-        let font = FontDesc::new(FontFamily::Name(FAMILY), size, style)
-            .color(color)
-            .pos(pos);
+        let font = font(size, bold).color(color).pos(pos);
         self.root
             .draw(&Text::new(s.to_owned(), (x, y), font))
             .map_err(|e| anyhow!("{e}"))
@@ -593,11 +585,9 @@ impl Frame<'_, '_> {
                 // On a white patch, so the line never runs through the figure.
                 let label = self.value(*v);
                 let (cx, bottom) = (x(i), y(*v) - 12);
-                let font: TextStyle =
-                    FontDesc::new(FontFamily::Name(FAMILY), 13.0, FontStyle::Normal).into();
                 let (w, h) = self
                     .root
-                    .estimate_text_size(&label, &font)
+                    .estimate_text_size(&label, &font(13.0, false).into())
                     .map_err(|e| anyhow!("{e}"))?;
                 let (w, h) = (w as i32, h as i32);
                 self.rect(
@@ -618,6 +608,22 @@ impl Frame<'_, '_> {
         Ok(())
     }
 
+    /// One legend entry at `x` (a swatch, then its label); returns where the next one starts.
+    fn legend_item(&self, x: i32, color: &RGBColor, label: &str) -> anyhow::Result<i32> {
+        let y = PLOT_TOP - 30;
+        self.rect((x, y - 6), (x + 14, y + 6), color)?;
+        let label = render::cap(label);
+        self.text(
+            &label,
+            (x + 20, y),
+            14.0,
+            false,
+            &INK,
+            Pos::new(HPos::Left, VPos::Center),
+        )?;
+        Ok(x + 40 + label.chars().count() as i32 * 9)
+    }
+
     /// A breakdown or ranking: one bar per group, largest first as the text lists them, the
     /// comparison period's bar in grey below each.
     fn bars(&self, s: &Series, spec: &Spec) -> anyhow::Result<()> {
@@ -634,28 +640,8 @@ impl Frame<'_, '_> {
         };
         if let (Some(period), Some(compare)) = (&spec.period, &spec.compare) {
             // The legend: which bar is which period.
-            let y0 = PLOT_TOP - 30;
-            self.rect((bar_left, y0 - 6), (bar_left + 14, y0 + 6), &PRIMARY)?;
-            let now = render::cap(period.label.get(self.lang));
-            self.text(
-                &now,
-                (bar_left + 20, y0),
-                14.0,
-                false,
-                &INK,
-                Pos::new(HPos::Left, VPos::Center),
-            )?;
-            let x1 = bar_left + 40 + (now.chars().count() as i32 * 9);
-            self.rect((x1, y0 - 6), (x1 + 14, y0 + 6), &EARLIER)?;
-            let then = render::cap(compare.label.get(self.lang));
-            self.text(
-                &then,
-                (x1 + 20, y0),
-                14.0,
-                false,
-                &INK,
-                Pos::new(HPos::Left, VPos::Center),
-            )?;
+            let next = self.legend_item(bar_left, &PRIMARY, period.label.get(self.lang))?;
+            self.legend_item(next, &EARLIER, compare.label.get(self.lang))?;
         }
         for (i, label) in s.labels.iter().enumerate() {
             let top = PLOT_TOP + (i as f64 * slot) as i32;

@@ -7,7 +7,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use super::catalogue::{Catalogue, Kind, Measure, Unit};
+use super::catalogue::{Catalogue, Kind, Label, Measure, Unit};
 use super::format::{number, percent, rupiah_short};
 use super::run::{Row, Rows};
 use super::spec::{Filter, Grain, Group, Shape, Spec};
@@ -352,36 +352,37 @@ pub fn render(
     out.trim_end().to_owned()
 }
 
-/// For a state measure (open receivables, stock) cut by time: what its buckets are. They group
-/// what stands now by its date (the due date), they are not its history, which the warehouse
-/// does not keep; "tren piutang overdue" is answered this way and says so.
-pub(crate) fn snapshot_by_time(catalogue: &Catalogue, spec: &Spec, lang: Lang) -> Option<String> {
+/// For a state measure (open receivables, stock) cut by time: the measure, and the date its
+/// buckets group by ("jatuh tempo"; none when the relation names none). They group what stands
+/// now by its date, they are not its history, which the warehouse does not keep.
+pub(crate) fn state_by_time<'c>(
+    catalogue: &'c Catalogue,
+    spec: &Spec,
+) -> Option<(&'c Measure, Option<&'c Label>)> {
     let measure = spec.measures.first().and_then(|m| catalogue.measure(m))?;
     if measure.kind != Kind::Snapshot || !matches!(spec.group_by, Some(Group::Time(_))) {
         return None;
     }
-    let dated = catalogue
-        .relation_of(measure)
-        .time_label
-        .as_ref()
-        .map(|l| l.get(lang).to_owned());
-    Some(match (lang, dated) {
+    Some((measure, catalogue.relation_of(measure).time_label.as_ref()))
+}
+
+/// What a [`state_by_time`] answer says of itself; "tren piutang overdue" is answered this way.
+pub(crate) fn snapshot_by_time(catalogue: &Catalogue, spec: &Spec, lang: Lang) -> Option<String> {
+    let (measure, dated) = state_by_time(catalogue, spec)?;
+    let what = measure.label.get(lang);
+    Some(match (lang, dated.map(|d| d.get(lang))) {
         (Lang::Id, Some(d)) => format!(
-            "(Posisi saat ini menurut tanggal {d}nya, bukan riwayat: riwayat {} belum tersimpan.)",
-            measure.label.get(lang)
+            "(Posisi saat ini menurut tanggal {d}nya, bukan riwayat: riwayat {what} belum tersimpan.)"
         ),
-        (Lang::Id, None) => format!(
-            "(Posisi saat ini, bukan riwayat: riwayat {} belum tersimpan.)",
-            measure.label.get(lang)
-        ),
+        (Lang::Id, None) => {
+            format!("(Posisi saat ini, bukan riwayat: riwayat {what} belum tersimpan.)")
+        }
         (Lang::En, Some(d)) => format!(
-            "(As it stands now, by {d} date; not a history: the history of {} is not kept yet.)",
-            measure.label.get(lang)
+            "(As it stands now, by {d} date; not a history: the history of {what} is not kept yet.)"
         ),
-        (Lang::En, None) => format!(
-            "(As it stands now; not a history: the history of {} is not kept yet.)",
-            measure.label.get(lang)
-        ),
+        (Lang::En, None) => {
+            format!("(As it stands now; not a history: the history of {what} is not kept yet.)")
+        }
     })
 }
 

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 pub use sender::Sender;
 
-use crate::whatsapp::graph::{content, split_text, Recipient};
+use crate::whatsapp::graph::{content, Recipient};
 use crate::whatsapp::payload::{DeliveryStatus, StatusUpdate};
 
 /// Why a message is sent (`wa_outbox.purpose`): what the sender's hooks are keyed by.
@@ -120,12 +120,7 @@ pub async fn enqueue_reply(
     to: &Recipient,
     text: Option<&str>,
 ) -> anyhow::Result<usize> {
-    let parts: Vec<Value> = text
-        .map(split_text)
-        .unwrap_or_default()
-        .iter()
-        .map(|part| content::text(part))
-        .collect();
+    let parts = text.map(content::text_parts).unwrap_or_default();
     enqueue_messages(conn, wamid, purpose, to, &parts).await
 }
 

@@ -104,6 +104,14 @@ pub mod content {
         json!({ "type": "text", "text": { "preview_url": false, "body": body } })
     }
 
+    /// `body` as text messages, cut where WhatsApp's limit needs it ([`super::split_text`]).
+    pub fn text_parts(body: &str) -> Vec<Value> {
+        super::split_text(body)
+            .iter()
+            .map(|part| text(part))
+            .collect()
+    }
+
     /// Up to three reply buttons `(id, title)`.
     pub fn buttons(body: &str, buttons: &[(&str, &str)]) -> Value {
         let buttons: Vec<Value> = buttons

@@ -264,11 +264,8 @@ impl FakeGraph {
                 axum::Json(json!({ "success": true })),
             );
         }
-        if let Some((status, answer)) = self.script.lock().unwrap().pop_front() {
-            return (
-                axum::http::StatusCode::from_u16(status).unwrap(),
-                axum::Json(answer),
-            );
+        if let Some(scripted) = self.scripted() {
+            return scripted;
         }
         let n = requests.len();
         (
@@ -349,17 +346,23 @@ impl FakeGraph {
             }
         }
         let mut uploads = self.uploads.lock().unwrap();
-        if let Some((status, answer)) = self.script.lock().unwrap().pop_front() {
+        if let Some(scripted) = self.scripted() {
             uploads.push(upload);
-            return (
-                axum::http::StatusCode::from_u16(status).unwrap(),
-                axum::Json(answer),
-            );
+            return scripted;
         }
         let id = format!("media.fake.{}", uploads.len() + 1);
         upload.media_id = Some(id.clone());
         uploads.push(upload);
         (axum::http::StatusCode::OK, axum::Json(json!({ "id": id })))
+    }
+
+    /// The next scripted answer, if one waits.
+    fn scripted(&self) -> Option<(axum::http::StatusCode, axum::Json<Value>)> {
+        let (status, answer) = self.script.lock().unwrap().pop_front()?;
+        Some((
+            axum::http::StatusCode::from_u16(status).unwrap(),
+            axum::Json(answer),
+        ))
     }
 
     /// Media uploads so far.
